@@ -1,0 +1,622 @@
+//! The single API error type and the SQLSTATE -> HTTP status mapping.
+//!
+//! Every handler returns [`ApiResult`]. Database errors are converted with
+//! `?`: the SQLSTATE raised by PostgreSQL (including the extension's own
+//! `LC` class) decides the HTTP status and the machine-readable `code`, and
+//! the database message, detail and hint are passed through to the client.
+//! SQLSTATEs that are not in the table are treated as internal errors: the
+//! client only sees `"internal error"`, the full error is logged.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use deadpool_postgres::PoolError;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::error::DbError;
+
+/// Result type of every API handler.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Code used for database errors whose SQLSTATE is not in the mapping table.
+pub const CODE_DATABASE_ERROR: &str = "database_error";
+/// Code used for internal (non-database) errors.
+pub const CODE_INTERNAL: &str = "internal";
+/// Code used when no database connection can be obtained.
+pub const CODE_DATABASE_UNAVAILABLE: &str = "database_unavailable";
+/// Message sent to clients for every error whose details are hidden.
+pub const INTERNAL_MESSAGE: &str = "internal error";
+
+/// One row of the SQLSTATE mapping table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SqlStateMapping {
+    /// Five-character SQLSTATE.
+    pub sqlstate: &'static str,
+    /// Machine-readable error code sent to clients (snake_case).
+    pub code: &'static str,
+    /// HTTP status sent to clients.
+    pub status: StatusCode,
+}
+
+const fn map(sqlstate: &'static str, code: &'static str, status: StatusCode) -> SqlStateMapping {
+    SqlStateMapping {
+        sqlstate,
+        code,
+        status,
+    }
+}
+
+/// SQLSTATEs with a dedicated HTTP status. Class `08` (connection
+/// exceptions) is handled as a whole by [`sqlstate_mapping`]; every other
+/// SQLSTATE is an internal error (500).
+pub const SQLSTATE_TABLE: &[SqlStateMapping] = &[
+    // Extension errors (class LC), see the extension's error documentation.
+    map("LC001", "held_row_modification", StatusCode::LOCKED),
+    map("LC002", "held_table_truncate", StatusCode::LOCKED),
+    map("LC003", "held_table_drop", StatusCode::LOCKED),
+    map("LC004", "guard_tampering", StatusCode::FORBIDDEN),
+    map("LC005", "audit_log_append_only", StatusCode::FORBIDDEN),
+    map("LC006", "legal_hold_immutable", StatusCode::FORBIDDEN),
+    map("LC010", "data_map_conflict", StatusCode::CONFLICT),
+    map("LC011", "data_map_column_in_use", StatusCode::CONFLICT),
+    map("LC012", "not_registered", StatusCode::NOT_FOUND),
+    map("LC020", "hold_not_found", StatusCode::NOT_FOUND),
+    map("LC021", "hold_already_released", StatusCode::CONFLICT),
+    map(
+        "LC022",
+        "unknown_scope_type",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    // Standard PostgreSQL errors.
+    map(
+        "22023",
+        "invalid_parameter_value",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map(
+        "22004",
+        "null_value_not_allowed",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map(
+        "22P02",
+        "invalid_text_representation",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map(
+        "42703",
+        "undefined_column",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map(
+        "42804",
+        "datatype_mismatch",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map("42P01", "undefined_table", StatusCode::NOT_FOUND),
+    map("42501", "insufficient_privilege", StatusCode::FORBIDDEN),
+    map("23505", "unique_violation", StatusCode::CONFLICT),
+    // Retryable.
+    map(
+        "40001",
+        "serialization_failure",
+        StatusCode::SERVICE_UNAVAILABLE,
+    ),
+    map(
+        "40P01",
+        "deadlock_detected",
+        StatusCode::SERVICE_UNAVAILABLE,
+    ),
+    map("57014", "query_canceled", StatusCode::SERVICE_UNAVAILABLE),
+];
+
+/// Mapping for class `08` (connection exception) SQLSTATEs.
+const CONNECTION_EXCEPTION: SqlStateMapping = map(
+    "08000",
+    "connection_exception",
+    StatusCode::SERVICE_UNAVAILABLE,
+);
+
+/// Look up the mapping of a SQLSTATE. `None` means "internal error".
+pub fn sqlstate_mapping(sqlstate: &str) -> Option<SqlStateMapping> {
+    if let Some(mapping) = SQLSTATE_TABLE.iter().find(|m| m.sqlstate == sqlstate) {
+        return Some(*mapping);
+    }
+    if sqlstate.len() == 5 && sqlstate.starts_with("08") {
+        return Some(CONNECTION_EXCEPTION);
+    }
+    None
+}
+
+/// HTTP status for a SQLSTATE (500 for anything not in the table).
+pub fn status_for_sqlstate(sqlstate: &str) -> StatusCode {
+    sqlstate_mapping(sqlstate).map_or(StatusCode::INTERNAL_SERVER_ERROR, |m| m.status)
+}
+
+/// Machine-readable error code for a SQLSTATE (`database_error` for
+/// anything not in the table).
+pub fn code_for_sqlstate(sqlstate: &str) -> &'static str {
+    sqlstate_mapping(sqlstate).map_or(CODE_DATABASE_ERROR, |m| m.code)
+}
+
+/// JSON body of every error response: `{"error": {...}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+/// The `error` object of an error response. Absent fields are omitted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+}
+
+/// The API error type. Renders as an [`ErrorResponse`] JSON body.
+///
+/// Boxed so that `Result<T, ApiError>` stays pointer-sized on the error side.
+#[derive(Debug)]
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    status: StatusCode,
+    code: Cow<'static, str>,
+    message: String,
+    detail: Option<String>,
+    hint: Option<String>,
+    sqlstate: Option<String>,
+    /// Logged when the response is produced; never sent to the client.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    /// A new error with the given status, machine code and message.
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self(Box::new(Inner {
+            status,
+            code: code.into(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+            sqlstate: None,
+            internal: None,
+        }))
+    }
+
+    /// 400 `bad_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    /// 404 `not_found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    /// 422 `unprocessable_entity`.
+    pub fn unprocessable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unprocessable_entity",
+            message,
+        )
+    }
+
+    /// 503 with the given code.
+    pub fn service_unavailable(
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+
+    /// 503 `database_unavailable`.
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        Self::service_unavailable(CODE_DATABASE_UNAVAILABLE, message)
+    }
+
+    /// 500 `internal`. The cause is logged, the client sees `"internal error"`.
+    pub fn internal(cause: impl fmt::Display) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            CODE_INTERNAL,
+            INTERNAL_MESSAGE,
+        )
+        .with_internal(cause.to_string())
+    }
+
+    /// Build an error from a PostgreSQL error report using the SQLSTATE
+    /// table. Unmapped SQLSTATEs become a 500 `database_error` whose
+    /// message, detail and hint are hidden (and logged).
+    pub fn from_db_error(db: &DbError) -> Self {
+        let sqlstate = db.code().code();
+        match sqlstate_mapping(sqlstate) {
+            Some(mapping) => Self(Box::new(Inner {
+                status: mapping.status,
+                code: Cow::Borrowed(mapping.code),
+                message: db.message().to_owned(),
+                detail: db.detail().map(str::to_owned),
+                hint: db.hint().map(str::to_owned),
+                sqlstate: Some(sqlstate.to_owned()),
+                internal: None,
+            })),
+            None => Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                CODE_DATABASE_ERROR,
+                INTERNAL_MESSAGE,
+            )
+            .with_sqlstate(sqlstate)
+            .with_internal(describe_db_error(db)),
+        }
+    }
+
+    /// Error for a failure to establish a database connection. Always 503,
+    /// whatever the SQLSTATE (e.g. `3D000` for a database that does not
+    /// exist, `28P01` for bad credentials).
+    pub fn from_connect_error(err: &tokio_postgres::Error) -> Self {
+        let mut api = Self::database_unavailable("could not connect to the database")
+            .with_internal(error_chain(err));
+        if let Some(db) = err.as_db_error() {
+            api.0.detail = Some(db.message().to_owned());
+            api.0.sqlstate = Some(db.code().code().to_owned());
+        }
+        api
+    }
+
+    /// Replace the machine code.
+    pub fn with_code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.0.code = code.into();
+        self
+    }
+
+    /// Set the `detail` field.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.0.detail = Some(detail.into());
+        self
+    }
+
+    /// Set the `hint` field.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.0.hint = Some(hint.into());
+        self
+    }
+
+    /// Set the `sqlstate` field.
+    pub fn with_sqlstate(mut self, sqlstate: impl Into<String>) -> Self {
+        self.0.sqlstate = Some(sqlstate.into());
+        self
+    }
+
+    /// Attach an internal description that is logged but never sent.
+    pub fn with_internal(mut self, internal: impl Into<String>) -> Self {
+        self.0.internal = Some(internal.into());
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.0.status
+    }
+
+    pub fn code(&self) -> &str {
+        &self.0.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    pub fn detail(&self) -> Option<&str> {
+        self.0.detail.as_deref()
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.0.hint.as_deref()
+    }
+
+    pub fn sqlstate(&self) -> Option<&str> {
+        self.0.sqlstate.as_deref()
+    }
+
+    /// The JSON body this error renders as.
+    pub fn to_body(&self) -> ErrorResponse {
+        ErrorResponse {
+            error: ErrorBody {
+                code: self.0.code.to_string(),
+                message: self.0.message.clone(),
+                detail: self.0.detail.clone(),
+                hint: self.0.hint.clone(),
+                sqlstate: self.0.sqlstate.clone(),
+            },
+        }
+    }
+}
+
+/// `err` followed by its chain of sources, separated by `": "`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+fn describe_db_error(db: &DbError) -> String {
+    let mut out = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(detail) = db.detail() {
+        out.push_str("; detail: ");
+        out.push_str(detail);
+    }
+    if let Some(hint) = db.hint() {
+        out.push_str("; hint: ");
+        out.push_str(hint);
+    }
+    if let Some(where_) = db.where_() {
+        out.push_str("; where: ");
+        out.push_str(where_);
+    }
+    out
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {}: {}",
+            self.0.status.as_u16(),
+            self.0.code,
+            self.0.message
+        )?;
+        if let Some(internal) = &self.0.internal {
+            write!(f, " ({internal})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let Inner {
+            status,
+            code,
+            message,
+            sqlstate,
+            internal,
+            ..
+        } = &*self.0;
+        let status = *status;
+        let sqlstate = sqlstate.as_deref();
+        let internal = internal.as_deref();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(
+                status = status.as_u16(),
+                %code,
+                sqlstate,
+                error = %message,
+                internal,
+                "request failed: service unavailable"
+            );
+        } else if status.is_server_error() {
+            tracing::error!(
+                status = status.as_u16(),
+                %code,
+                sqlstate,
+                error = %message,
+                internal,
+                "request failed"
+            );
+        } else {
+            tracing::debug!(
+                status = status.as_u16(),
+                %code,
+                sqlstate,
+                error = %message,
+                "request rejected"
+            );
+        }
+
+        let mut response = (status, Json(self.to_body())).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+impl From<tokio_postgres::Error> for ApiError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        if let Some(db) = err.as_db_error() {
+            return Self::from_db_error(db);
+        }
+        let io_failure = std::error::Error::source(&err)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some());
+        if err.is_closed() || io_failure {
+            return Self::database_unavailable("lost the connection to the database")
+                .with_internal(error_chain(&err));
+        }
+        Self::internal(error_chain(&err))
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Backend(err) => Self::from_connect_error(&err),
+            PoolError::Timeout(kind) => {
+                Self::database_unavailable("timed out waiting for a database connection")
+                    .with_internal(format!("pool timeout: {kind:?}"))
+            }
+            PoolError::Closed => {
+                Self::database_unavailable("the database connection pool is closed")
+            }
+            other => Self::internal(error_chain(&other)),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::new(
+            rejection.status(),
+            "invalid_request_body",
+            rejection.body_text(),
+        )
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(err: anyhow::Error) -> Self {
+        Self::internal(format!("{err:#}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documented_sqlstates_map_to_documented_statuses() {
+        let expected: &[(&str, u16, &str)] = &[
+            ("LC001", 423, "held_row_modification"),
+            ("LC002", 423, "held_table_truncate"),
+            ("LC003", 423, "held_table_drop"),
+            ("LC004", 403, "guard_tampering"),
+            ("LC005", 403, "audit_log_append_only"),
+            ("LC006", 403, "legal_hold_immutable"),
+            ("LC010", 409, "data_map_conflict"),
+            ("LC011", 409, "data_map_column_in_use"),
+            ("LC012", 404, "not_registered"),
+            ("LC020", 404, "hold_not_found"),
+            ("LC021", 409, "hold_already_released"),
+            ("LC022", 422, "unknown_scope_type"),
+            ("22023", 422, "invalid_parameter_value"),
+            ("22004", 422, "null_value_not_allowed"),
+            ("22P02", 422, "invalid_text_representation"),
+            ("42703", 422, "undefined_column"),
+            ("42804", 422, "datatype_mismatch"),
+            ("42P01", 404, "undefined_table"),
+            ("42501", 403, "insufficient_privilege"),
+            ("23505", 409, "unique_violation"),
+            ("40001", 503, "serialization_failure"),
+            ("40P01", 503, "deadlock_detected"),
+            ("57014", 503, "query_canceled"),
+            ("08000", 503, "connection_exception"),
+            ("08001", 503, "connection_exception"),
+            ("08003", 503, "connection_exception"),
+            ("08006", 503, "connection_exception"),
+            ("08P01", 503, "connection_exception"),
+        ];
+        for &(sqlstate, status, code) in expected {
+            assert_eq!(status_for_sqlstate(sqlstate).as_u16(), status, "{sqlstate}");
+            assert_eq!(code_for_sqlstate(sqlstate), code, "{sqlstate}");
+        }
+        // Every table row is covered above.
+        for row in SQLSTATE_TABLE {
+            assert!(
+                expected.iter().any(|(s, _, _)| *s == row.sqlstate),
+                "untested table row {row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unmapped_sqlstates_are_internal_errors() {
+        for sqlstate in [
+            "22012", "XX000", "P0001", "LC999", "23503", "0800", "080000", "",
+        ] {
+            assert_eq!(
+                status_for_sqlstate(sqlstate),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{sqlstate}"
+            );
+            assert_eq!(code_for_sqlstate(sqlstate), CODE_DATABASE_ERROR);
+        }
+    }
+
+    #[test]
+    fn table_is_well_formed() {
+        for (i, row) in SQLSTATE_TABLE.iter().enumerate() {
+            assert_eq!(row.sqlstate.len(), 5, "{row:?}");
+            assert!(
+                row.code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{row:?}"
+            );
+            assert_ne!(row.status, StatusCode::INTERNAL_SERVER_ERROR, "{row:?}");
+            assert!(
+                SQLSTATE_TABLE[i + 1..]
+                    .iter()
+                    .all(|other| other.sqlstate != row.sqlstate),
+                "duplicate {row:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn body_omits_absent_fields() {
+        let err = ApiError::not_found("no such hold");
+        let json = serde_json::to_value(err.to_body()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {"code": "not_found", "message": "no such hold"}})
+        );
+
+        let err = ApiError::new(StatusCode::LOCKED, "held_row_modification", "held")
+            .with_detail("d")
+            .with_hint("h")
+            .with_sqlstate("LC001");
+        let json = serde_json::to_value(err.to_body()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": {
+                "code": "held_row_modification",
+                "message": "held",
+                "detail": "d",
+                "hint": "h",
+                "sqlstate": "LC001"
+            }})
+        );
+    }
+
+    #[test]
+    fn internal_errors_hide_the_cause() {
+        let err = ApiError::internal("secret connection string");
+        assert_eq!(err.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code(), CODE_INTERNAL);
+        let body = serde_json::to_string(&err.to_body()).unwrap();
+        assert!(!body.contains("secret"), "{body}");
+        let response = err.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn unavailable_responses_carry_retry_after() {
+        let response = ApiError::database_unavailable("down").into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+    }
+}

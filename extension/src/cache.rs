@@ -1,0 +1,390 @@
+//! Per-backend caches of the legal holds in force and of each guarded
+//! relation's scope columns, kept coherent with PostgreSQL's invalidation
+//! messages.
+//!
+//! Why a cache: the row guard fires for every row a statement updates or
+//! deletes. With no hold in force for any scope the table maps, the guard
+//! must cost next to nothing, so it must not query `lifecycle.legal_holds`
+//! per row.
+//!
+//! Coherence: every change to `lifecycle.legal_holds` or to a data-map table
+//! queues a relcache invalidation of that table (statement triggers in
+//! `sql/extension/guards.sql`), which PostgreSQL delivers to every backend at
+//! commit. A backend processes pending invalidations whenever it acquires a
+//! relation lock, so the `ROW EXCLUSIVE` lock a DELETE or UPDATE takes on its
+//! table makes it see every hold committed before that lock was granted.
+//! `place_hold` takes a `SHARE` lock on every relation in the hold's scope,
+//! which waits for in-flight writers and keeps new ones out until the hold
+//! commits: a write either finishes before the hold exists or sees it.
+//! Holds are read with a fresh snapshot (not the transaction's), so this also
+//! holds under REPEATABLE READ and SERIALIZABLE.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+use crate::error::LcResult;
+use crate::privilege;
+
+/// One legal hold in force.
+#[derive(Debug, Clone)]
+pub struct Hold {
+    pub id: String,
+    pub scope_type: String,
+    pub scope_id: String,
+    pub tenant_id: Option<String>,
+    pub reason: String,
+    pub created_by: String,
+    /// `TimestampTz` (microseconds since 2000-01-01), if the hold expires.
+    pub expires_at: Option<i64>,
+}
+
+impl Hold {
+    pub fn in_force_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|e| e > now)
+    }
+
+    pub fn describe_scope(&self) -> String {
+        match &self.tenant_id {
+            Some(t) if self.scope_type != "tenant" => {
+                format!("{} {} in tenant {}", self.scope_type, self.scope_id, t)
+            }
+            _ => format!("{} {}", self.scope_type, self.scope_id),
+        }
+    }
+}
+
+/// A column that ties a row to a scope (a subject type, or `tenant`).
+#[derive(Debug, Clone)]
+pub struct ScopeColumn {
+    pub scope_type: String,
+    pub column: String,
+    pub attnum: i16,
+    pub type_oid: pg_sys::Oid,
+}
+
+/// What the guards need to know about one relation (a registered table or
+/// a partition of one).
+#[derive(Debug)]
+pub struct TableGuard {
+    pub relid: pg_sys::Oid,
+    /// The registered relation (the partitioned root for a partition).
+    pub registered: pg_sys::Oid,
+    /// Qualified, quoted name of `relid`, for messages and queries.
+    pub name: String,
+    pub scopes: Vec<ScopeColumn>,
+    /// The column mapped to the `tenant` scope, if the table is tenant-scoped.
+    pub tenant: Option<ScopeColumn>,
+    /// Soft-delete column: (name, attnum, type oid).
+    pub soft_delete: Option<(String, i16, pg_sys::Oid)>,
+}
+
+#[derive(Default)]
+struct Holds {
+    by_scope: HashMap<String, Vec<Hold>>,
+}
+
+thread_local! {
+    static HOLDS_GEN: Cell<u64> = const { Cell::new(1) };
+    static MAP_GEN: Cell<u64> = const { Cell::new(1) };
+    static HOLDS: RefCell<Option<(u64, Rc<Holds>)>> = const { RefCell::new(None) };
+    static TABLES: RefCell<(u64, HashMap<pg_sys::Oid, Option<Rc<TableGuard>>>)> =
+        RefCell::new((0, HashMap::new()));
+    static GUARDED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+    static WATCHED: Cell<[pg_sys::Oid; 8]> = const { Cell::new([pg_sys::Oid::INVALID; 8]) };
+    static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
+}
+
+const HOLDS_SLOT: usize = 0;
+
+/// The extension's own tables whose changes invalidate the caches. Slot 0 is
+/// `legal_holds`; the rest are the data map.
+const WATCHED_TABLES: [&str; 7] = [
+    "legal_holds",
+    "subject_tables",
+    "tenant_tables",
+    "tables",
+    "memberships",
+    "scopes",
+    "column_rules",
+];
+
+fn bump(gen: &'static std::thread::LocalKey<Cell<u64>>) {
+    gen.with(|g| g.set(g.get().wrapping_add(1)));
+}
+
+/// Relcache invalidation callback. Runs inside invalidation processing:
+/// it only flips counters, never allocates in PostgreSQL or errors.
+unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
+    if relid == pg_sys::Oid::INVALID {
+        bump(&HOLDS_GEN);
+        bump(&MAP_GEN);
+        privilege::reset();
+        return;
+    }
+    let watched = WATCHED.with(|w| w.get());
+    if relid == watched[HOLDS_SLOT] {
+        bump(&HOLDS_GEN);
+        return;
+    }
+    if watched[1..].contains(&relid) {
+        bump(&MAP_GEN);
+        return;
+    }
+    let guarded = GUARDED.with(|g| match g.try_borrow() {
+        Ok(set) => set.contains(&relid),
+        Err(_) => true,
+    });
+    if guarded {
+        bump(&MAP_GEN);
+    }
+}
+
+fn ensure_callback() {
+    if !CALLBACK_REGISTERED.with(|c| c.get()) {
+        unsafe {
+            pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+        }
+        CALLBACK_REGISTERED.with(|c| c.set(true));
+    }
+}
+
+fn resolve_watched() -> LcResult<()> {
+    let mut oids = [pg_sys::Oid::INVALID; 8];
+    for (i, t) in WATCHED_TABLES.iter().enumerate() {
+        oids[i] = crate::spi::one::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass('lifecycle.' || pg_catalog.quote_ident($1))::oid",
+            &[(*t).into()],
+        )?
+        .unwrap_or(pg_sys::Oid::INVALID);
+    }
+    WATCHED.with(|w| w.set(oids));
+    Ok(())
+}
+
+/// Queue an invalidation of one of the extension's tables: every backend
+/// (this one at the next command, the others at commit) reloads its cache.
+pub fn invalidate(table: &str) -> LcResult<()> {
+    let oid = crate::spi::one::<pg_sys::Oid>(
+        "SELECT pg_catalog.to_regclass('lifecycle.' || pg_catalog.quote_ident($1))::oid",
+        &[table.into()],
+    )?;
+    if let Some(oid) = oid {
+        unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
+    }
+    Ok(())
+}
+
+/// Run `f` with a snapshot taken now rather than the transaction's, so that
+/// holds committed after a REPEATABLE READ transaction began are seen.
+fn with_latest_snapshot<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    unsafe { pg_sys::PushActiveSnapshot(pg_sys::GetLatestSnapshot()) };
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    unsafe { pg_sys::PopActiveSnapshot() };
+    match r {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+fn load_holds() -> LcResult<Holds> {
+    privilege::as_extension_owner(|| {
+        with_latest_snapshot(|| {
+            Spi::connect(|client| {
+                let mut holds = Holds::default();
+                let rows = client.select(
+                    "SELECT id::text, scope_type, scope_id, tenant_id, reason, created_by, \
+                            expires_at \
+                       FROM lifecycle.legal_holds \
+                      WHERE active AND (expires_at IS NULL OR expires_at > pg_catalog.now())",
+                    None,
+                    &[],
+                )?;
+                for row in rows {
+                    let h = Hold {
+                        id: row.get::<String>(1)?.unwrap_or_default(),
+                        scope_type: row.get::<String>(2)?.unwrap_or_default(),
+                        scope_id: row.get::<String>(3)?.unwrap_or_default(),
+                        tenant_id: row.get::<String>(4)?,
+                        reason: row.get::<String>(5)?.unwrap_or_default(),
+                        created_by: row.get::<String>(6)?.unwrap_or_default(),
+                        expires_at: row
+                            .get::<pgrx::datum::TimestampWithTimeZone>(7)?
+                            .map(|t| t.into_inner()),
+                    };
+                    holds
+                        .by_scope
+                        .entry(h.scope_type.clone())
+                        .or_default()
+                        .push(h);
+                }
+                Ok(holds)
+            })
+        })
+    })
+}
+
+fn current_holds() -> LcResult<Rc<Holds>> {
+    ensure_callback();
+    let gen = HOLDS_GEN.with(|g| g.get());
+    if let Some((g, h)) = HOLDS.with(|h| h.borrow().clone()) {
+        if g == gen {
+            return Ok(h);
+        }
+    }
+    if WATCHED.with(|w| w.get())[HOLDS_SLOT] == pg_sys::Oid::INVALID {
+        resolve_watched()?;
+    }
+    let holds = Rc::new(load_holds()?);
+    HOLDS.with(|h| *h.borrow_mut() = Some((gen, holds.clone())));
+    Ok(holds)
+}
+
+/// Holds in force now for `scope_type`, if any (the common case is none).
+pub fn holds_for(scope_type: &str) -> LcResult<Vec<Hold>> {
+    let holds = current_holds()?;
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    Ok(holds
+        .by_scope
+        .get(scope_type)
+        .map(|v| v.iter().filter(|h| h.in_force_at(now)).cloned().collect())
+        .unwrap_or_default())
+}
+
+/// True when no hold is in force for any scope this table maps.
+pub fn table_is_unheld(guard: &TableGuard) -> LcResult<bool> {
+    let holds = current_holds()?;
+    if holds.by_scope.is_empty() {
+        return Ok(true);
+    }
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    Ok(!guard.scopes.iter().any(|s| {
+        holds
+            .by_scope
+            .get(&s.scope_type)
+            .is_some_and(|v| v.iter().any(|h| h.in_force_at(now)))
+    }))
+}
+
+/// The guard configuration of `relid`, or `None` when neither it nor any of
+/// its partition ancestors is registered.
+pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
+    ensure_callback();
+    let gen = MAP_GEN.with(|g| g.get());
+    let cached = TABLES.with(|t| {
+        let t = t.borrow();
+        if t.0 == gen {
+            t.1.get(&relid).cloned()
+        } else {
+            None
+        }
+    });
+    if let Some(found) = cached {
+        return Ok(found);
+    }
+    if WATCHED.with(|w| w.get())[1] == pg_sys::Oid::INVALID {
+        resolve_watched()?;
+    }
+    let loaded = privilege::as_extension_owner(|| load_table_guard(relid))?.map(Rc::new);
+    TABLES.with(|t| {
+        let mut t = t.borrow_mut();
+        if t.0 != gen {
+            t.0 = gen;
+            t.1.clear();
+        }
+        t.1.insert(relid, loaded.clone());
+    });
+    GUARDED.with(|g| {
+        let mut g = g.borrow_mut();
+        g.insert(relid);
+        if let Some(l) = &loaded {
+            g.insert(l.registered);
+        }
+    });
+    Ok(loaded)
+}
+
+/// Every (scope type, column) a registered relation maps, from the data map.
+pub const SCOPE_COLUMNS_SQL: &str = "\
+    SELECT scope_type, column_name::text FROM lifecycle.scope_columns WHERE relation = $1::regclass \
+     ORDER BY scope_type = 'tenant', scope_type, column_name";
+
+fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
+    Spi::connect(|client| {
+        // The nearest registered relation among relid and its ancestors.
+        let registered = crate::spi::first::<pg_sys::Oid>(client
+            .select(
+                "SELECT a.relid FROM (SELECT $1::regclass::oid, 0::bigint UNION ALL \
+                        SELECT relid::oid, depth FROM pg_catalog.pg_partition_ancestors($1::regclass) \
+                        WITH ORDINALITY AS p(relid, depth)) AS a(relid, depth) \
+                  WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r \
+                                 WHERE r.relation = a.relid) \
+                  ORDER BY depth LIMIT 1",
+                None,
+                &[relid.into()],
+            )?)?;
+        let Some(registered) = registered else {
+            return Ok(None);
+        };
+        let name = crate::spi::first::<String>(client.select(
+            "SELECT $1::regclass::text",
+            None,
+            &[relid.into()],
+        )?)?
+        .unwrap_or_default();
+        let mut scopes = Vec::new();
+        for row in client.select(SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
+            let scope_type: String = row.get(1)?.unwrap_or_default();
+            let column: String = row.get(2)?.unwrap_or_default();
+            if let Some((attnum, type_oid)) = attribute(&client, relid, &column)? {
+                scopes.push(ScopeColumn {
+                    scope_type,
+                    column,
+                    attnum,
+                    type_oid,
+                });
+            }
+        }
+        let tenant = scopes.iter().find(|s| s.scope_type == "tenant").cloned();
+        let soft_delete_column = crate::spi::first::<String>(client.select(
+            "SELECT soft_delete_column::text FROM lifecycle.tables WHERE relation = $1::regclass",
+            None,
+            &[registered.into()],
+        )?)?;
+        let soft_delete = match soft_delete_column {
+            Some(col) => attribute(&client, relid, &col)?.map(|(n, t)| (col, n, t)),
+            None => None,
+        };
+        Ok(Some(TableGuard {
+            relid,
+            registered,
+            name,
+            scopes,
+            tenant,
+            soft_delete,
+        }))
+    })
+}
+
+fn attribute(
+    client: &pgrx::spi::SpiClient<'_>,
+    relid: pg_sys::Oid,
+    column: &str,
+) -> LcResult<Option<(i16, pg_sys::Oid)>> {
+    let row = client
+        .select(
+            "SELECT attnum, atttypid FROM pg_catalog.pg_attribute \
+              WHERE attrelid = $1 AND attname = $2::name AND NOT attisdropped AND attnum > 0",
+            None,
+            &[relid.into(), column.into()],
+        )?
+        .first();
+    if row.is_empty() {
+        return Ok(None);
+    }
+    let (n, t) = row.get_two::<i16, pg_sys::Oid>()?;
+    Ok(n.zip(t))
+}

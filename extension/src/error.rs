@@ -1,0 +1,374 @@
+//! Errors of the extension: one constructor per documented SQLSTATE.
+//!
+//! pgrx's own error type only carries PostgreSQL's built-in SQLSTATEs, so the
+//! extension reports its errors itself: every refusal is an [`LcError`] with a
+//! five-character SQLSTATE (class `LC` for the extension's own conditions),
+//! a message in PostgreSQL's style, a DETAIL and a HINT. [`boundary`] is the
+//! single place where an `LcError` becomes a PostgreSQL `ERROR`; every
+//! `#[pg_extern]` and trigger entry point runs its body inside it.
+//!
+//! The table of codes is documented in `docs/sqlstates.md`; the two must agree
+//! (a test checks that every code below is listed there).
+
+use std::cell::RefCell;
+use std::ffi::CString;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use pgrx::pg_sys;
+
+/// An error the extension raises on purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LcError {
+    pub sqlstate: &'static str,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+pub type LcResult<T> = Result<T, LcError>;
+
+/// The extension's SQLSTATEs, with their condition names, as documented.
+pub const CODES: &[(&str, &str)] = &[
+    ("LC001", "held_row_modification"),
+    ("LC002", "held_table_truncate"),
+    ("LC003", "held_table_drop"),
+    ("LC004", "guard_tampering"),
+    ("LC005", "audit_log_append_only"),
+    ("LC006", "legal_hold_immutable"),
+    ("LC010", "data_map_conflict"),
+    ("LC011", "data_map_column_in_use"),
+    ("LC012", "not_registered"),
+    ("LC020", "hold_not_found"),
+    ("LC021", "hold_already_released"),
+    ("LC022", "unknown_scope_type"),
+    ("22023", "invalid_parameter_value"),
+    ("22004", "null_value_not_allowed"),
+    ("42703", "undefined_column"),
+    ("42804", "datatype_mismatch"),
+    ("42501", "insufficient_privilege"),
+    ("XX000", "internal_error"),
+];
+
+impl LcError {
+    fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+        LcError {
+            sqlstate,
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    // ----- legal holds -------------------------------------------------------
+
+    /// LC001: a DELETE or UPDATE reached a row that a legal hold covers.
+    pub fn held_row_modification(operation: &str, table: &str) -> Self {
+        Self::new(
+            "LC001",
+            format!("cannot {operation} row of table {table}: it is under legal hold"),
+        )
+    }
+
+    /// LC002: TRUNCATE of a table that holds rows under legal hold.
+    pub fn held_table_truncate(table: &str) -> Self {
+        Self::new(
+            "LC002",
+            format!("cannot truncate table {table}: it holds rows under legal hold"),
+        )
+    }
+
+    /// LC003: dropping, detaching or unregistering a table that may hold rows
+    /// under legal hold.
+    pub fn held_table_drop(action: &str, table: &str) -> Self {
+        Self::new(
+            "LC003",
+            format!("cannot {action} table {table}: it may hold rows under legal hold"),
+        )
+    }
+
+    /// LC004: a guard trigger was disabled, dropped or renamed by a role that
+    /// is not a superuser.
+    pub fn guard_tampering(action: &str, trigger: &str, table: &str) -> Self {
+        Self::new(
+            "LC004",
+            format!(
+                "cannot {action} trigger \"{trigger}\" on table {table}: it is a lifecycle guard"
+            ),
+        )
+    }
+
+    /// LC005: UPDATE, DELETE or TRUNCATE of the audit log.
+    pub fn audit_log_append_only(operation: &str) -> Self {
+        Self::new(
+            "LC005",
+            format!("cannot {operation} lifecycle.audit_log: the audit log is append-only"),
+        )
+        .detail("Audit events are hash-chained; changing or removing one breaks the chain.")
+        .hint("Record a correcting event with lifecycle.record_event() instead.")
+    }
+
+    /// LC006: direct modification of the legal holds table.
+    pub fn legal_hold_immutable(operation: &str) -> Self {
+        Self::new(
+            "LC006",
+            format!("cannot {operation} lifecycle.legal_holds directly"),
+        )
+        .detail("Legal holds are records: they are placed and released, never edited or deleted.")
+        .hint("Use lifecycle.place_hold() and lifecycle.release_hold().")
+    }
+
+    // ----- data map ----------------------------------------------------------
+
+    /// LC010: a registration that contradicts an existing one.
+    pub fn data_map_conflict(message: impl Into<String>) -> Self {
+        Self::new("LC010", message)
+    }
+
+    /// LC011: DDL that would break a column the data map relies on.
+    pub fn data_map_column_in_use(table: &str, column: &str, role: &str) -> Self {
+        Self::new(
+            "LC011",
+            format!("column \"{column}\" of table {table} is used by the lifecycle data map"),
+        )
+        .detail(format!("The data map uses it as {role}."))
+        .hint("Unregister the table with lifecycle.unregister_table(), or register the new column first.")
+    }
+
+    /// LC012: an operation on a table the data map does not know.
+    pub fn not_registered(table: &str) -> Self {
+        Self::new(
+            "LC012",
+            format!("table {table} is not registered in the lifecycle data map"),
+        )
+        .hint(
+            "Register it with lifecycle.register_table(), register_subject() or register_tenant().",
+        )
+    }
+
+    // ----- holds API ---------------------------------------------------------
+
+    /// LC020: release of a hold id that does not exist.
+    pub fn hold_not_found(id: &str) -> Self {
+        Self::new("LC020", format!("legal hold {id} does not exist"))
+            .hint("List holds with SELECT * FROM lifecycle.legal_holds.")
+    }
+
+    /// LC021: release of a hold that was already released.
+    pub fn hold_already_released(id: &str, at: &str, by: &str) -> Self {
+        Self::new("LC021", format!("legal hold {id} is already released"))
+            .detail(format!("It was released at {at} by {by}."))
+            .hint("Nothing to do; place a new hold if one is needed.")
+    }
+
+    /// LC022: a hold whose scope type no registered table maps to a column.
+    pub fn unknown_scope_type(scope_type: &str, known: &[String]) -> Self {
+        Self::new("LC022", format!("unknown legal hold scope type \"{scope_type}\""))
+            .detail(if known.is_empty() {
+                "The data map is empty: no table maps any scope to a column.".to_string()
+            } else {
+                format!("Known scope types: {}.", known.join(", "))
+            })
+            .hint("Use 'tenant', a registered subject type, or map a column to the scope with lifecycle.register_scope().")
+    }
+
+    // ----- input validation (PostgreSQL's own codes) -------------------------
+
+    /// 22023: a parameter has a value outside what the function accepts.
+    pub fn invalid_parameter(message: impl Into<String>) -> Self {
+        Self::new("22023", message)
+    }
+
+    /// 22004: NULL passed where a value is required.
+    pub fn null_value(parameter: &str, function: &str) -> Self {
+        Self::new(
+            "22004",
+            format!("parameter \"{parameter}\" of {function} must not be NULL"),
+        )
+    }
+
+    /// 42703: a column that does not exist.
+    pub fn undefined_column(table: &str, column: &str) -> Self {
+        Self::new(
+            "42703",
+            format!("column \"{column}\" of relation {table} does not exist"),
+        )
+    }
+
+    /// 42804: a column whose type cannot serve the purpose it is registered for.
+    pub fn datatype_mismatch(message: impl Into<String>) -> Self {
+        Self::new("42804", message)
+    }
+
+    /// 42501: the caller may not do this.
+    pub fn insufficient_privilege(message: impl Into<String>) -> Self {
+        Self::new("42501", message)
+    }
+
+    /// XX000: an unexpected failure inside the extension.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new("XX000", message)
+    }
+}
+
+impl From<pgrx::spi::SpiError> for LcError {
+    fn from(e: pgrx::spi::SpiError) -> Self {
+        LcError::internal(format!("SPI failure: {e}"))
+    }
+}
+
+impl std::fmt::Display for LcError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.sqlstate, self.message)
+    }
+}
+
+thread_local! {
+    /// The last error raised by [`raise`]. When one of the extension's own
+    /// errors travels through a nested SPI call, pgrx re-throws it with a
+    /// generic SQLSTATE; the outer [`boundary`] uses this to restore it.
+    static LAST_RAISED: RefCell<Option<LcError>> = const { RefCell::new(None) };
+}
+
+fn sqlstate_code(s: &str) -> i32 {
+    // MAKE_SQLSTATE: six bits per character, first character lowest.
+    let b = s.as_bytes();
+    let mut code = 0i32;
+    for (i, ch) in b.iter().take(5).enumerate() {
+        code |= (((*ch as i32) - ('0' as i32)) & 0x3F) << (6 * i);
+    }
+    code
+}
+
+#[allow(improper_ctypes)]
+unsafe extern "C-unwind" {
+    fn errstart(elevel: std::os::raw::c_int, domain: *const std::os::raw::c_char) -> bool;
+    fn errcode(sqlerrcode: std::os::raw::c_int) -> std::os::raw::c_int;
+    fn errmsg(fmt: *const std::os::raw::c_char, ...) -> std::os::raw::c_int;
+    fn errdetail(fmt: *const std::os::raw::c_char, ...) -> std::os::raw::c_int;
+    fn errhint(fmt: *const std::os::raw::c_char, ...) -> std::os::raw::c_int;
+    fn errfinish(
+        filename: *const std::os::raw::c_char,
+        lineno: std::os::raw::c_int,
+        funcname: *const std::os::raw::c_char,
+    );
+}
+
+fn pg_cstr(s: &str) -> *mut std::os::raw::c_char {
+    let c = CString::new(s.replace('\0', "")).unwrap_or_default();
+    // Copy into the current memory context so nothing Rust-owned is left
+    // behind when errfinish() jumps away.
+    unsafe { pg_sys::pstrdup(c.as_ptr()) }
+}
+
+/// Report `e` as a PostgreSQL ERROR. Never returns.
+///
+/// Must only be called from [`boundary`], where no Rust value that needs
+/// dropping is alive in the frames that the error unwinds through.
+fn raise(e: LcError) -> ! {
+    LAST_RAISED.with(|l| *l.borrow_mut() = Some(e.clone()));
+    let code = sqlstate_code(e.sqlstate);
+    let message = pg_cstr(&e.message);
+    let detail = e.detail.as_deref().map(pg_cstr);
+    let hint = e.hint.as_deref().map(pg_cstr);
+    drop(e);
+    unsafe {
+        let fmt = c"%s".as_ptr();
+        if errstart(pg_sys::PGERROR as _, std::ptr::null()) {
+            errcode(code);
+            errmsg(fmt, message);
+            if let Some(d) = detail {
+                errdetail(fmt, d);
+            }
+            if let Some(h) = hint {
+                errhint(fmt, h);
+            }
+            errfinish(c"lifecycle".as_ptr(), 0, std::ptr::null());
+        }
+    }
+    unreachable!("errfinish returned at ERROR level")
+}
+
+/// Recover an `LcError` from a panic payload, when the payload is one of ours
+/// that pgrx re-threw after a nested SPI call.
+fn recover(payload: &(dyn std::any::Any + Send)) -> Option<LcError> {
+    use pgrx::pg_sys::panic::CaughtError;
+    let message = match payload.downcast_ref::<CaughtError>() {
+        Some(CaughtError::PostgresError(report))
+        | Some(CaughtError::ErrorReport(report))
+        | Some(CaughtError::RustPanic {
+            ereport: report, ..
+        }) => report.message().to_string(),
+        None => return None,
+    };
+    LAST_RAISED.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|e| e.message == message)
+            .cloned()
+    })
+}
+
+/// Run an entry point's body; an `Err` becomes a PostgreSQL ERROR with its
+/// own SQLSTATE, DETAIL and HINT. Panics (including PostgreSQL errors caught
+/// by pgrx) keep unwinding to pgrx's own boundary, except that errors of ours
+/// that passed through nested SPI get their SQLSTATE back.
+pub fn boundary<R>(f: impl FnOnce() -> LcResult<R>) -> R {
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    let err = match outcome {
+        Ok(Ok(v)) => return v,
+        Ok(Err(e)) => e,
+        Err(payload) => match recover(payload.as_ref()) {
+            Some(e) => {
+                drop(payload);
+                e
+            }
+            None => resume_unwind(payload),
+        },
+    };
+    raise(err)
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    #[test]
+    fn sqlstate_encoding_matches_postgres() {
+        // ERRCODE_DIVISION_BY_ZERO = MAKE_SQLSTATE('2','2','0','1','2')
+        assert_eq!(
+            sqlstate_code("22012"),
+            pg_sys::PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO as i32
+        );
+        assert_eq!(
+            sqlstate_code("XX000"),
+            pg_sys::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR as i32
+        );
+    }
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../docs/sqlstates.md");
+        for (code, name) in CODES {
+            assert!(doc.contains(code), "{code} missing from docs/sqlstates.md");
+            assert!(doc.contains(name), "{name} missing from docs/sqlstates.md");
+        }
+    }
+
+    #[test]
+    fn codes_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for (code, _) in CODES {
+            assert!(seen.insert(code), "{code} listed twice");
+        }
+    }
+}

@@ -1,0 +1,607 @@
+//! The guards: what the triggers and event triggers decide.
+//!
+//! * row guard (`BEFORE UPDATE OR DELETE ... FOR EACH ROW`, `ENABLE ALWAYS`):
+//!   refuses to change or remove a row a legal hold covers. Cascaded deletes
+//!   run the child's triggers, so they are refused too; `ENABLE ALWAYS` keeps
+//!   it firing under `session_replication_role = replica`.
+//! * truncate guard (`BEFORE TRUNCATE`, per relation including partitions):
+//!   refuses to empty a relation that holds a held row.
+//! * soft delete (`BEFORE DELETE ... FOR EACH ROW`): turns a DELETE into
+//!   setting the soft-delete column.
+//! * DDL guard (event triggers): keeps guard triggers enabled and present,
+//!   keeps registered columns in place, installs guards on new partitions,
+//!   refuses DROP/DETACH of relations that may hold held rows.
+
+use std::cell::Cell;
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use serde_json::json;
+
+use crate::audit::{self, Event};
+use crate::cache;
+use crate::datamap::{self, ROW_GUARD, SOFT_DELETE, TRUNCATE_GUARD};
+use crate::error::{LcError, LcResult};
+use crate::holds;
+use crate::privilege;
+
+thread_local! {
+    /// Depth of the extension's own writes to protected tables and its own
+    /// DDL on guarded tables. Not reachable from SQL.
+    static INTERNAL: Cell<u32> = const { Cell::new(0) };
+}
+
+pub fn internal_write_active() -> bool {
+    INTERNAL.with(|c| c.get() > 0)
+}
+
+/// Run `f` as the extension's own write (bypasses append-only and
+/// immutability triggers, and the DDL guard).
+pub fn with_internal_write<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    INTERNAL.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    INTERNAL.with(|c| c.set(c.get().saturating_sub(1)));
+    match r {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Reset after an aborted transaction left the counter raised.
+pub fn reset_internal() {
+    INTERNAL.with(|c| c.set(0));
+}
+
+const EVENT_OPMASK: u32 = pg_sys::TRIGGER_EVENT_OPMASK;
+
+fn op_name(event: u32) -> &'static str {
+    match event & EVENT_OPMASK {
+        x if x == pg_sys::TRIGGER_EVENT_DELETE => "delete",
+        x if x == pg_sys::TRIGGER_EVENT_UPDATE => "update",
+        x if x == pg_sys::TRIGGER_EVENT_TRUNCATE => "truncate",
+        _ => "insert",
+    }
+}
+
+/// Row guard. Returns the tuple the trigger must return.
+///
+/// # Safety
+/// `td` must be the TriggerData of a row-level BEFORE UPDATE/DELETE trigger.
+pub unsafe fn guard_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::HeapTuple> {
+    let event = td.tg_event;
+    let is_update = event & EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE;
+    let ret = if is_update {
+        td.tg_newtuple
+    } else {
+        td.tg_trigtuple
+    };
+    let relid = (*td.tg_relation).rd_id;
+    let Some(guard) = cache::table_guard(relid)? else {
+        return Ok(ret);
+    };
+    if cache::table_is_unheld(&guard)? {
+        return Ok(ret);
+    }
+    if let Some(h) = holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)? {
+        return Err(holds::row_refusal(op_name(event), &guard, &h));
+    }
+    Ok(ret)
+}
+
+/// Truncate guard.
+///
+/// # Safety
+/// `td` must be the TriggerData of a statement-level BEFORE TRUNCATE trigger.
+pub unsafe fn guard_truncate(td: &pg_sys::TriggerData) -> LcResult<()> {
+    let relid = (*td.tg_relation).rd_id;
+    let Some(guard) = cache::table_guard(relid)? else {
+        return Ok(());
+    };
+    if cache::table_is_unheld(&guard)? {
+        return Ok(());
+    }
+    let relkind = (*(*td.tg_relation).rd_rel).relkind as u8;
+    if relkind == pg_sys::RELKIND_PARTITIONED_TABLE {
+        // No rows of its own; each partition's guard checks its rows.
+        return Ok(());
+    }
+    let scopes: Vec<(String, String)> = guard
+        .scopes
+        .iter()
+        .map(|s| (s.scope_type.clone(), s.column.clone()))
+        .collect();
+    let tenant = guard.tenant.as_ref().map(|t| t.column.as_str());
+    if let Some(h) = holds::hold_covering_any_row(&guard.name, &scopes, tenant)? {
+        return Err(LcError::held_table_truncate(&guard.name)
+            .detail(format!(
+                "Legal hold {} ({}) placed by {}: {}",
+                h.id,
+                h.describe_scope(),
+                h.created_by,
+                h.reason
+            ))
+            .hint(format!(
+                "Delete the rows that are not held with DELETE instead, or {}",
+                lower_first(&holds::release_hint(&h))
+            )));
+    }
+    Ok(())
+}
+
+fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+thread_local! {
+    /// Set while the erasure engine removes soft-deleted rows for real.
+    static HARD_DELETE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run `f` with soft delete switched off (DELETE removes rows for real).
+pub fn with_hard_delete<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    let prev = HARD_DELETE.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    HARD_DELETE.with(|c| c.set(prev));
+    match r {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Soft delete: set the column, keep the row. Returns the tuple to return
+/// (NULL to skip the DELETE).
+///
+/// # Safety
+/// `td` must be the TriggerData of a row-level BEFORE DELETE trigger.
+pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::HeapTuple> {
+    if HARD_DELETE.with(|c| c.get()) {
+        return Ok(td.tg_trigtuple);
+    }
+    let relid = (*td.tg_relation).rd_id;
+    let Some(guard) = cache::table_guard(relid)? else {
+        return Ok(td.tg_trigtuple);
+    };
+    let Some((column, attnum, type_oid)) = &guard.soft_delete else {
+        return Ok(td.tg_trigtuple);
+    };
+    let mut isnull = false;
+    pg_sys::heap_getattr(
+        td.tg_trigtuple,
+        *attnum as i32,
+        (*td.tg_relation).rd_att,
+        &mut isnull,
+    );
+    let is_bool = *type_oid == pg_sys::BOOLOID;
+    let value = if is_bool {
+        "true"
+    } else if *type_oid == pg_sys::DATEOID {
+        "CURRENT_DATE"
+    } else {
+        "pg_catalog.statement_timestamp()"
+    };
+    let already = if is_bool {
+        let d = pg_sys::heap_getattr(
+            td.tg_trigtuple,
+            *attnum as i32,
+            (*td.tg_relation).rd_att,
+            &mut isnull,
+        );
+        !isnull && d.value() != 0
+    } else {
+        !isnull
+    };
+    if !already {
+        let tid = (*td.tg_trigtuple).t_self;
+        let block = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
+        let ctid = format!("({},{})", block, tid.ip_posid);
+        Spi::run_with_args(
+            &format!(
+                "UPDATE ONLY {} SET {} = {value} WHERE ctid = $1::tid",
+                guard.name,
+                holds::quote_ident(column)
+            ),
+            &[ctid.as_str().into()],
+        )?;
+    }
+    Ok(std::ptr::null_mut())
+}
+
+/// Append-only: refuses UPDATE, DELETE and TRUNCATE of the audit log.
+pub fn audit_append_only(event: u32) -> LcResult<()> {
+    if internal_write_active() {
+        return Ok(());
+    }
+    Err(LcError::audit_log_append_only(op_name(event)))
+}
+
+/// Legal holds are records: refuses UPDATE, DELETE, TRUNCATE outside
+/// `release_hold`.
+pub fn holds_immutable(event: u32) -> LcResult<()> {
+    if internal_write_active() {
+        return Ok(());
+    }
+    Err(LcError::legal_hold_immutable(op_name(event)))
+}
+
+// ----- event triggers ---------------------------------------------------------
+
+struct GuardState {
+    tgname: String,
+    enabled: char,
+}
+
+fn guard_triggers(relid: pg_sys::Oid) -> LcResult<Vec<GuardState>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT t.tgname::text, t.tgenabled::text FROM pg_catalog.pg_trigger t \
+               JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+               JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
+              WHERE t.tgrelid = $1 AND n.nspname = 'lifecycle' \
+                AND p.proname IN ('guard_row', 'guard_truncate', 'soft_delete_row')",
+            None,
+            &[relid.into()],
+        )? {
+            out.push(GuardState {
+                tgname: row.get::<String>(1)?.unwrap_or_default(),
+                enabled: row
+                    .get::<String>(2)?
+                    .and_then(|s| s.chars().next())
+                    .unwrap_or('?'),
+            });
+        }
+        Ok(out)
+    })
+}
+
+/// Registered relation a relation belongs to (itself or a partition
+/// ancestor), read from the catalog (not the cache: this runs in the middle
+/// of DDL).
+fn registered_root(relid: pg_sys::Oid) -> LcResult<Option<pg_sys::Oid>> {
+    privilege::as_extension_owner(|| {
+        Ok(crate::spi::one::<pg_sys::Oid>(
+            "SELECT a.relid FROM (SELECT $1::regclass::oid, 0::bigint UNION ALL \
+                    SELECT relid::oid, depth FROM pg_catalog.pg_partition_ancestors($1::regclass) \
+                    WITH ORDINALITY AS p(relid, depth)) AS a(relid, depth) \
+              WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r WHERE r.relation = a.relid) \
+              ORDER BY depth LIMIT 1",
+            &[relid.into()],
+        )?)
+    })
+}
+
+fn rel_name(relid: pg_sys::Oid) -> LcResult<String> {
+    Ok(
+        crate::spi::one::<String>("SELECT $1::regclass::text", &[relid.into()])?
+            .unwrap_or_default(),
+    )
+}
+
+fn record_superuser_bypass(event_type: &str, table: &str, trigger: &str) -> LcResult<()> {
+    let me = privilege::current_user_name();
+    pgrx::warning!(
+        "superuser \"{me}\" changed lifecycle guard \"{trigger}\" on {table}; the change is recorded in the audit log"
+    );
+    audit::record(Event {
+        event_type,
+        actor: Some(&me),
+        details: Some(json!({ "table": table, "trigger": trigger })),
+        ..Event::default()
+    })?;
+    Ok(())
+}
+
+/// ddl_command_end: check every relation the command touched.
+pub fn ddl_command_end() -> LcResult<()> {
+    if internal_write_active() {
+        return Ok(());
+    }
+    // Relations touched: tables directly, and the tables of touched triggers.
+    let touched: Vec<(pg_sys::Oid, String)> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT DISTINCT CASE WHEN d.classid = 'pg_catalog.pg_trigger'::regclass \
+                                  THEN t.tgrelid ELSE d.objid END, d.command_tag \
+               FROM pg_catalog.pg_event_trigger_ddl_commands() d \
+               LEFT JOIN pg_catalog.pg_trigger t \
+                      ON d.classid = 'pg_catalog.pg_trigger'::regclass AND t.oid = d.objid \
+              WHERE d.classid IN ('pg_catalog.pg_class'::regclass, 'pg_catalog.pg_trigger'::regclass)",
+            None,
+            &[],
+        )? {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1)? {
+                out.push((oid, row.get::<String>(2)?.unwrap_or_default()));
+            }
+        }
+        Ok::<_, LcError>(out)
+    })?;
+    for (relid, tag) in touched {
+        let is_table = crate::spi::one::<bool>(
+            "SELECT relkind IN ('r', 'p') FROM pg_catalog.pg_class WHERE oid = $1",
+            &[relid.into()],
+        )?
+        .unwrap_or(false);
+        if !is_table {
+            continue;
+        }
+        check_relation(relid, &tag)?;
+    }
+    Ok(())
+}
+
+fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
+    let Some(root) = registered_root(relid)? else {
+        return Ok(());
+    };
+    let name = rel_name(relid)?;
+    let is_root = root == relid;
+
+    // 1. Registered columns must still exist.
+    if is_root {
+        let missing = privilege::as_extension_owner(|| {
+            Ok(crate::spi::two::<String, String>(
+                "SELECT c.column_name::text, c.role FROM ( \
+                    SELECT column_name, 'scope column for ' || scope_type AS role \
+                      FROM lifecycle.scope_columns WHERE relation = $1 \
+                    UNION ALL SELECT soft_delete_column, 'soft-delete column' \
+                      FROM lifecycle.tables WHERE relation = $1 AND soft_delete_column IS NOT NULL \
+                    UNION ALL SELECT role_column, 'membership role column' \
+                      FROM lifecycle.memberships WHERE relation = $1 \
+                    UNION ALL SELECT column_name, 'column with rule ' || rule \
+                      FROM lifecycle.column_rules WHERE relation = $1) c \
+                  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
+                                     WHERE a.attrelid = $1 AND a.attname = c.column_name \
+                                       AND NOT a.attisdropped) \
+                  LIMIT 1",
+                &[relid.into()],
+            )?)
+        })?;
+        if let (Some(col), Some(role)) = missing {
+            return Err(LcError::data_map_column_in_use(&name, &col, &role));
+        }
+    }
+
+    // 2. Guard triggers: present and ENABLE ALWAYS.
+    let soft_delete = privilege::as_extension_owner(|| {
+        Ok(crate::spi::one::<bool>(
+            "SELECT soft_delete_column IS NOT NULL FROM lifecycle.tables WHERE relation = $1",
+            &[root.into()],
+        )?
+        .unwrap_or(false))
+    })?;
+    let states = guard_triggers(relid)?;
+    let mut expected = vec![ROW_GUARD, TRUNCATE_GUARD];
+    if soft_delete {
+        expected.push(SOFT_DELETE);
+    }
+    for st in &states {
+        if !expected.contains(&st.tgname.as_str()) {
+            // A guard trigger under another name: it was renamed.
+            if !privilege::is_superuser() {
+                return Err(LcError::guard_tampering("rename", &st.tgname, &name)
+                    .detail("Guard triggers keep their names so that they can be checked.")
+                    .hint("Leave lifecycle guard triggers as they are; unregister the table to remove them."));
+            }
+            record_superuser_bypass("guard.renamed", &name, &st.tgname)?;
+        } else if st.enabled != 'A' {
+            if !privilege::is_superuser() {
+                return Err(LcError::guard_tampering("disable", &st.tgname, &name)
+                    .detail(format!(
+                        "Guard triggers must stay ENABLE ALWAYS; the command set them to '{}'.",
+                        st.enabled
+                    ))
+                    .hint("Leave lifecycle guard triggers enabled; they refuse only what legal holds forbid."));
+            }
+            record_superuser_bypass("guard.disabled", &name, &st.tgname)?;
+        }
+    }
+    // A new partition (CREATE TABLE ... PARTITION OF, ATTACH PARTITION)
+    // gets the row triggers cloned, but statement triggers must be added.
+    let has = |n: &str| states.iter().any(|s| s.tgname == n);
+    if !has(TRUNCATE_GUARD) && (tag == "CREATE TABLE" || tag == "ALTER TABLE") {
+        privilege::as_extension_owner(|| datamap::install_truncate_guard(&name))?;
+    }
+    if is_root {
+        // Partitions attached by this command.
+        for part in datamap::partition_tree(relid)?.iter().skip(1) {
+            if !trigger_exists_named(part, TRUNCATE_GUARD)? {
+                privilege::as_extension_owner(|| datamap::install_truncate_guard(part))?;
+            }
+        }
+        check_detached(root, &name)?;
+    }
+    Ok(())
+}
+
+fn trigger_exists_named(rel: &str, tg: &str) -> LcResult<bool> {
+    Ok(crate::spi::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2::name)",
+        &[rel.into(), tg.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Relations that still carry a truncate guard but are no longer part of a
+/// registered tree were just detached: refuse if they hold held rows,
+/// otherwise remove the leftover guard.
+fn check_detached(root: pg_sys::Oid, root_name: &str) -> LcResult<()> {
+    let orphans: Vec<(pg_sys::Oid, String)> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT t.tgrelid, t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t \
+              WHERE t.tgname = $1::name \
+                AND t.tgrelid NOT IN (SELECT relation FROM lifecycle.registered_relations) \
+                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a \
+                                 WHERE a.relid IN (SELECT relation FROM lifecycle.registered_relations))",
+            None,
+            &[TRUNCATE_GUARD.into()],
+        )? {
+            out.push((
+                row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID),
+                row.get::<String>(2)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, LcError>(out)
+    })?;
+    if orphans.is_empty() {
+        return Ok(());
+    }
+    let scopes = datamap::scope_columns(root)?;
+    let tenant = scopes
+        .iter()
+        .find(|(t, _)| t == "tenant")
+        .map(|(_, c)| c.clone());
+    for (_, orphan) in orphans {
+        for part in datamap::partition_tree_of_name(&orphan)? {
+            if let Some(h) = holds::hold_covering_any_row(&part, &scopes, tenant.as_deref())? {
+                return Err(LcError::held_table_drop("detach", &part)
+                    .detail(format!(
+                        "It is a partition of {root_name}; legal hold {} ({}) placed by {}: {}",
+                        h.id,
+                        h.describe_scope(),
+                        h.created_by,
+                        h.reason
+                    ))
+                    .hint(holds::release_hint(&h)));
+            }
+        }
+        privilege::as_extension_owner(|| {
+            with_internal_write(|| {
+                for part in datamap::partition_tree_of_name(&orphan)? {
+                    Spi::run(&format!(
+                        "DROP TRIGGER IF EXISTS {TRUNCATE_GUARD} ON {part}"
+                    ))?;
+                }
+                Ok(())
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// sql_drop: guard triggers and registered tables.
+pub fn sql_drop() -> LcResult<()> {
+    if internal_write_active() {
+        return Ok(());
+    }
+    struct Dropped {
+        objid: pg_sys::Oid,
+        object_type: String,
+        identity: String,
+        name: String,
+    }
+    let dropped: Vec<Dropped> = Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT objid, object_type, object_identity, coalesce(object_name, '') \
+               FROM pg_catalog.pg_event_trigger_dropped_objects() \
+              WHERE object_type IN ('table', 'trigger', 'extension')",
+            None,
+            &[],
+        )? {
+            out.push(Dropped {
+                objid: row.get::<pg_sys::Oid>(1)?.unwrap_or(pg_sys::Oid::INVALID),
+                object_type: row.get::<String>(2)?.unwrap_or_default(),
+                identity: row.get::<String>(3)?.unwrap_or_default(),
+                name: row.get::<String>(4)?.unwrap_or_default(),
+            });
+        }
+        Ok::<_, LcError>(out)
+    })?;
+    if dropped
+        .iter()
+        .any(|d| d.object_type == "extension" && d.name == "lifecycle")
+    {
+        return Ok(());
+    }
+    let dropped_tables: Vec<&Dropped> = dropped
+        .iter()
+        .filter(|d| d.object_type == "table")
+        .collect();
+    // Tables that carried a guard: registered ones, and partitions whose
+    // truncate guard is dropped with them.
+    for t in &dropped_tables {
+        let registered = privilege::as_extension_owner(|| {
+            Ok(crate::spi::one::<bool>(
+                "SELECT EXISTS (SELECT 1 FROM lifecycle.registered_relations WHERE relation::oid = $1)",
+                &[t.objid.into()],
+            )?
+            .unwrap_or(false))
+        })?;
+        let guarded_partition = dropped.iter().any(|d| {
+            d.object_type == "trigger"
+                && d.identity == format!("{TRUNCATE_GUARD} on {}", t.identity)
+        });
+        if !registered && !guarded_partition {
+            continue;
+        }
+        let scope_types: Vec<String> = if registered {
+            datamap::scope_columns(t.objid)?
+                .into_iter()
+                .map(|(s, _)| s)
+                .collect()
+        } else {
+            datamap::scope_types()?
+        };
+        for st in scope_types {
+            if let Some(h) = cache::holds_for(&st)?.into_iter().next() {
+                return Err(LcError::held_table_drop("drop", &t.identity)
+                    .detail(format!(
+                        "Its rows can no longer be checked, and legal hold {} ({}) placed by {} covers {} rows: {}",
+                        h.id,
+                        h.describe_scope(),
+                        h.created_by,
+                        st,
+                        h.reason
+                    ))
+                    .hint(format!(
+                        "Delete the rows that are not held first, or {}",
+                        lower_first(&holds::release_hint(&h))
+                    )));
+            }
+        }
+        if registered {
+            datamap::forget(t.objid)?;
+            let me = privilege::current_user_name();
+            audit::record(Event {
+                event_type: "data_map.table_dropped",
+                actor: Some(&me),
+                details: Some(json!({ "table": t.identity })),
+                ..Event::default()
+            })?;
+        }
+    }
+    // Guard triggers dropped on their own (the table stays).
+    for d in dropped.iter().filter(|d| d.object_type == "trigger") {
+        let Some((tg, table)) = d.identity.split_once(" on ") else {
+            continue;
+        };
+        if ![ROW_GUARD, TRUNCATE_GUARD, SOFT_DELETE].contains(&tg) {
+            continue;
+        }
+        if dropped_tables.iter().any(|t| t.identity == table) {
+            continue;
+        }
+        let relid = crate::spi::one::<pg_sys::Oid>(
+            "SELECT pg_catalog.to_regclass($1)::oid",
+            &[table.into()],
+        )?;
+        let Some(relid) = relid else { continue };
+        if registered_root(relid)?.is_none() {
+            continue;
+        }
+        if !privilege::is_superuser() {
+            return Err(LcError::guard_tampering("drop", tg, table)
+                .detail("Guard triggers enforce legal holds on registered tables.")
+                .hint(
+                    "Unregister the table with lifecycle.unregister_table() to remove its guards.",
+                ));
+        }
+        record_superuser_bypass("guard.dropped", table, tg)?;
+    }
+    Ok(())
+}

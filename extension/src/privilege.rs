@@ -1,0 +1,96 @@
+//! Who the extension acts as.
+//!
+//! The extension's tables are owned by the role that created the extension
+//! and are not writable by other roles: the data map, legal holds and the
+//! audit log can only change through the extension's functions. Those
+//! functions check what the *caller* may do (own the table being registered,
+//! for example) and then write their own tables as the extension owner.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+
+use pgrx::pg_sys;
+
+use crate::error::{LcError, LcResult};
+
+thread_local! {
+    static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+}
+
+/// Forget cached catalog facts (the extension was dropped or altered).
+pub fn reset() {
+    OWNER.with(|o| o.set(None));
+}
+
+fn extension_owner() -> LcResult<pg_sys::Oid> {
+    if let Some(oid) = OWNER.with(|o| o.get()) {
+        return Ok(oid);
+    }
+    let oid = crate::spi::one::<pg_sys::Oid>(
+        "SELECT extowner FROM pg_catalog.pg_extension WHERE extname = 'lifecycle'",
+        &[],
+    )?
+    .ok_or_else(|| LcError::internal("extension \"lifecycle\" is not installed"))?;
+    OWNER.with(|o| o.set(Some(oid)));
+    Ok(oid)
+}
+
+/// Run `f` with the extension owner's privileges, then switch back.
+pub fn as_extension_owner<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    let owner = extension_owner()?;
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_ctx: i32 = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            owner,
+            saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
+        );
+    }
+    let result = catch_unwind(AssertUnwindSafe(f));
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    match result {
+        Ok(r) => r,
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
+/// The name of the role the caller acts as (`current_user`).
+pub fn current_user_name() -> String {
+    unsafe {
+        let oid = pg_sys::GetUserId();
+        let name = pg_sys::GetUserNameFromId(oid, true);
+        if name.is_null() {
+            format!("role {}", oid.to_u32())
+        } else {
+            std::ffi::CStr::from_ptr(name)
+                .to_string_lossy()
+                .into_owned()
+        }
+    }
+}
+
+pub fn is_superuser() -> bool {
+    unsafe { pg_sys::superuser() }
+}
+
+/// The caller must own `relid` (or be a member of the owning role).
+pub fn require_table_owner(relid: pg_sys::Oid, table: &str, action: &str) -> LcResult<()> {
+    let owns = crate::spi::one::<bool>(
+        "SELECT pg_catalog.pg_has_role(relowner, 'USAGE') FROM pg_catalog.pg_class WHERE oid = $1",
+        &[relid.into()],
+    )?
+    .unwrap_or(false);
+    if owns {
+        Ok(())
+    } else {
+        Err(LcError::insufficient_privilege(format!(
+            "must be owner of table {table} to {action} it"
+        ))
+        .detail(format!(
+            "Role \"{}\" does not own {table}.",
+            current_user_name()
+        ))
+        .hint("Run the call as the table's owner or a superuser."))
+    }
+}

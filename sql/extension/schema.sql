@@ -1,0 +1,208 @@
+-- lifecycle: the extension's tables.
+--
+-- Configuration tables (the data map), legal holds and the audit log are
+-- extension configuration tables: pg_dump keeps their rows. Other roles
+-- cannot write them; every change goes through the extension's functions.
+
+-- ----- data map -----------------------------------------------------------------
+
+CREATE TABLE lifecycle.subject_tables (
+    relation      regclass    PRIMARY KEY,
+    subject_type  text        NOT NULL UNIQUE,
+    id_column     name        NOT NULL,
+    tenant_column name,
+    label         text,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by text        NOT NULL
+);
+COMMENT ON TABLE lifecycle.subject_tables IS
+    'Tables that define a subject type (one row per subject, for example users).';
+
+CREATE TABLE lifecycle.tenant_tables (
+    relation      regclass    PRIMARY KEY,
+    id_column     name        NOT NULL,
+    label         text,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by text        NOT NULL
+);
+CREATE UNIQUE INDEX tenant_tables_one_row ON lifecycle.tenant_tables ((true));
+COMMENT ON TABLE lifecycle.tenant_tables IS 'The tenant (workspace) table.';
+
+CREATE TABLE lifecycle.tables (
+    relation           regclass    PRIMARY KEY,
+    subject_type       text        NOT NULL,
+    subject_column     name        NOT NULL,
+    tenant_column      name,
+    on_erase           text        NOT NULL DEFAULT 'delete'
+                       CHECK (on_erase IN ('delete', 'anonymize', 'retain')),
+    retain_for         interval,
+    legal_basis        text,
+    soft_delete_column name,
+    label              text,
+    registered_at      timestamptz NOT NULL DEFAULT now(),
+    registered_by      text        NOT NULL,
+    CHECK ((on_erase = 'retain') = (retain_for IS NOT NULL)),
+    CHECK (on_erase <> 'retain' OR legal_basis IS NOT NULL)
+);
+COMMENT ON TABLE lifecycle.tables IS
+    'Tables holding rows of a subject: the column tying a row to its subject and tenant, and what erasure does.';
+
+CREATE TABLE lifecycle.column_rules (
+    relation    regclass    NOT NULL,
+    column_name name        NOT NULL,
+    rule        text        NOT NULL
+                CHECK (rule IN ('keep', 'clear', 'redact', 'deleted_name', 'deleted_email', 'hash', 'empty')),
+    set_at      timestamptz NOT NULL DEFAULT now(),
+    set_by      text        NOT NULL,
+    PRIMARY KEY (relation, column_name)
+);
+COMMENT ON TABLE lifecycle.column_rules IS 'How erasure treats individual personal columns.';
+
+CREATE TABLE lifecycle.memberships (
+    relation       regclass    PRIMARY KEY,
+    subject_type   text        NOT NULL,
+    subject_column name        NOT NULL,
+    tenant_column  name        NOT NULL,
+    role_column    name        NOT NULL,
+    admin_roles    text[]      NOT NULL CHECK (cardinality(admin_roles) > 0),
+    registered_at  timestamptz NOT NULL DEFAULT now(),
+    registered_by  text        NOT NULL
+);
+COMMENT ON TABLE lifecycle.memberships IS
+    'Membership tables: which subject belongs to which tenant, with which role.';
+
+CREATE TABLE lifecycle.scopes (
+    relation      regclass    NOT NULL,
+    scope_type    text        NOT NULL,
+    column_name   name        NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by text        NOT NULL,
+    PRIMARY KEY (relation, scope_type, column_name)
+);
+COMMENT ON TABLE lifecycle.scopes IS
+    'Extra columns that tie rows to a hold scope (beyond subject and tenant columns).';
+
+-- Every (relation, scope type, column) a legal hold can reach.
+CREATE VIEW lifecycle.scope_columns AS
+    SELECT relation, subject_type AS scope_type, id_column AS column_name FROM lifecycle.subject_tables
+    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.subject_tables WHERE tenant_column IS NOT NULL
+    UNION SELECT relation, 'tenant', id_column FROM lifecycle.tenant_tables
+    UNION SELECT relation, subject_type, subject_column FROM lifecycle.tables
+    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.tables WHERE tenant_column IS NOT NULL
+    UNION SELECT relation, subject_type, subject_column FROM lifecycle.memberships
+    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.memberships
+    UNION SELECT relation, scope_type, column_name FROM lifecycle.scopes;
+
+CREATE VIEW lifecycle.registered_relations AS
+    SELECT DISTINCT relation FROM lifecycle.scope_columns;
+
+CREATE VIEW lifecycle.data_map AS
+SELECT r.relation,
+       n.nspname::text AS schema_name,
+       c.relname::text AS table_name,
+       CASE WHEN s.relation IS NOT NULL THEN 'subject'
+            WHEN te.relation IS NOT NULL THEN 'tenant'
+            WHEN t.relation IS NOT NULL THEN 'table'
+            ELSE 'membership' END AS kind,
+       coalesce(s.subject_type, t.subject_type, m.subject_type) AS subject_type,
+       coalesce(s.id_column, t.subject_column, m.subject_column) AS subject_column,
+       coalesce(s.tenant_column, te.id_column, t.tenant_column, m.tenant_column) AS tenant_column,
+       CASE WHEN s.relation IS NOT NULL THEN 'anonymize'
+            WHEN te.relation IS NOT NULL THEN 'delete'
+            ELSE coalesce(t.on_erase, 'delete') END AS on_erase,
+       t.retain_for,
+       t.legal_basis,
+       t.soft_delete_column,
+       coalesce(t.label, s.label, te.label, initcap(replace(c.relname, '_', ' '))) AS label,
+       m.role_column,
+       m.admin_roles,
+       coalesce((SELECT jsonb_object_agg(cr.column_name, cr.rule ORDER BY cr.column_name)
+                   FROM lifecycle.column_rules cr WHERE cr.relation = r.relation), '{}') AS column_rules,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('scope_type', sc.scope_type, 'column', sc.column_name)
+                                  ORDER BY sc.scope_type, sc.column_name)
+                   FROM lifecycle.scopes sc WHERE sc.relation = r.relation), '[]') AS extra_scopes,
+       coalesce(s.registered_at, te.registered_at, t.registered_at, m.registered_at) AS registered_at,
+       coalesce(s.registered_by, te.registered_by, t.registered_by, m.registered_by) AS registered_by
+  FROM lifecycle.registered_relations r
+  JOIN pg_catalog.pg_class c ON c.oid = r.relation
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  LEFT JOIN lifecycle.subject_tables s ON s.relation = r.relation
+  LEFT JOIN lifecycle.tenant_tables te ON te.relation = r.relation
+  LEFT JOIN lifecycle.tables t ON t.relation = r.relation
+  LEFT JOIN lifecycle.memberships m ON m.relation = r.relation;
+COMMENT ON VIEW lifecycle.data_map IS 'The data map: one row per registered table.';
+
+-- ----- legal holds ----------------------------------------------------------------
+
+CREATE TABLE lifecycle.legal_holds (
+    id             uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
+    scope_type     text        NOT NULL,
+    scope_id       text        NOT NULL,
+    tenant_id      text,
+    reason         text        NOT NULL CHECK (btrim(reason) <> ''),
+    created_by     text        NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz,
+    active         boolean     NOT NULL DEFAULT true,
+    released_at    timestamptz,
+    released_by    text,
+    release_reason text,
+    CHECK (active = (released_at IS NULL)),
+    CHECK (active OR released_by IS NOT NULL)
+);
+CREATE INDEX legal_holds_scope ON lifecycle.legal_holds (scope_type, scope_id) WHERE active;
+COMMENT ON TABLE lifecycle.legal_holds IS
+    'Legal holds. Active and unexpired holds block changes to the rows in their scope.';
+
+CREATE VIEW lifecycle.holds_in_force AS
+    SELECT * FROM lifecycle.legal_holds
+     WHERE active AND (expires_at IS NULL OR expires_at > now());
+
+-- ----- audit log ------------------------------------------------------------------
+
+CREATE SEQUENCE lifecycle.audit_log_id_seq;
+
+CREATE TABLE lifecycle.audit_log (
+    id              bigint      PRIMARY KEY,
+    occurred_at     timestamptz NOT NULL,
+    event_type      text        NOT NULL,
+    actor           text,
+    subject_type    text,
+    subject_id      text,
+    tenant_id       text,
+    ip              inet,
+    user_agent      text,
+    reason          text,
+    details         jsonb,
+    chain           integer     NOT NULL,
+    salt            bytea,
+    personal_digest bytea       NOT NULL,
+    prev_hash       bytea       NOT NULL,
+    hash            bytea       NOT NULL,
+    redacted_at     timestamptz
+);
+CREATE INDEX audit_log_subject ON lifecycle.audit_log (subject_type, subject_id);
+CREATE INDEX audit_log_tenant ON lifecycle.audit_log (tenant_id, occurred_at);
+CREATE INDEX audit_log_chain ON lifecycle.audit_log (chain, id);
+COMMENT ON TABLE lifecycle.audit_log IS
+    'Append-only, hash-chained audit events. Verify with lifecycle.verify_audit_log().';
+
+CREATE TABLE lifecycle.audit_chains (
+    chain     integer PRIMARY KEY,
+    last_id   bigint,
+    last_hash bytea   NOT NULL,
+    events    bigint  NOT NULL DEFAULT 0
+) WITH (fillfactor = 20);
+COMMENT ON TABLE lifecycle.audit_chains IS
+    'Head of each audit hash chain: publish these hashes to anchor the log outside the database.';
+
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.subject_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.tenant_tables', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.tables', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.column_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.memberships', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.scopes', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.legal_holds', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.audit_chains', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.audit_log_id_seq', '');
