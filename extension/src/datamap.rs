@@ -825,10 +825,14 @@ fn drop_guards(relid: pg_sys::Oid) -> LcResult<()> {
         guard::with_internal_write(|| {
             let root = &tree[0];
             for t in [ROW_GUARD, SOFT_DELETE] {
-                Spi::run(&format!("DROP TRIGGER IF EXISTS {t} ON {root}"))?;
+                if trigger_exists(root, t)? {
+                    Spi::run(&format!("DROP TRIGGER {t} ON {root}"))?;
+                }
             }
             for rel in &tree {
-                Spi::run(&format!("DROP TRIGGER IF EXISTS {TRUNCATE_GUARD} ON {rel}"))?;
+                if trigger_exists(rel, TRUNCATE_GUARD)? {
+                    Spi::run(&format!("DROP TRIGGER {TRUNCATE_GUARD} ON {rel}"))?;
+                }
             }
             Ok(())
         })

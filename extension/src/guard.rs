@@ -382,14 +382,20 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
         if !expected.contains(&st.tgname.as_str()) {
             // A guard trigger under another name: it was renamed.
             if !privilege::is_superuser() {
-                return Err(LcError::guard_tampering("rename", &st.tgname, &name)
+                let old = expected
+                    .iter()
+                    .find(|e| !states.iter().any(|s| s.tgname == **e))
+                    .copied()
+                    .unwrap_or(ROW_GUARD);
+                return Err(LcError::guard_tampering("rename", old, &name)
                     .detail("Guard triggers keep their names so that they can be checked.")
                     .hint("Leave lifecycle guard triggers as they are; unregister the table to remove them."));
             }
             record_superuser_bypass("guard.renamed", &name, &st.tgname)?;
         } else if st.enabled != 'A' {
             if !privilege::is_superuser() {
-                return Err(LcError::guard_tampering("disable", &st.tgname, &name)
+                let action = if st.enabled == 'D' { "disable" } else { "change the firing of" };
+                return Err(LcError::guard_tampering(action, &st.tgname, &name)
                     .detail(format!(
                         "Guard triggers must stay ENABLE ALWAYS; the command set them to '{}'.",
                         st.enabled

@@ -684,7 +684,9 @@ BEGIN
         FROM demo_gen_ws w
         JOIN app.users u ON u.id = w.owner_id
         CROSS JOIN LATERAL (
-            SELECT floor(extract(epoch FROM v_anchor - w.created_at) / 2629800)::integer AS age_m
+            -- whole calendar months between the workspace's creation and the anchor
+            SELECT (extract(year FROM age(v_anchor, w.created_at)) * 12
+                    + extract(month FROM age(v_anchor, w.created_at)))::integer AS age_m
         ) a
         CROSS JOIN LATERAL (
             SELECT CASE WHEN a.age_m >= 2 AND app.demo_rand(v_u0 + w.wn, 101, v_key) < 0.15
