@@ -1,1 +1,270 @@
-fn main() {}
+//! `lifecycle-bench`: measures the lifecycle extension against baselines
+//! measured in the same run, on the same server, alternating variants round
+//! by round, and prints medians and ratios. It makes no timing assertions.
+
+mod audit;
+mod guards;
+mod machine;
+mod pg;
+mod report;
+mod rounds;
+
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{json, Value};
+
+use crate::pg::Server;
+use crate::report::Measurement;
+
+const DEFAULT_ADMIN_URL: &str = "postgres://lifecycle_admin:lifecycle@127.0.0.1:5432/postgres";
+const DEFAULT_PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+
+#[derive(Parser)]
+#[command(
+    name = "lifecycle-bench",
+    version,
+    about = "Benchmarks the lifecycle extension against baselines measured in the same run"
+)]
+struct Cli {
+    /// Superuser connection URL; each benchmark creates its own database.
+    #[arg(long, global = true, env = "LIFECYCLE_BENCH_ADMIN_URL", default_value = DEFAULT_ADMIN_URL, hide_env_values = true)]
+    admin_url: String,
+
+    /// Rounds per benchmark; variants alternate within each round.
+    #[arg(long, global = true, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
+
+    /// Duration of each pgbench run, in seconds.
+    #[arg(long, global = true, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    seconds: u32,
+
+    /// Untimed warm-up run of each variant before the rounds, in seconds (0: none).
+    #[arg(long, global = true, default_value_t = 2)]
+    warmup: u32,
+
+    /// Rows in each posts table of the guards benchmark (at least 200000).
+    #[arg(long, global = true, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(200_000..))]
+    rows: u64,
+
+    /// Bulk DELETEs per variant per round in the guards benchmark.
+    #[arg(long, global = true, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    bulk_repeats: u32,
+
+    /// synchronous_commit of the benchmark databases. `off` (the default)
+    /// keeps WAL flushes out of the figures, so that they show the CPU cost
+    /// of each variant.
+    #[arg(long, global = true, value_enum, default_value_t = SyncCommit::Off)]
+    synchronous_commit: SyncCommit,
+
+    /// pgbench executable (default: PostgreSQL 15's, else `pgbench` on PATH).
+    #[arg(long, global = true, env = "PGBENCH")]
+    pgbench: Option<PathBuf>,
+
+    /// Write machine-readable results to this file.
+    #[arg(long, global = true, value_name = "PATH")]
+    json: Option<PathBuf>,
+
+    /// Drop the benchmark databases when done.
+    #[arg(long, global = true)]
+    drop_databases: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    /// Row guard: single-row UPDATE and DELETE throughput, bulk DELETE time.
+    Guards,
+    /// Hash-chained audit log: record_event() against a plain INSERT.
+    Audit,
+    /// Both.
+    All,
+}
+
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
+enum SyncCommit {
+    On,
+    Off,
+}
+
+impl SyncCommit {
+    fn as_str(self) -> &'static str {
+        match self {
+            SyncCommit::On => "on",
+            SyncCommit::Off => "off",
+        }
+    }
+}
+
+/// What every benchmark needs.
+pub struct Ctx {
+    pub server: Server,
+    pub rounds: u32,
+    pub seconds: u32,
+    pub warmup: u32,
+    pub rows: u64,
+    pub bulk_repeats: u32,
+    pub synchronous_commit: &'static str,
+    pub scripts: PathBuf,
+}
+
+impl Ctx {
+    /// Write a pgbench script rendered from a template; returns its path.
+    pub fn script(&self, name: &str, text: &str) -> Result<PathBuf> {
+        let path = self.scripts.join(name);
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        Ok(path)
+    }
+}
+
+/// Results of one benchmark, for the report.
+pub struct Outcome {
+    pub name: &'static str,
+    pub measurements: Vec<Measurement>,
+    pub extra: Value,
+    /// A correctness check failed (not a timing assertion).
+    pub check_failed: Option<String>,
+}
+
+fn pgbench_path(given: Option<PathBuf>) -> PathBuf {
+    given.unwrap_or_else(|| {
+        if Path::new(DEFAULT_PGBENCH).exists() {
+            PathBuf::from(DEFAULT_PGBENCH)
+        } else {
+            PathBuf::from("pgbench")
+        }
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let started = Instant::now();
+    let scripts = std::env::temp_dir().join(format!("lifecycle-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&scripts).with_context(|| format!("creating {}", scripts.display()))?;
+    let ctx = Ctx {
+        server: Server::new(&cli.admin_url, pgbench_path(cli.pgbench.clone()))?,
+        rounds: cli.rounds,
+        seconds: cli.seconds,
+        warmup: cli.warmup,
+        rows: cli.rows,
+        bulk_repeats: cli.bulk_repeats,
+        synchronous_commit: cli.synchronous_commit.as_str(),
+        scripts,
+    };
+    let result = run(&cli, &ctx).await;
+    let _ = std::fs::remove_dir_all(&ctx.scripts);
+    let outcomes = result?;
+    println!();
+    println!("done in {:.0} s", started.elapsed().as_secs_f64());
+    let failed: Vec<&String> = outcomes
+        .iter()
+        .filter_map(|o| o.check_failed.as_ref())
+        .collect();
+    if !failed.is_empty() {
+        for f in &failed {
+            eprintln!("check failed: {f}");
+        }
+        bail!("{} correctness check(s) failed", failed.len());
+    }
+    Ok(())
+}
+
+async fn run(cli: &Cli, ctx: &Ctx) -> Result<Vec<Outcome>> {
+    let machine = machine::describe(&ctx.server).await?;
+    machine.print();
+    println!(
+        "settings          rounds={} seconds={} warmup={} rows={} bulk_repeats={} synchronous_commit={} (benchmark databases)",
+        ctx.rounds, ctx.seconds, ctx.warmup, ctx.rows, ctx.bulk_repeats, ctx.synchronous_commit
+    );
+    let run_guards = matches!(cli.command, Command::Guards | Command::All);
+    let run_audit = matches!(cli.command, Command::Audit | Command::All);
+    let mut estimate = 0;
+    if run_guards {
+        estimate += 6 * (ctx.rounds * ctx.seconds + ctx.warmup) + 90;
+    }
+    if run_audit {
+        estimate += 2 * (ctx.rounds * ctx.seconds + ctx.warmup) + 15;
+    }
+    println!("estimated time    about {} min", estimate.div_ceil(60));
+
+    let mut outcomes = Vec::new();
+    if run_guards {
+        outcomes.push(guards::run(ctx).await?);
+        if cli.drop_databases {
+            ctx.server.drop_database(guards::DATABASE).await?;
+        }
+    }
+    if run_audit {
+        outcomes.push(audit::run(ctx).await?);
+        if cli.drop_databases {
+            ctx.server.drop_database(audit::DATABASE).await?;
+        }
+    }
+
+    let replaced = machine.library_replaced();
+    println!();
+    println!("summary");
+    if replaced {
+        println!(
+            "  WARNING: the extension's library was reinstalled during the run; \
+             the figures may mix builds: run again"
+        );
+    }
+    for o in &outcomes {
+        for m in &o.measurements {
+            for r in m.ratio_values() {
+                if let (Some(g), Some(met)) = (r.goal_min, r.met()) {
+                    println!(
+                        "  {:<8} {:<12} {:<18} {:>6.3}  goal >= {g:.2}  {}",
+                        o.name,
+                        m.key,
+                        r.label,
+                        r.value,
+                        if met { "met" } else { "NOT MET" }
+                    );
+                }
+            }
+        }
+    }
+
+    if let Some(path) = &cli.json {
+        let benchmarks: serde_json::Map<String, Value> = outcomes
+            .iter()
+            .map(|o| {
+                let mut m = serde_json::Map::new();
+                for x in &o.measurements {
+                    m.insert(x.key.clone(), x.to_json());
+                }
+                if let Value::Object(extra) = &o.extra {
+                    for (k, v) in extra {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+                (o.name.to_string(), Value::Object(m))
+            })
+            .collect();
+        let doc = json!({
+            "finished_at_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+            "machine": machine.to_json(),
+            "library_replaced_during_run": replaced,
+            "settings": {
+                "rounds": ctx.rounds,
+                "seconds": ctx.seconds,
+                "warmup": ctx.warmup,
+                "rows": ctx.rows,
+                "bulk_repeats": ctx.bulk_repeats,
+                "synchronous_commit": ctx.synchronous_commit,
+            },
+            "benchmarks": benchmarks,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("results written to {}", path.display());
+    }
+    Ok(outcomes)
+}

@@ -8,9 +8,19 @@ use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
-/// Errors seen while the extension's files are being reinstalled; the
-/// operation is retried.
-const TRANSIENT: [&str; 2] = ["could not access file", "could not load library"];
+/// Errors seen while the extension's files are being reinstalled (a
+/// library rewritten in place can take the server through crash recovery);
+/// the operation is retried.
+const TRANSIENT: [&str; 8] = [
+    "could not access file",
+    "could not load library",
+    "crash of another server process",
+    "server closed the connection unexpectedly",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "the database system is starting up",
+    "Connection refused",
+];
 
 pub fn is_transient(message: &str) -> bool {
     TRANSIENT.iter().any(|t| message.contains(t))
@@ -67,10 +77,22 @@ impl Server {
         let mut config = self.admin.clone();
         config.dbname(dbname);
         config.application_name("lifecycle-bench");
-        let (client, connection) = config
-            .connect(NoTls)
-            .await
-            .with_context(|| format!("connecting to database {dbname}"))?;
+        let mut attempt = 0;
+        let (client, connection) = loop {
+            attempt += 1;
+            match config.connect(NoTls).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    let msg = format!("{} {e:?}", describe(&e));
+                    if attempt < 30 && is_transient(&msg) {
+                        eprintln!("  connecting to {dbname}: {}; retrying", describe(&e));
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        continue;
+                    }
+                    return Err(e).with_context(|| format!("connecting to database {dbname}"));
+                }
+            }
+        };
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 eprintln!("connection error: {e}");
@@ -174,8 +196,13 @@ impl Server {
             let stdout = String::from_utf8_lossy(&out.stdout);
             let stderr = String::from_utf8_lossy(&out.stderr);
             if !out.status.success() {
-                if attempt < 5 && is_transient(&stderr) {
-                    tokio::time::sleep(Duration::from_secs(3)).await;
+                if attempt < 10 && is_transient(&stderr) {
+                    eprintln!(
+                        "  pgbench {}: {}; retrying",
+                        script.display(),
+                        stderr.lines().last().unwrap_or("").trim()
+                    );
+                    tokio::time::sleep(Duration::from_secs(5)).await;
                     continue;
                 }
                 bail!(
@@ -200,7 +227,8 @@ fn parse_pgbench(out: &str) -> Result<PgbenchRun> {
         let line = line.trim();
         if let Some(rest) = line.strip_prefix("tps = ") {
             tps = rest.split_whitespace().next().and_then(|v| v.parse().ok());
-        } else if let Some(rest) = line.strip_prefix("number of transactions actually processed: ") {
+        } else if let Some(rest) = line.strip_prefix("number of transactions actually processed: ")
+        {
             transactions = rest
                 .split(|c: char| !c.is_ascii_digit())
                 .next()
@@ -278,7 +306,10 @@ tps = 12345.678901 (without initial connection time)\n";
     #[test]
     fn renders_placeholders() {
         assert_eq!(
-            render("UPDATE bench.@TABLE@ WHERE id <= @ROWS@", &[("TABLE", "t".into()), ("ROWS", "9".into())]),
+            render(
+                "UPDATE bench.@TABLE@ WHERE id <= @ROWS@",
+                &[("TABLE", "t".into()), ("ROWS", "9".into())]
+            ),
             "UPDATE bench.t WHERE id <= 9"
         );
     }

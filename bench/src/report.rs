@@ -58,7 +58,10 @@ impl Series {
     }
 
     fn max(&self) -> f64 {
-        self.samples.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        self.samples
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
@@ -167,10 +170,7 @@ impl Measurement {
                 (Some(g), _) => format!("goal >= {g:.2}  NOT MET"),
                 (None, _) => String::new(),
             };
-            println!(
-                "  throughput {:<24} {:>6.3}   {goal}",
-                r.label, r.value
-            );
+            println!("  throughput {:<24} {:>6.3}   {goal}", r.label, r.value);
         }
     }
 

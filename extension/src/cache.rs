@@ -82,6 +82,9 @@ pub struct TableGuard {
     pub soft_delete: Option<(String, i16, pg_sys::Oid)>,
 }
 
+/// Guard configurations by relation (None: not guarded).
+type GuardMap = HashMap<pg_sys::Oid, Option<Rc<TableGuard>>>;
+
 #[derive(Default)]
 struct Holds {
     by_scope: HashMap<String, Vec<Hold>>,
@@ -91,8 +94,7 @@ thread_local! {
     static HOLDS_GEN: Cell<u64> = const { Cell::new(1) };
     static MAP_GEN: Cell<u64> = const { Cell::new(1) };
     static HOLDS: RefCell<Option<(u64, Rc<Holds>)>> = const { RefCell::new(None) };
-    static TABLES: RefCell<(u64, HashMap<pg_sys::Oid, Option<Rc<TableGuard>>>)> =
-        RefCell::new((0, HashMap::new()));
+    static TABLES: RefCell<(u64, GuardMap)> = RefCell::new((0, HashMap::new()));
     static GUARDED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
     static WATCHED: Cell<[pg_sys::Oid; 8]> = const { Cell::new([pg_sys::Oid::INVALID; 8]) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
@@ -339,7 +341,7 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
         for row in client.select(SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
             let scope_type: String = row.get(1)?.unwrap_or_default();
             let column: String = row.get(2)?.unwrap_or_default();
-            if let Some((attnum, type_oid)) = attribute(&client, relid, &column)? {
+            if let Some((attnum, type_oid)) = attribute(client, relid, &column)? {
                 scopes.push(ScopeColumn {
                     scope_type,
                     column,
@@ -355,7 +357,7 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
             &[registered.into()],
         )?)?;
         let soft_delete = match soft_delete_column {
-            Some(col) => attribute(&client, relid, &col)?.map(|(n, t)| (col, n, t)),
+            Some(col) => attribute(client, relid, &col)?.map(|(n, t)| (col, n, t)),
             None => None,
         };
         Ok(Some(TableGuard {

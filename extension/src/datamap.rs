@@ -328,11 +328,11 @@ pub fn register_subject(r: SubjectRegistration<'_>) -> LcResult<()> {
         require_key_type(&rel, &c, "a tenant id")?;
     }
     let other = privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<String>(
+        crate::spi::one::<String>(
             "SELECT relation::text FROM lifecycle.subject_tables \
               WHERE subject_type = $1 AND relation <> $2",
             &[subject_type.as_str().into(), rel.oid.into()],
-        )?)
+        )
     })?;
     if let Some(other) = other {
         return Err(LcError::data_map_conflict(format!(
@@ -369,10 +369,10 @@ pub fn register_tenant(
     let id = column(&rel, id_column, "id_column", F)?;
     require_key_type(&rel, &id, "a tenant id")?;
     let other = privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<String>(
+        crate::spi::one::<String>(
             "SELECT relation::text FROM lifecycle.tenant_tables WHERE relation <> $1",
             &[rel.oid.into()],
-        )?)
+        )
     })?;
     if let Some(other) = other {
         return Err(LcError::data_map_conflict(format!(
@@ -768,10 +768,10 @@ fn trigger_exists(rel: &str, name: &str) -> LcResult<bool> {
 /// that are missing. Idempotent.
 pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
     let soft_delete = privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<String>(
+        crate::spi::one::<String>(
             "SELECT soft_delete_column::text FROM lifecycle.tables WHERE relation = $1",
             &[relid.into()],
-        )?)
+        )
     })?;
     let tree = partition_tree(relid)?;
     let root = tree[0].clone();

@@ -239,7 +239,7 @@ thread_local! {
     static LAST_RAISED: RefCell<Option<LcError>> = const { RefCell::new(None) };
 }
 
-fn sqlstate_code(s: &str) -> i32 {
+pub(crate) fn sqlstate_code(s: &str) -> i32 {
     // MAKE_SQLSTATE: six bits per character, first character lowest.
     let b = s.as_bytes();
     let mut code = 0i32;
@@ -336,39 +336,4 @@ pub fn boundary<R>(f: impl FnOnce() -> LcResult<R>) -> R {
         },
     };
     raise(err)
-}
-
-#[cfg(test)]
-mod unit {
-    use super::*;
-
-    #[test]
-    fn sqlstate_encoding_matches_postgres() {
-        // ERRCODE_DIVISION_BY_ZERO = MAKE_SQLSTATE('2','2','0','1','2')
-        assert_eq!(
-            sqlstate_code("22012"),
-            pg_sys::PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO as i32
-        );
-        assert_eq!(
-            sqlstate_code("XX000"),
-            pg_sys::PgSqlErrorCode::ERRCODE_INTERNAL_ERROR as i32
-        );
-    }
-
-    #[test]
-    fn every_code_is_documented() {
-        let doc = include_str!("../../docs/sqlstates.md");
-        for (code, name) in CODES {
-            assert!(doc.contains(code), "{code} missing from docs/sqlstates.md");
-            assert!(doc.contains(name), "{name} missing from docs/sqlstates.md");
-        }
-    }
-
-    #[test]
-    fn codes_are_unique() {
-        let mut seen = std::collections::HashSet::new();
-        for (code, _) in CODES {
-            assert!(seen.insert(code), "{code} listed twice");
-        }
-    }
 }

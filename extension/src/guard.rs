@@ -263,14 +263,14 @@ fn guard_triggers(relid: pg_sys::Oid) -> LcResult<Vec<GuardState>> {
 /// of DDL).
 fn registered_root(relid: pg_sys::Oid) -> LcResult<Option<pg_sys::Oid>> {
     privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<pg_sys::Oid>(
+        crate::spi::one::<pg_sys::Oid>(
             "SELECT a.relid FROM (SELECT $1::regclass::oid, 0::bigint UNION ALL \
                     SELECT relid::oid, depth FROM pg_catalog.pg_partition_ancestors($1::regclass) \
                     WITH ORDINALITY AS p(relid, depth)) AS a(relid, depth) \
               WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r WHERE r.relation = a.relid) \
               ORDER BY depth LIMIT 1",
             &[relid.into()],
-        )?)
+        )
     })
 }
 
@@ -343,7 +343,7 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
     // 1. Registered columns must still exist.
     if is_root {
         let missing = privilege::as_extension_owner(|| {
-            Ok(crate::spi::two::<String, String>(
+            crate::spi::two::<String, String>(
                 "SELECT c.column_name::text, c.role FROM ( \
                     SELECT column_name, 'scope column for ' || scope_type AS role \
                       FROM lifecycle.scope_columns WHERE relation = $1 \
@@ -358,7 +358,7 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
                                        AND NOT a.attisdropped) \
                   LIMIT 1",
                 &[relid.into()],
-            )?)
+            )
         })?;
         if let (Some(col), Some(role)) = missing {
             return Err(LcError::data_map_column_in_use(&name, &col, &role));
@@ -394,7 +394,11 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
             record_superuser_bypass("guard.renamed", &name, &st.tgname)?;
         } else if st.enabled != 'A' {
             if !privilege::is_superuser() {
-                let action = if st.enabled == 'D' { "disable" } else { "change the firing of" };
+                let action = if st.enabled == 'D' {
+                    "disable"
+                } else {
+                    "change the firing of"
+                };
                 return Err(LcError::guard_tampering(action, &st.tgname, &name)
                     .detail(format!(
                         "Guard triggers must stay ENABLE ALWAYS; the command set them to '{}'.",

@@ -373,7 +373,6 @@ unsafe fn row_result(td: &pg_sys::TriggerData) -> pg_sys::Datum {
 }
 
 #[cfg(any(test, feature = "pg_test"))]
-#[pg_schema]
 mod tests;
 
 /// Required by `cargo pgrx test`.

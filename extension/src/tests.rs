@@ -1,1 +1,474 @@
+//! Units inside PostgreSQL: the plain Rust layer with its error paths, and
+//! the SQL entry points.
+
 use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use crate::audit;
+    use crate::datamap::{self, TableRegistration};
+    use crate::error::LcError;
+    use crate::holds::{self, NewHold};
+
+    fn setup_schema() {
+        Spi::run(
+            "CREATE SCHEMA t;
+             CREATE TABLE t.users (id bigint PRIMARY KEY, email text, name text NOT NULL DEFAULT 'x');
+             CREATE TABLE t.posts (id bigint PRIMARY KEY, author_id bigint REFERENCES t.users ON DELETE CASCADE,
+                                   ws text, body text, flags jsonb, deleted_at timestamptz);
+             INSERT INTO t.users VALUES (1, 'a@example.com'), (2, 'b@example.com');
+             INSERT INTO t.posts VALUES (1, 1, 'acme', 'a', NULL, NULL), (2, 2, 'acme', 'b', NULL, NULL),
+                                        (3, 1, 'other', 'c', NULL, NULL);
+             SELECT lifecycle.register_subject('t.users', 'id');
+             SELECT lifecycle.register_table('t.posts', 'user', 'author_id', tenant_column => 'ws',
+                                             soft_delete_column => 'deleted_at');",
+        )
+        .expect("setup");
+    }
+
+    fn oid(name: &str) -> Option<pg_sys::Oid> {
+        Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[name.into()]).unwrap()
+    }
+
+    fn table_reg<'a>(tbl: &'a str, column: &'a str) -> TableRegistration<'a> {
+        TableRegistration {
+            tbl: oid(tbl),
+            subject_type: Some("user"),
+            subject_column: Some(column),
+            tenant_column: None,
+            on_erase: Some("delete"),
+            retain_for: None,
+            legal_basis: None,
+            soft_delete_column: None,
+            label: None,
+        }
+    }
+
+    fn hold<'a>(scope_type: &'a str, scope_id: &'a str, tenant: Option<&'a str>) -> NewHold<'a> {
+        NewHold {
+            scope_type: Some(scope_type),
+            scope_id: Some(scope_id),
+            tenant_id: tenant,
+            reason: Some("court order 12"),
+            created_by: Some("legal@example.com"),
+            expires_at: None,
+        }
+    }
+
+    fn code<T: std::fmt::Debug>(r: Result<T, LcError>) -> &'static str {
+        r.expect_err("expected an error").sqlstate
+    }
+
+    #[pg_test]
+    fn registration_is_idempotent_and_conflicts_are_refused() {
+        setup_schema();
+        let mut again = table_reg("t.posts", "author_id");
+        again.tenant_column = Some("ws");
+        again.soft_delete_column = Some("deleted_at");
+        datamap::register_table(again).expect("identical registration is a no-op");
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM lifecycle.data_map WHERE table_name = 'posts'",
+        );
+        assert_eq!(n, Ok(Some(1)));
+        assert_eq!(
+            code(datamap::register_table(table_reg("t.posts", "author_id"))),
+            "LC010"
+        );
+    }
+
+    #[pg_test]
+    fn registration_validates_columns_and_types() {
+        setup_schema();
+        Spi::run("CREATE TABLE t.notes (id int PRIMARY KEY, owner bigint, flags jsonb, body text NOT NULL)")
+            .unwrap();
+        assert_eq!(
+            code(datamap::register_table(table_reg("t.notes", "missing"))),
+            "42703"
+        );
+        assert_eq!(
+            code(datamap::register_table(table_reg("t.notes", "flags"))),
+            "42804"
+        );
+        let mut r = table_reg("t.notes", "owner");
+        r.on_erase = Some("shred");
+        assert_eq!(code(datamap::register_table(r)), "22023");
+        let mut r = table_reg("t.notes", "owner");
+        r.on_erase = Some("retain");
+        assert_eq!(code(datamap::register_table(r)), "22023");
+        let mut r = table_reg("t.notes", "owner");
+        r.subject_type = None;
+        assert_eq!(code(datamap::register_table(r)), "22004");
+        let mut r = table_reg("t.notes", "owner");
+        r.subject_type = Some("tenant");
+        assert_eq!(code(datamap::register_table(r)), "22023");
+        let mut r = table_reg("t.notes", "owner");
+        r.soft_delete_column = Some("body");
+        assert_eq!(code(datamap::register_table(r)), "42804");
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 't.notes'::regclass",
+        );
+        assert_eq!(n, Ok(Some(0)), "a refused registration installs nothing");
+    }
+
+    #[pg_test]
+    fn column_rules_check_type_and_registration() {
+        setup_schema();
+        let users = oid("t.users");
+        datamap::set_column_rule(users, Some("email"), Some("deleted_email")).unwrap();
+        assert_eq!(
+            code(datamap::set_column_rule(
+                users,
+                Some("email"),
+                Some("shred")
+            )),
+            "22023"
+        );
+        assert_eq!(
+            code(datamap::set_column_rule(users, Some("name"), Some("clear"))),
+            "42804"
+        );
+        assert_eq!(
+            code(datamap::set_column_rule(users, Some("id"), Some("clear"))),
+            "22023"
+        );
+        assert_eq!(
+            code(datamap::set_column_rule(users, Some("nope"), Some("clear"))),
+            "42703"
+        );
+        Spi::run("CREATE TABLE t.other (id int)").unwrap();
+        assert_eq!(
+            code(datamap::set_column_rule(
+                oid("t.other"),
+                Some("id"),
+                Some("keep")
+            )),
+            "LC012"
+        );
+    }
+
+    #[pg_test]
+    fn hold_validation() {
+        setup_schema();
+        let mut h = hold("user", "1", None);
+        h.reason = Some("  ");
+        assert_eq!(code(holds::place(h)), "22023");
+        assert_eq!(code(holds::place(hold("project", "1", None))), "LC022");
+        let mut h = hold("user", "1", None);
+        h.created_by = None;
+        assert_eq!(code(holds::place(h)), "22004");
+        assert_eq!(
+            code(holds::place(hold("tenant", "acme", Some("other")))),
+            "22023"
+        );
+        let mut h = hold("user", "1", None);
+        h.expires_at = Some(
+            Spi::get_one::<pgrx::datum::TimestampWithTimeZone>("SELECT now() - interval '1 hour'")
+                .unwrap()
+                .unwrap(),
+        );
+        assert_eq!(code(holds::place(h)), "22023");
+        let unknown = pgrx::datum::Uuid::from_bytes([7; 16]);
+        assert_eq!(
+            code(holds::release(Some(unknown), Some("x"), None)),
+            "LC020"
+        );
+        assert_eq!(code(holds::release(None, Some("x"), None)), "22004");
+    }
+
+    #[pg_test]
+    fn release_twice_is_refused() {
+        setup_schema();
+        let id = holds::place(hold("user", "1", Some("acme"))).unwrap();
+        let uuid = crate::parse_uuid(&id).unwrap();
+        holds::release(Some(uuid), Some("legal@example.com"), Some("done")).unwrap();
+        assert_eq!(
+            code(holds::release(Some(uuid), Some("legal@example.com"), None)),
+            "LC021"
+        );
+    }
+
+    #[pg_test(error = "cannot delete row of table t.posts: it is under legal hold")]
+    fn held_row_cannot_be_deleted() {
+        setup_schema();
+        holds::place(hold("user", "1", Some("acme"))).unwrap();
+        Spi::run("DELETE FROM t.posts WHERE id = 1").unwrap();
+    }
+
+    #[pg_test(error = "cannot update row of table t.posts: it is under legal hold")]
+    fn held_row_cannot_be_updated() {
+        setup_schema();
+        holds::place(hold("tenant", "acme", None)).unwrap();
+        Spi::run("UPDATE t.posts SET body = 'x' WHERE id = 2").unwrap();
+    }
+
+    #[pg_test(error = "cannot delete row of table t.posts: it is under legal hold")]
+    fn cascade_reaching_held_rows_is_refused() {
+        setup_schema();
+        // The hold names the tenant: the user row itself (no tenant column) and
+        // the user's acme posts are covered.
+        Spi::run("SELECT lifecycle.unregister_table('t.users')").unwrap();
+        holds::place(hold("user", "1", Some("acme"))).unwrap();
+        Spi::run("DELETE FROM t.users WHERE id = 1").unwrap();
+    }
+
+    #[pg_test(error = "cannot truncate table t.posts: it holds rows under legal hold")]
+    fn truncate_with_held_rows_is_refused() {
+        setup_schema();
+        holds::place(hold("user", "1", Some("acme"))).unwrap();
+        Spi::run("TRUNCATE t.posts").unwrap();
+    }
+
+    #[pg_test]
+    fn rows_outside_the_scope_stay_writable() {
+        setup_schema();
+        holds::place(hold("user", "1", Some("acme"))).unwrap();
+        Spi::run("UPDATE t.posts SET body = 'ok' WHERE id IN (2, 3)").unwrap();
+        // Soft delete: the row stays, the column is set.
+        Spi::run("DELETE FROM t.posts WHERE id = 3").unwrap();
+        let soft = Spi::get_one::<bool>("SELECT deleted_at IS NOT NULL FROM t.posts WHERE id = 3");
+        assert_eq!(soft, Ok(Some(true)));
+    }
+
+    #[pg_test]
+    fn released_hold_stops_blocking() {
+        setup_schema();
+        let id = holds::place(hold("user", "1", None)).unwrap();
+        holds::release(Some(crate::parse_uuid(&id).unwrap()), Some("legal"), None).unwrap();
+        Spi::run("UPDATE t.posts SET body = 'free' WHERE id = 1").unwrap();
+    }
+
+    #[pg_test]
+    fn unregister_under_hold_is_refused() {
+        setup_schema();
+        holds::place(hold("user", "2", None)).unwrap();
+        assert_eq!(code(datamap::unregister_table(oid("t.posts"))), "LC003");
+    }
+
+    #[pg_test(error = "cannot update lifecycle.audit_log: the audit log is append-only")]
+    fn audit_log_is_append_only() {
+        audit::record(audit::Event {
+            event_type: "test.event",
+            ..audit::Event::default()
+        })
+        .unwrap();
+        Spi::run("UPDATE lifecycle.audit_log SET actor = 'x'").unwrap();
+    }
+
+    #[pg_test]
+    fn audit_chain_verifies_and_detects_tampering() {
+        for i in 0..5 {
+            let who = format!("user:{i}");
+            audit::record(audit::Event {
+                event_type: "test.event",
+                actor: Some(&who),
+                subject_type: Some("user"),
+                subject_id: Some("1"),
+                ip: Some("192.0.2.1"),
+                details: Some(serde_json::json!({ "n": i })),
+                ..audit::Event::default()
+            })
+            .unwrap();
+        }
+        let v = audit::verify().unwrap();
+        assert!(v.ok);
+        assert_eq!(v.checked, 5);
+        let second = Spi::get_one::<i64>("SELECT min(id) + 1 FROM lifecycle.audit_log")
+            .unwrap()
+            .unwrap();
+        Spi::run("ALTER TABLE lifecycle.audit_log DISABLE TRIGGER USER").unwrap();
+        Spi::run_with_args(
+            "UPDATE lifecycle.audit_log SET actor = 'someone else' WHERE id = $1",
+            &[second.into()],
+        )
+        .unwrap();
+        let v = audit::verify().unwrap();
+        assert!(!v.ok);
+        assert_eq!(v.first_bad_id, Some(second));
+    }
+
+    #[pg_test]
+    fn audit_rejects_bad_events() {
+        assert_eq!(code(audit::record_event(audit::Event::default())), "22023");
+        let e = audit::Event {
+            event_type: "x.y",
+            details: Some(serde_json::json!([1, 2])),
+            ..audit::Event::default()
+        };
+        assert_eq!(code(audit::record_event(e)), "22023");
+    }
+
+    #[pg_test]
+    fn event_hash_covers_every_public_field() {
+        let base = audit::event_hash(
+            b"p",
+            1,
+            0,
+            10,
+            "e",
+            Some("user"),
+            Some("1"),
+            Some("t"),
+            b"d",
+        );
+        assert_eq!(
+            base,
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                10,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d"
+            )
+        );
+        for other in [
+            audit::event_hash(
+                b"q",
+                1,
+                0,
+                10,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(
+                b"p",
+                2,
+                0,
+                10,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(
+                b"p",
+                1,
+                1,
+                10,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                11,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                10,
+                "f",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(b"p", 1, 0, 10, "e", None, Some("1"), Some("t"), b"d"),
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                10,
+                "e",
+                Some("user"),
+                Some("2"),
+                Some("t"),
+                b"d",
+            ),
+            audit::event_hash(b"p", 1, 0, 10, "e", Some("user"), Some("1"), None, b"d"),
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                10,
+                "e",
+                Some("user"),
+                Some("1"),
+                Some("t"),
+                b"x",
+            ),
+            // Field boundaries are unambiguous.
+            audit::event_hash(
+                b"p",
+                1,
+                0,
+                10,
+                "e",
+                Some("use"),
+                Some("r1"),
+                Some("t"),
+                b"d",
+            ),
+        ] {
+            assert_ne!(base, other);
+        }
+        let salt = [1u8; 16];
+        let d = audit::personal_digest(&salt, Some("a"), None, None, None, "{}");
+        assert_ne!(
+            d,
+            audit::personal_digest(&[2u8; 16], Some("a"), None, None, None, "{}")
+        );
+        assert_ne!(
+            d,
+            audit::personal_digest(&salt, Some("b"), None, None, None, "{}")
+        );
+    }
+
+    #[pg_test]
+    fn sqlstate_encoding_matches_postgres() {
+        use crate::error::sqlstate_code;
+        assert_eq!(
+            sqlstate_code("22012"),
+            PgSqlErrorCode::ERRCODE_DIVISION_BY_ZERO as i32
+        );
+        assert_eq!(
+            sqlstate_code("XX000"),
+            PgSqlErrorCode::ERRCODE_INTERNAL_ERROR as i32
+        );
+    }
+
+    #[pg_test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../../docs/sqlstates.md");
+        let mut seen = std::collections::HashSet::new();
+        for (code, name) in crate::error::CODES {
+            assert!(doc.contains(code), "{code} missing from docs/sqlstates.md");
+            assert!(doc.contains(name), "{name} missing from docs/sqlstates.md");
+            assert!(seen.insert(code), "{code} listed twice");
+        }
+    }
+
+    #[pg_test]
+    fn custom_sqlstate_reaches_sql() {
+        setup_schema();
+        holds::place(hold("user", "1", None)).unwrap();
+        Spi::run(
+            "CREATE FUNCTION t.sqlstate_of(cmd text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE cmd; RETURN 'ok';
+             EXCEPTION WHEN OTHERS THEN RETURN SQLSTATE; END $$",
+        )
+        .unwrap();
+        let state =
+            Spi::get_one::<String>("SELECT t.sqlstate_of($$DELETE FROM t.posts WHERE id = 1$$)");
+        assert_eq!(state, Ok(Some("LC001".to_string())));
+    }
+}

@@ -106,10 +106,13 @@ pub fn quote_literal(s: &str) -> String {
 }
 
 async fn connect_config(config: &Config) -> Result<Client> {
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .with_context(|| format!("cannot connect to {:?} as {:?}", config.get_dbname(), config.get_user()))?;
+    let (client, connection) = config.connect(NoTls).await.with_context(|| {
+        format!(
+            "cannot connect to {:?} as {:?}",
+            config.get_dbname(),
+            config.get_user()
+        )
+    })?;
     tokio::spawn(async move {
         // The connection ends with an error when the database is dropped
         // WITH (FORCE) under it; nothing to report then.
@@ -127,7 +130,9 @@ pub async fn connect_admin() -> Result<Client> {
 /// cause for a moment (the library file is being replaced).
 fn transient_install_error(e: &tokio_postgres::Error) -> bool {
     matches!(sqlstate(e).as_deref(), Some("58P01") | Some("XX000"))
-        && message(e).is_some_and(|m| m.contains("could not access file") || m.contains("could not load library"))
+        && message(e).is_some_and(|m| {
+            m.contains("could not access file") || m.contains("could not load library")
+        })
 }
 
 impl TestDb {
@@ -327,7 +332,9 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
             d.severity(),
             d.code().code(),
             d.message(),
-            d.detail().map(|s| format!(" DETAIL: {s}")).unwrap_or_default(),
+            d.detail()
+                .map(|s| format!(" DETAIL: {s}"))
+                .unwrap_or_default(),
             d.hint().map(|s| format!(" HINT: {s}")).unwrap_or_default()
         ),
         None => format!("client error: {e}"),

@@ -36,10 +36,13 @@ async fn warm_cache(b: &Client) {
 }
 
 async fn row_exists(c: &Client, id: i64) -> bool {
-    c.query_one("SELECT EXISTS (SELECT 1 FROM documents WHERE id = $1)", &[&id])
-        .await
-        .map(|r| r.get(0))
-        .unwrap_or_else(|e| panic!("row_exists: {}", describe(&e)))
+    c.query_one(
+        "SELECT EXISTS (SELECT 1 FROM documents WHERE id = $1)",
+        &[&id],
+    )
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or_else(|e| panic!("row_exists: {}", describe(&e)))
 }
 
 async fn hold_count(c: &Client) -> i64 {
@@ -65,8 +68,14 @@ async fn committed_hold_is_enforced_at_once_in_another_session() {
         "DELETE of held rows in another session",
     );
     let detail = e.detail().unwrap_or_default();
-    assert!(detail.contains(&hold.to_string()), "DETAIL {detail:?} lacks hold id {hold}");
-    assert!(detail.contains("Litigation 2024-17"), "DETAIL {detail:?} lacks the reason");
+    assert!(
+        detail.contains(&hold.to_string()),
+        "DETAIL {detail:?} lacks hold id {hold}"
+    );
+    assert!(
+        detail.contains("Litigation 2024-17"),
+        "DETAIL {detail:?} lacks the reason"
+    );
     assert!(e.hint().is_some(), "no HINT");
 
     expect_sqlstate(
@@ -75,11 +84,50 @@ async fn committed_hold_is_enforced_at_once_in_another_session() {
         "LC001",
         "UPDATE of held rows in another session",
     );
-    assert_eq!(count(&b, "SELECT 1 FROM documents WHERE user_id = 1").await, before);
+    assert_eq!(
+        count(&b, "SELECT 1 FROM documents WHERE user_id = 1").await,
+        before
+    );
     // Rows of other subjects are not held.
     ok(
-        b.execute("DELETE FROM documents WHERE user_id = 2", &[]).await,
+        b.execute("DELETE FROM documents WHERE user_id = 2", &[])
+            .await,
         "DELETE of rows not held",
+    );
+
+    // A hold limited to one tenant reaches only that tenant's rows.
+    let tenant_hold = ok(
+        place_hold(&a, "user", "3", Some("11"), "Tenant-limited hold").await,
+        "place_hold limited to tenant 11",
+    );
+    let e = expect_sqlstate(
+        b.execute("DELETE FROM documents WHERE user_id = 3", &[])
+            .await,
+        "LC001",
+        "DELETE reaching the held tenant",
+    );
+    assert!(e
+        .detail()
+        .unwrap_or_default()
+        .contains(&tenant_hold.to_string()));
+    assert_eq!(
+        ok(
+            b.execute(
+                "DELETE FROM documents WHERE user_id = 3 AND tenant_id = 10",
+                &[],
+            )
+            .await,
+            "DELETE outside the held tenant",
+        ),
+        5
+    );
+    assert_eq!(
+        count(
+            &b,
+            "SELECT 1 FROM documents WHERE user_id = 3 AND tenant_id = 11"
+        )
+        .await,
+        5
     );
     db.cleanup().await.expect("cleanup");
 }
@@ -97,14 +145,18 @@ async fn hold_is_enforced_in_repeatable_read_transaction_with_older_snapshot() {
 
     let hold = within("place_hold while B holds a snapshot", async {
         ok(
-            place_hold(&a, "user", "1", Some("11"), "Regulator inquiry").await,
+            place_hold(&a, "user", "1", None, "Regulator inquiry").await,
             "place_hold",
         )
     })
     .await;
 
     // B's snapshot predates the hold, yet the guard sees it.
-    assert_eq!(hold_count(&b).await, 0, "B's snapshot should not show the hold");
+    assert_eq!(
+        hold_count(&b).await,
+        0,
+        "B's snapshot should not show the hold"
+    );
     let e = expect_sqlstate(
         within(
             "DELETE in B",
@@ -116,19 +168,10 @@ async fn hold_is_enforced_in_repeatable_read_transaction_with_older_snapshot() {
     );
     assert!(e.detail().unwrap_or_default().contains(&hold.to_string()));
     exec(&b, "ROLLBACK").await;
-
-    // The hold is limited to tenant 11: user 1's rows in tenant 10 are free.
-    exec(&b, "BEGIN ISOLATION LEVEL REPEATABLE READ").await;
-    ok(
-        b.execute(
-            "DELETE FROM documents WHERE user_id = 1 AND tenant_id = 10",
-            &[],
-        )
-        .await,
-        "DELETE outside the held tenant",
+    assert_eq!(
+        count(&a, "SELECT 1 FROM documents WHERE user_id = 1").await,
+        10
     );
-    exec(&b, "COMMIT").await;
-    assert!(count(&a, "SELECT 1 FROM documents WHERE user_id = 1 AND tenant_id = 11").await > 0);
     db.cleanup().await.expect("cleanup");
 }
 
@@ -142,7 +185,10 @@ async fn place_hold_waits_for_uncommitted_delete_and_the_delete_wins() {
 
     exec(&b, "BEGIN").await;
     assert_eq!(
-        ok(b.execute("DELETE FROM documents WHERE id = 1", &[]).await, "DELETE in B"),
+        ok(
+            b.execute("DELETE FROM documents WHERE id = 1", &[]).await,
+            "DELETE in B"
+        ),
         1
     );
 
@@ -153,7 +199,10 @@ async fn place_hold_waits_for_uncommitted_delete_and_the_delete_wins() {
     within("A to block behind B", wait_until_blocked(&observer, a_pid))
         .await
         .expect("place_hold should wait for B's open DELETE");
-    assert!(!placing.is_finished(), "place_hold finished while B was open");
+    assert!(
+        !placing.is_finished(),
+        "place_hold finished while B was open"
+    );
 
     exec(&b, "COMMIT").await;
     let (a, placed) = within("place_hold after B committed", placing)
@@ -201,7 +250,10 @@ async fn delete_waits_for_uncommitted_hold_and_is_refused() {
     within("B to block behind A", wait_until_blocked(&observer, b_pid))
         .await
         .expect("DELETE should wait for the open place_hold");
-    assert!(!deleting.is_finished(), "DELETE finished while the hold was open");
+    assert!(
+        !deleting.is_finished(),
+        "DELETE finished while the hold was open"
+    );
 
     exec(&a, "COMMIT").await;
     let (b, deleted) = within("DELETE after A committed", deleting)
@@ -297,11 +349,18 @@ async fn expiring_hold_stops_blocking_by_itself() {
         "DELETE while the hold is in force",
     );
     assert!(e.detail().unwrap_or_default().contains(&hold.to_string()));
-    assert!(e.hint().unwrap_or_default().contains("expire"), "HINT: {:?}", e.hint());
+    assert!(
+        e.hint().unwrap_or_default().contains("expire"),
+        "HINT: {:?}",
+        e.hint()
+    );
 
     let start = Instant::now();
     let deleted = loop {
-        match b.execute("DELETE FROM documents WHERE user_id = 1", &[]).await {
+        match b
+            .execute("DELETE FROM documents WHERE user_id = 1", &[])
+            .await
+        {
             Ok(n) => break n,
             Err(e) => {
                 assert_eq!(
@@ -320,6 +379,10 @@ async fn expiring_hold_stops_blocking_by_itself() {
         }
     };
     assert!(deleted > 0);
-    assert_eq!(hold_count(&a).await, 0, "holds_in_force still lists the expired hold");
+    assert_eq!(
+        hold_count(&a).await,
+        0,
+        "holds_in_force still lists the expired hold"
+    );
     db.cleanup().await.expect("cleanup");
 }

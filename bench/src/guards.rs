@@ -1,0 +1,316 @@
+//! `guards`: what the row guard costs on UPDATE and DELETE.
+//!
+//! Three identical posts tables: `posts_plain` (no guard: the limit),
+//! `posts_guarded` (registered with the extension, holds in force on other
+//! users) and `posts_plpgsql` (the PL/pgSQL trigger a user would write
+//! instead, over a holds table with an index).
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use serde_json::json;
+
+use crate::pg::{batch, describe, render};
+use crate::report::{rotated, Measurement, Ratio, Series, Unit};
+use crate::rounds::{pgbench_rounds, PgbenchSpec};
+use crate::{Ctx, Outcome};
+
+pub const DATABASE: &str = "lc_bench_guards";
+
+const SCHEMA: &str = include_str!("../sql/guards_schema.sql");
+const REGISTER: &str = include_str!("../sql/guards_register.sql");
+const UPDATE: &str = include_str!("../sql/guards_update.pgbench");
+const DELETE: &str = include_str!("../sql/guards_delete.pgbench");
+const BULK_DELETE: &str = include_str!("../sql/guards_bulk_delete.sql");
+
+const VARIANTS: [(&str, &str); 3] = [
+    ("plain", "posts_plain"),
+    ("guarded", "posts_guarded"),
+    ("plpgsql", "posts_plpgsql"),
+];
+
+const WORKSPACES: u64 = 1_000;
+const HELD_USERS: u64 = 5;
+const BULK_ROWS: u64 = 100_000;
+
+fn users(rows: u64) -> u64 {
+    (rows / 10).max(1_000)
+}
+
+/// Deterministic pseudo-random numbers (a 64-bit LCG), so that runs touch
+/// the same ranges.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+pub async fn run(ctx: &Ctx) -> Result<Outcome> {
+    println!();
+    println!("== guards ==");
+    let t0 = Instant::now();
+    ctx.server
+        .recreate_database(DATABASE, ctx.synchronous_commit)
+        .await?;
+    let client = ctx.server.connect(DATABASE).await?;
+    batch(
+        &client,
+        "CREATE EXTENSION lifecycle",
+        "CREATE EXTENSION lifecycle",
+    )
+    .await?;
+    let users = users(ctx.rows);
+    let vars = [
+        ("ROWS", ctx.rows.to_string()),
+        ("USERS", users.to_string()),
+        ("WORKSPACES", WORKSPACES.to_string()),
+        ("HELD_USERS", HELD_USERS.to_string()),
+    ];
+    batch(&client, &render(SCHEMA, &vars), "building the posts tables").await?;
+    batch(
+        &client,
+        &render(REGISTER, &vars),
+        "registering and placing holds",
+    )
+    .await?;
+    for (_, table) in VARIANTS {
+        batch(
+            &client,
+            &format!("VACUUM (ANALYZE) bench.{table}"),
+            "vacuuming",
+        )
+        .await?;
+    }
+    batch(
+        &client,
+        "VACUUM (ANALYZE) bench.users, bench.workspaces, bench.legal_holds",
+        "vacuuming",
+    )
+    .await?;
+    batch(&client, "CHECKPOINT", "checkpoint").await?;
+    let size: String = client
+        .query_one(
+            "SELECT pg_size_pretty(pg_total_relation_size('bench.posts_plain'))",
+            &[],
+        )
+        .await?
+        .get(0);
+    let holds: i64 = client
+        .query_one(
+            "SELECT count(*) FROM lifecycle.legal_holds WHERE active",
+            &[],
+        )
+        .await?
+        .get(0);
+    println!(
+        "  built 3 x {} posts ({} each with indexes), {} users in {} workspaces, {} active holds on users outside the hot set, in {:.0} s",
+        ctx.rows,
+        size,
+        users + HELD_USERS,
+        WORKSPACES,
+        holds,
+        t0.elapsed().as_secs_f64()
+    );
+
+    let (checks, check_failed) = check_guards(&client, users + 1).await?;
+
+    let mut update_scripts = Vec::new();
+    let mut delete_scripts = Vec::new();
+    for (variant, table) in VARIANTS {
+        let vars = [("TABLE", table.to_string()), ("ROWS", ctx.rows.to_string())];
+        update_scripts.push((
+            variant,
+            ctx.script(&format!("update_{table}.pgbench"), &render(UPDATE, &vars))?,
+        ));
+        delete_scripts.push((
+            variant,
+            ctx.script(&format!("delete_{table}.pgbench"), &render(DELETE, &vars))?,
+        ));
+    }
+    let ratios = || {
+        vec![
+            Ratio::new("guarded", "plain", Some(0.9)),
+            Ratio::new("plpgsql", "plain", None),
+            Ratio::new("guarded", "plpgsql", Some(1.0)),
+        ]
+    };
+    let update = pgbench_rounds(
+        ctx,
+        PgbenchSpec {
+            key: "update",
+            title: "guards: single-row UPDATE ... SET title = title || '' WHERE id = random",
+            database: DATABASE,
+            clients: 2,
+            threads: 2,
+            variants: update_scripts,
+            ratios: ratios(),
+        },
+    )
+    .await?;
+    let delete = pgbench_rounds(
+        ctx,
+        PgbenchSpec {
+            key: "delete",
+            title: "guards: single-row BEGIN; DELETE ... WHERE id = random; ROLLBACK",
+            database: DATABASE,
+            clients: 2,
+            threads: 2,
+            variants: delete_scripts,
+            ratios: ratios(),
+        },
+    )
+    .await?;
+    let bulk = bulk_delete(ctx).await?;
+
+    update.print();
+    delete.print();
+    bulk.print();
+    if let Some(f) = &check_failed {
+        println!("  CHECK FAILED: {f}");
+    }
+    Ok(Outcome {
+        name: "guards",
+        measurements: vec![update, delete, bulk],
+        extra: json!({ "checks": checks, "held_users": HELD_USERS, "users": users, "workspaces": WORKSPACES }),
+        check_failed,
+    })
+}
+
+/// Both guarded variants must refuse to change a held user's posts, and the
+/// plain table must not: otherwise the comparison is meaningless.
+async fn check_guards(
+    client: &tokio_postgres::Client,
+    held_user: u64,
+) -> Result<(serde_json::Value, Option<String>)> {
+    let mut results = serde_json::Map::new();
+    let mut failed = None;
+    for (variant, table) in VARIANTS {
+        for (op, sql) in [
+            (
+                "delete",
+                format!("DELETE FROM bench.{table} WHERE author_id = {held_user}"),
+            ),
+            (
+                "update",
+                format!(
+                    "UPDATE bench.{table} SET title = title || '' WHERE author_id = {held_user}"
+                ),
+            ),
+        ] {
+            client.batch_execute("BEGIN").await?;
+            let r = client.execute(sql.as_str(), &[]).await;
+            client.batch_execute("ROLLBACK").await?;
+            let (refused, text) = match r {
+                Ok(n) => (false, format!("changed {n} rows")),
+                Err(e) => (true, format!("refused: {}", describe(&e))),
+            };
+            let expected = variant != "plain";
+            println!("  check: {op} of a held user's posts in {table}: {text}");
+            if refused != expected {
+                failed = Some(format!(
+                    "{op} of a held user's posts in {table}: expected {}, got: {text}",
+                    if expected { "a refusal" } else { "success" }
+                ));
+            }
+            results.insert(format!("{variant}_{op}_held"), json!(text));
+        }
+    }
+    Ok((serde_json::Value::Object(results), failed))
+}
+
+/// `BEGIN; DELETE 100,000 unheld rows; ROLLBACK`, timed by the client.
+async fn bulk_delete(ctx: &Ctx) -> Result<Measurement> {
+    let method = format!(
+        "BEGIN; DELETE FROM <table> WHERE id BETWEEN x AND x+{}; ROLLBACK; DELETE timed by the client, \
+         {} rounds x {} per variant, same x for every variant, variants alternating",
+        BULK_ROWS - 1,
+        ctx.rounds,
+        ctx.bulk_repeats
+    );
+    println!();
+    println!("guards: bulk DELETE of {BULK_ROWS} unheld rows ({method})");
+    let client = ctx.server.connect(DATABASE).await?;
+    let mut statements = Vec::new();
+    for (_, table) in VARIANTS {
+        let sql = render(BULK_DELETE, &[("TABLE", table.to_string())]);
+        let sql: String = sql
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        statements.push(
+            client
+                .prepare(&sql)
+                .await
+                .map_err(|e| anyhow!("preparing the bulk DELETE: {}", describe(&e)))?,
+        );
+    }
+    let one = |i: usize, x: i64| {
+        let client = &client;
+        let stmt = statements[i].clone();
+        async move {
+            client.batch_execute("BEGIN").await?;
+            let t = Instant::now();
+            let n = client.execute(&stmt, &[&x]).await;
+            let elapsed = t.elapsed();
+            client.batch_execute("ROLLBACK").await?;
+            let n = n.map_err(|e| anyhow!("bulk DELETE: {}", describe(&e)))?;
+            if n != BULK_ROWS {
+                return Err(anyhow!(
+                    "bulk DELETE removed {n} rows, expected {BULK_ROWS}"
+                ));
+            }
+            Ok::<Duration, anyhow::Error>(elapsed)
+        }
+    };
+    let mut rng = Lcg(0x6c69_6665_6379_636c);
+    let span = ctx.rows - BULK_ROWS + 1;
+    // Warm-up: one of each (loads the guard's caches, the plan, the pages).
+    let x = 1 + rng.next_below(span) as i64;
+    for (i, (variant, _)) in VARIANTS.iter().enumerate() {
+        let d = one(i, x).await.context("bulk DELETE warm-up")?;
+        println!(
+            "  warm-up  {variant:<10} {:>8.1} ms",
+            d.as_secs_f64() * 1000.0
+        );
+    }
+    let mut series: Vec<Series> = VARIANTS.iter().map(|(v, _)| Series::new(v)).collect();
+    let order: Vec<usize> = (0..VARIANTS.len()).collect();
+    for round in 0..ctx.rounds {
+        let mut line = Vec::new();
+        for rep in 0..ctx.bulk_repeats {
+            let x = 1 + rng.next_below(span) as i64;
+            for i in rotated(&order, (round * ctx.bulk_repeats + rep) as usize) {
+                let d = one(i, x).await?;
+                let ms = d.as_secs_f64() * 1000.0;
+                series[i].samples.push(ms);
+                line.push(format!("{} {ms:.1}", VARIANTS[i].0));
+            }
+        }
+        println!(
+            "  round {}/{}  ms: {}",
+            round + 1,
+            ctx.rounds,
+            line.join(", ")
+        );
+    }
+    Ok(Measurement {
+        key: "bulk_delete".into(),
+        title: format!("guards: bulk DELETE of {BULK_ROWS} unheld rows"),
+        method,
+        unit: Unit::Millis,
+        rows_per_statement: Some(BULK_ROWS),
+        series,
+        ratios: vec![
+            Ratio::new("guarded", "plain", Some(0.8)),
+            Ratio::new("plpgsql", "plain", None),
+            Ratio::new("guarded", "plpgsql", None),
+        ],
+    })
+}
