@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use serde_json::json;
 
-use crate::pg::{batch, describe, render};
+use crate::pg::{batch, describe, is_transient, render};
 use crate::report::{rotated, Measurement, Ratio, Series, Unit};
 use crate::rounds::{pgbench_rounds, PgbenchSpec};
 use crate::{Ctx, Outcome};
@@ -235,46 +235,13 @@ async fn bulk_delete(ctx: &Ctx) -> Result<Measurement> {
     );
     println!();
     println!("guards: bulk DELETE of {BULK_ROWS} unheld rows ({method})");
-    let client = ctx.server.connect(DATABASE).await?;
-    let mut statements = Vec::new();
-    for (_, table) in VARIANTS {
-        let sql = render(BULK_DELETE, &[("TABLE", table.to_string())]);
-        let sql: String = sql
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        statements.push(
-            client
-                .prepare(&sql)
-                .await
-                .map_err(|e| anyhow!("preparing the bulk DELETE: {}", describe(&e)))?,
-        );
-    }
-    let one = |i: usize, x: i64| {
-        let client = &client;
-        let stmt = statements[i].clone();
-        async move {
-            client.batch_execute("BEGIN").await?;
-            let t = Instant::now();
-            let n = client.execute(&stmt, &[&x]).await;
-            let elapsed = t.elapsed();
-            client.batch_execute("ROLLBACK").await?;
-            let n = n.map_err(|e| anyhow!("bulk DELETE: {}", describe(&e)))?;
-            if n != BULK_ROWS {
-                return Err(anyhow!(
-                    "bulk DELETE removed {n} rows, expected {BULK_ROWS}"
-                ));
-            }
-            Ok::<Duration, anyhow::Error>(elapsed)
-        }
-    };
+    let mut runner = BulkRunner::connect(ctx).await?;
     let mut rng = Lcg(0x6c69_6665_6379_636c);
     let span = ctx.rows - BULK_ROWS + 1;
     // Warm-up: one of each (loads the guard's caches, the plan, the pages).
     let x = 1 + rng.next_below(span) as i64;
     for (i, (variant, _)) in VARIANTS.iter().enumerate() {
-        let d = one(i, x).await.context("bulk DELETE warm-up")?;
+        let d = runner.time(i, x).await.context("bulk DELETE warm-up")?;
         println!(
             "  warm-up  {variant:<10} {:>8.1} ms",
             d.as_secs_f64() * 1000.0
@@ -287,7 +254,7 @@ async fn bulk_delete(ctx: &Ctx) -> Result<Measurement> {
         for rep in 0..ctx.bulk_repeats {
             let x = 1 + rng.next_below(span) as i64;
             for i in rotated(&order, (round * ctx.bulk_repeats + rep) as usize) {
-                let d = one(i, x).await?;
+                let d = runner.time(i, x).await?;
                 let ms = d.as_secs_f64() * 1000.0;
                 series[i].samples.push(ms);
                 line.push(format!("{} {ms:.1}", VARIANTS[i].0));
@@ -313,4 +280,73 @@ async fn bulk_delete(ctx: &Ctx) -> Result<Measurement> {
             Ratio::new("guarded", "plpgsql", None),
         ],
     })
+}
+
+/// A connection with the three bulk DELETEs prepared; reconnects when the
+/// server went through a restart (an extension reinstall).
+struct BulkRunner<'a> {
+    ctx: &'a Ctx,
+    client: tokio_postgres::Client,
+    statements: Vec<tokio_postgres::Statement>,
+}
+
+impl<'a> BulkRunner<'a> {
+    async fn connect(ctx: &'a Ctx) -> Result<Self> {
+        let client = ctx.server.connect(DATABASE).await?;
+        let mut statements = Vec::new();
+        for (_, table) in VARIANTS {
+            let sql = render(BULK_DELETE, &[("TABLE", table.to_string())]);
+            let sql: String = sql
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("--"))
+                .collect::<Vec<_>>()
+                .join("\n");
+            statements.push(
+                client
+                    .prepare(&sql)
+                    .await
+                    .map_err(|e| anyhow!("preparing the bulk DELETE: {}", describe(&e)))?,
+            );
+        }
+        Ok(BulkRunner {
+            ctx,
+            client,
+            statements,
+        })
+    }
+
+    /// Time one `DELETE` of variant `i` from id `x`, inside a transaction
+    /// that is rolled back.
+    async fn time(&mut self, i: usize, x: i64) -> Result<Duration> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_time(i, x).await {
+                Ok(d) => return Ok(d),
+                Err(e) if attempt < 10 && is_transient(&format!("{e:#} {e:?}")) => {
+                    eprintln!("  bulk DELETE: {e:#}; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                    *self = BulkRunner::connect(self.ctx).await?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn try_time(&self, i: usize, x: i64) -> Result<Duration> {
+        let c = &self.client;
+        c.batch_execute("BEGIN")
+            .await
+            .map_err(|e| anyhow!("BEGIN: {}", describe(&e)))?;
+        let t = Instant::now();
+        let n = c.execute(&self.statements[i], &[&x]).await;
+        let elapsed = t.elapsed();
+        let rollback = c.batch_execute("ROLLBACK").await;
+        let n = n.map_err(|e| anyhow!("bulk DELETE: {}", describe(&e)))?;
+        rollback.map_err(|e| anyhow!("ROLLBACK: {}", describe(&e)))?;
+        if n != BULK_ROWS {
+            return Err(anyhow!("bulk DELETE removed {n} rows, expected {BULK_ROWS}"));
+        }
+        Ok(elapsed)
+    }
 }

@@ -11,8 +11,11 @@ use tokio_postgres::{Client, Config, NoTls};
 /// Errors seen while the extension's files are being reinstalled (a
 /// library rewritten in place can take the server through crash recovery);
 /// the operation is retried.
-const TRANSIENT: [&str; 8] = [
+const TRANSIENT: [&str; 11] = [
+    "connection closed",
+    "error communicating with the server",
     "could not access file",
+    "unrecognized function API version",
     "could not load library",
     "crash of another server process",
     "server closed the connection unexpectedly",
