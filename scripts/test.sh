@@ -18,6 +18,9 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 log "#[pg_test] units inside PostgreSQL"
 "$ROOT/scripts/pg-test.sh"
 
+log "extension (release build) back into PostgreSQL after the unit-test build"
+(cd "$ROOT/extension" && $SUDO env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | tail -n 1)
+
 log "pg_regress golden files"
 "$ROOT/scripts/regress.sh"
 

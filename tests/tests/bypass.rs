@@ -311,6 +311,10 @@ async fn owner_cannot_disable_drop_or_rename_guard_triggers() {
             "DISABLE TRIGGER lifecycle_guard_truncate",
         ),
         (
+            "ALTER TABLE app.documents ENABLE TRIGGER lifecycle_guard",
+            "ENABLE TRIGGER lifecycle_guard (origin only)",
+        ),
+        (
             "ALTER TABLE app.documents ENABLE REPLICA TRIGGER lifecycle_guard",
             "ENABLE REPLICA TRIGGER lifecycle_guard",
         ),

@@ -176,6 +176,35 @@ async fn hold_is_enforced_in_repeatable_read_transaction_with_older_snapshot() {
 }
 
 #[tokio::test]
+async fn hold_is_enforced_in_read_committed_transaction_that_already_wrote() {
+    let (db, a, b) = setup("conc_rc_wrote").await;
+    exec(&a, "CREATE TABLE scratch (n int)").await;
+    warm_cache(&b).await;
+
+    // B has a transaction id (it wrote elsewhere) before the hold exists.
+    exec(&b, "BEGIN; INSERT INTO scratch VALUES (1);").await;
+    let hold = within("place_hold while B is open", async {
+        ok(
+            place_hold(&a, "user", "1", None, "Hold during B's transaction").await,
+            "place_hold",
+        )
+    })
+    .await;
+    let e = expect_sqlstate(
+        within(
+            "DELETE in B",
+            b.execute("DELETE FROM documents WHERE user_id = 1", &[]),
+        )
+        .await,
+        "LC001",
+        "DELETE in a READ COMMITTED transaction that began before the hold",
+    );
+    assert!(e.detail().unwrap_or_default().contains(&hold.to_string()));
+    exec(&b, "ROLLBACK").await;
+    db.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test]
 async fn place_hold_waits_for_uncommitted_delete_and_the_delete_wins() {
     let (db, a, b) = setup("conc_race_del").await;
     let observer = db.connect(&Role::Superuser).await.expect("observer");

@@ -65,7 +65,11 @@ async fn refused(c: &Client, sql: &str, code: &str) -> DbError {
     let before = state(c).await;
     let e = expect_sqlstate(c.batch_execute(sql).await, code, sql);
     assert!(!e.message().is_empty(), "{sql}: empty message");
-    assert_eq!(state(c).await, before, "{sql}: the failed call changed something");
+    assert_eq!(
+        state(c).await,
+        before,
+        "{sql}: the failed call changed something"
+    );
     e
 }
 
@@ -122,8 +126,10 @@ async fn registering_twice_is_idempotent_or_a_conflict() {
     let before = state(&c).await;
     // Identical: no error, nothing new (one entry, no new audit event).
     ok(
-        c.batch_execute("SELECT lifecycle.register_table('documents', 'user', 'user_id', 'tenant_id')")
-            .await,
+        c.batch_execute(
+            "SELECT lifecycle.register_table('documents', 'user', 'user_id', 'tenant_id')",
+        )
+        .await,
         "identical registration",
     );
     assert_eq!(state(&c).await, before);
@@ -184,7 +190,12 @@ async fn registering_twice_is_idempotent_or_a_conflict() {
         "LC010",
     )
     .await;
-    refused(&c, "SELECT lifecycle.register_tenant('orgs2', 'id')", "LC010").await;
+    refused(
+        &c,
+        "SELECT lifecycle.register_tenant('orgs2', 'id')",
+        "LC010",
+    )
+    .await;
     db.cleanup().await.expect("cleanup");
 }
 
@@ -278,7 +289,8 @@ async fn bad_holds_are_refused() {
 
     // Nothing was placed: the rows are free.
     ok(
-        c.execute("DELETE FROM documents WHERE user_id = 1", &[]).await,
+        c.execute("DELETE FROM documents WHERE user_id = 1", &[])
+            .await,
         "DELETE after refused holds",
     );
     db.cleanup().await.expect("cleanup");
@@ -402,13 +414,20 @@ async fn unregistered_tables_are_lc012() {
         .await,
         0
     );
-    refused(&c, "SELECT lifecycle.unregister_table('documents')", "LC012").await;
+    refused(
+        &c,
+        "SELECT lifecycle.unregister_table('documents')",
+        "LC012",
+    )
+    .await;
     db.cleanup().await.expect("cleanup");
 }
 
 #[tokio::test]
 async fn privileges_are_checked() {
-    let mut db = TestDb::create("errors_privileges").await.expect("test database");
+    let mut db = TestDb::create("errors_privileges")
+        .await
+        .expect("test database");
     let su = db.connect(&Role::Superuser).await.expect("session");
     exec(&su, SCHEMA).await;
     let other = db.create_role("other").await.expect("role");

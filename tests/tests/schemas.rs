@@ -119,6 +119,18 @@ async fn mixed_case_quoted_names_in_another_schema() {
         "LC011",
         "RENAME of a registered column",
     );
+    expect_sqlstate(
+        c.batch_execute(r#"ALTER TABLE "Billing"."Invoice Lines" DROP COLUMN "Tenant""#)
+            .await,
+        "LC011",
+        "DROP COLUMN of a registered column",
+    );
+    expect_sqlstate(
+        c.batch_execute(r#"ALTER TABLE "Billing"."Invoice Lines" DROP COLUMN "Memo""#)
+            .await,
+        "LC011",
+        "DROP COLUMN of a column with a rule",
+    );
     exec(
         &c,
         r#"ALTER TABLE "Billing"."Invoice Lines" RENAME TO "Invoice Items""#,
@@ -498,6 +510,75 @@ async fn partitioned_table_is_guarded_in_every_partition() {
     assert_eq!(
         count(&c, "SELECT 1 FROM events WHERE user_id = 1").await,
         3 + 3 + 1
+    );
+    db.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test]
+async fn detach_partition_concurrently_of_held_partition_is_refused() {
+    let (db, c) = setup("schemas_detach_conc").await;
+    // DETACH ... CONCURRENTLY needs a table without a default partition.
+    exec(
+        &c,
+        "
+        CREATE TABLE visits (
+            id        bigint NOT NULL,
+            tenant_id text   NOT NULL,
+            user_id   bigint NOT NULL,
+            PRIMARY KEY (tenant_id, id)
+        ) PARTITION BY LIST (tenant_id);
+        CREATE TABLE visits_acme PARTITION OF visits FOR VALUES IN ('acme');
+        CREATE TABLE visits_globex PARTITION OF visits FOR VALUES IN ('globex');
+        INSERT INTO visits VALUES (1, 'acme', 1), (2, 'acme', 2), (3, 'globex', 2);
+        SELECT lifecycle.register_table('visits', 'user', 'user_id', 'tenant_id');
+        ",
+    )
+    .await;
+    let hold = ok(
+        place_hold(&c, "user", "1", None, "Hold on user 1").await,
+        "place_hold",
+    );
+    let e = expect_sqlstate(
+        c.batch_execute("ALTER TABLE visits DETACH PARTITION visits_acme CONCURRENTLY")
+            .await,
+        "LC003",
+        "DETACH PARTITION ... CONCURRENTLY of a partition with held rows",
+    );
+    assert!(e.detail().unwrap_or_default().contains(&hold.to_string()));
+
+    // Refused means nothing happened: the partition is still attached (not
+    // left half-detached) and its held rows are still guarded.
+    let pending: Vec<bool> = c
+        .query(
+            "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'visits_acme'::regclass",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        pending,
+        vec![false],
+        "visits_acme should still be an attached partition"
+    );
+    assert_guards_ok(&c, "after the refused DETACH CONCURRENTLY").await;
+    expect_sqlstate(
+        c.execute("TRUNCATE visits_acme", &[]).await,
+        "LC002",
+        "TRUNCATE of the partition after the refused DETACH CONCURRENTLY",
+    );
+    expect_sqlstate(
+        c.execute("DELETE FROM visits_acme WHERE user_id = 1", &[])
+            .await,
+        "LC001",
+        "DELETE in the partition after the refused DETACH CONCURRENTLY",
+    );
+    assert_eq!(
+        count(&c, "SELECT 1 FROM visits_acme WHERE user_id = 1").await,
+        1,
+        "the held row is gone"
     );
     db.cleanup().await.expect("cleanup");
 }
