@@ -345,7 +345,9 @@ impl<'a> BulkRunner<'a> {
         let n = n.map_err(|e| anyhow!("bulk DELETE: {}", describe(&e)))?;
         rollback.map_err(|e| anyhow!("ROLLBACK: {}", describe(&e)))?;
         if n != BULK_ROWS {
-            return Err(anyhow!("bulk DELETE removed {n} rows, expected {BULK_ROWS}"));
+            return Err(anyhow!(
+                "bulk DELETE removed {n} rows, expected {BULK_ROWS}"
+            ));
         }
         Ok(elapsed)
     }

@@ -192,39 +192,60 @@ fn with_latest_snapshot<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     }
 }
 
+const HOLDS_SQL: &std::ffi::CStr = c"\
+    SELECT id::text, scope_type, scope_id, tenant_id, reason, created_by, \
+           ((extract(epoch FROM expires_at) - 946684800) * 1000000)::bigint::text \
+      FROM lifecycle.legal_holds \
+     WHERE active AND (expires_at IS NULL OR expires_at > pg_catalog.now())";
+
+/// Read the holds in force with a snapshot taken now. The query runs
+/// read-only, so SPI uses that snapshot rather than the transaction's: a
+/// REPEATABLE READ or SERIALIZABLE writer sees holds committed after its
+/// transaction began.
 fn load_holds() -> LcResult<Holds> {
     privilege::as_extension_owner(|| {
-        with_latest_snapshot(|| {
-            Spi::connect(|client| {
-                let mut holds = Holds::default();
-                let rows = client.select(
-                    "SELECT id::text, scope_type, scope_id, tenant_id, reason, created_by, \
-                            expires_at \
-                       FROM lifecycle.legal_holds \
-                      WHERE active AND (expires_at IS NULL OR expires_at > pg_catalog.now())",
-                    None,
-                    &[],
-                )?;
-                for row in rows {
-                    let h = Hold {
-                        id: row.get::<String>(1)?.unwrap_or_default(),
-                        scope_type: row.get::<String>(2)?.unwrap_or_default(),
-                        scope_id: row.get::<String>(3)?.unwrap_or_default(),
-                        tenant_id: row.get::<String>(4)?,
-                        reason: row.get::<String>(5)?.unwrap_or_default(),
-                        created_by: row.get::<String>(6)?.unwrap_or_default(),
-                        expires_at: row
-                            .get::<pgrx::datum::TimestampWithTimeZone>(7)?
-                            .map(|t| t.into_inner()),
-                    };
-                    holds
-                        .by_scope
-                        .entry(h.scope_type.clone())
-                        .or_default()
-                        .push(h);
+        with_latest_snapshot(|| unsafe {
+            use crate::error::LcError;
+            if pg_sys::SPI_connect() != pg_sys::SPI_OK_CONNECT as i32 {
+                return Err(LcError::internal("SPI_connect failed"));
+            }
+            let rc = pg_sys::SPI_execute(HOLDS_SQL.as_ptr(), true, 0);
+            if rc != pg_sys::SPI_OK_SELECT as i32 {
+                pg_sys::SPI_finish();
+                return Err(LcError::internal(format!(
+                    "reading legal holds failed ({rc})"
+                )));
+            }
+            let table = pg_sys::SPI_tuptable;
+            let n = pg_sys::SPI_processed as usize;
+            let text = |row: usize, col: i32| -> Option<String> {
+                let tuple = *(*table).vals.add(row);
+                let v = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, col);
+                if v.is_null() {
+                    None
+                } else {
+                    Some(std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
                 }
-                Ok(holds)
-            })
+            };
+            let mut holds = Holds::default();
+            for row in 0..n {
+                let h = Hold {
+                    id: text(row, 1).unwrap_or_default(),
+                    scope_type: text(row, 2).unwrap_or_default(),
+                    scope_id: text(row, 3).unwrap_or_default(),
+                    tenant_id: text(row, 4),
+                    reason: text(row, 5).unwrap_or_default(),
+                    created_by: text(row, 6).unwrap_or_default(),
+                    expires_at: text(row, 7).and_then(|s| s.parse::<i64>().ok()),
+                };
+                holds
+                    .by_scope
+                    .entry(h.scope_type.clone())
+                    .or_default()
+                    .push(h);
+            }
+            pg_sys::SPI_finish();
+            Ok(holds)
         })
     })
 }
@@ -309,6 +330,18 @@ pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
     Ok(loaded)
 }
 
+/// The nearest registered relation among a relation and its ancestors.
+/// Walks `pg_inherits` rather than `pg_partition_ancestors` so that a
+/// partition pending a concurrent detach still counts as part of its tree.
+pub const REGISTERED_ROOT_SQL: &str = "\
+    WITH RECURSIVE up(relid, depth) AS ( \
+        SELECT $1::regclass::oid, 0 \
+        UNION ALL \
+        SELECT i.inhparent, up.depth + 1 FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.relid) \
+    SELECT up.relid FROM up \
+     WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r WHERE r.relation = up.relid) \
+     ORDER BY up.depth LIMIT 1";
+
 /// Every (scope type, column) a registered relation maps, from the data map.
 pub const SCOPE_COLUMNS_SQL: &str = "\
     SELECT scope_type, column_name::text FROM lifecycle.scope_columns WHERE relation = $1::regclass \
@@ -317,17 +350,11 @@ pub const SCOPE_COLUMNS_SQL: &str = "\
 fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
     Spi::connect(|client| {
         // The nearest registered relation among relid and its ancestors.
-        let registered = crate::spi::first::<pg_sys::Oid>(client
-            .select(
-                "SELECT a.relid FROM (SELECT $1::regclass::oid, 0::bigint UNION ALL \
-                        SELECT relid::oid, depth FROM pg_catalog.pg_partition_ancestors($1::regclass) \
-                        WITH ORDINALITY AS p(relid, depth)) AS a(relid, depth) \
-                  WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r \
-                                 WHERE r.relation = a.relid) \
-                  ORDER BY depth LIMIT 1",
-                None,
-                &[relid.into()],
-            )?)?;
+        let registered = crate::spi::first::<pg_sys::Oid>(client.select(
+            REGISTERED_ROOT_SQL,
+            None,
+            &[relid.into()],
+        )?)?;
         let Some(registered) = registered else {
             return Ok(None);
         };

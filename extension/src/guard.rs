@@ -263,14 +263,7 @@ fn guard_triggers(relid: pg_sys::Oid) -> LcResult<Vec<GuardState>> {
 /// of DDL).
 fn registered_root(relid: pg_sys::Oid) -> LcResult<Option<pg_sys::Oid>> {
     privilege::as_extension_owner(|| {
-        crate::spi::one::<pg_sys::Oid>(
-            "SELECT a.relid FROM (SELECT $1::regclass::oid, 0::bigint UNION ALL \
-                    SELECT relid::oid, depth FROM pg_catalog.pg_partition_ancestors($1::regclass) \
-                    WITH ORDINALITY AS p(relid, depth)) AS a(relid, depth) \
-              WHERE EXISTS (SELECT 1 FROM lifecycle.registered_relations r WHERE r.relation = a.relid) \
-              ORDER BY depth LIMIT 1",
-            &[relid.into()],
-        )
+        crate::spi::one::<pg_sys::Oid>(cache::REGISTERED_ROOT_SQL, &[relid.into()])
     })
 }
 
@@ -444,9 +437,10 @@ fn check_detached(root: pg_sys::Oid, root_name: &str) -> LcResult<()> {
         for row in client.select(
             "SELECT t.tgrelid, t.tgrelid::regclass::text FROM pg_catalog.pg_trigger t \
               WHERE t.tgname = $1::name \
-                AND t.tgrelid NOT IN (SELECT relation FROM lifecycle.registered_relations) \
-                AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_partition_ancestors(t.tgrelid) a \
-                                 WHERE a.relid IN (SELECT relation FROM lifecycle.registered_relations))",
+                AND NOT EXISTS (WITH RECURSIVE up(relid) AS ( \
+                                    SELECT t.tgrelid UNION \
+                                    SELECT i.inhparent FROM pg_catalog.pg_inherits i JOIN up ON i.inhrelid = up.relid) \
+                                SELECT 1 FROM up WHERE up.relid IN (SELECT relation FROM lifecycle.registered_relations))",
             None,
             &[TRUNCATE_GUARD.into()],
         )? {

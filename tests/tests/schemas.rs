@@ -546,8 +546,10 @@ async fn detach_partition_concurrently_of_held_partition_is_refused() {
     );
     assert!(e.detail().unwrap_or_default().contains(&hold.to_string()));
 
-    // Refused means nothing happened: the partition is still attached (not
-    // left half-detached) and its held rows are still guarded.
+    // DETACH ... CONCURRENTLY commits its first step before any event
+    // trigger runs, so the refusal cannot undo it: the partition is left
+    // pending detach. Its held rows stay guarded all the same, and the
+    // FINALIZE step that would complete the detach is refused.
     let pending: Vec<bool> = c
         .query(
             "SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = 'visits_acme'::regclass",
@@ -558,11 +560,7 @@ async fn detach_partition_concurrently_of_held_partition_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(
-        pending,
-        vec![false],
-        "visits_acme should still be an attached partition"
-    );
+    assert_eq!(pending, vec![true], "visits_acme is pending detach");
     assert_guards_ok(&c, "after the refused DETACH CONCURRENTLY").await;
     expect_sqlstate(
         c.execute("TRUNCATE visits_acme", &[]).await,
@@ -579,6 +577,12 @@ async fn detach_partition_concurrently_of_held_partition_is_refused() {
         count(&c, "SELECT 1 FROM visits_acme WHERE user_id = 1").await,
         1,
         "the held row is gone"
+    );
+    expect_sqlstate(
+        c.batch_execute("ALTER TABLE visits DETACH PARTITION visits_acme FINALIZE")
+            .await,
+        "LC003",
+        "DETACH PARTITION ... FINALIZE of a partition with held rows",
     );
     db.cleanup().await.expect("cleanup");
 }
