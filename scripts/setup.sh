@@ -48,7 +48,7 @@ for _ in $(seq 1 30); do
     "$PG_BIN/pg_isready" -q -h "$LIFECYCLE_PGHOST" -p "$LIFECYCLE_PGPORT" && break
     sleep 1
 done
-$SUDO -u postgres "$PG_BIN/psql" -X -q -p "$LIFECYCLE_PGPORT" -d postgres -v ON_ERROR_STOP=1 \
+sudo -u postgres "$PG_BIN/psql" -X -q -p "$LIFECYCLE_PGPORT" -d postgres -v ON_ERROR_STOP=1 \
     -v role="$LIFECYCLE_PGUSER" -v pw="$LIFECYCLE_PGPASSWORD" <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN SUPERUSER PASSWORD %L', :'role', :'pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec

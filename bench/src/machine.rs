@@ -67,23 +67,45 @@ async fn rustc() -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Whether the installed extension library carries debug info: a debug
-/// build does, a release build (debug info stripped) does not.
+/// Whether the installed extension library carries debug info sections: a
+/// debug build does, a release build (debug info stripped) does not.
 fn extension_build(pkglibdir: Option<&str>) -> String {
     let Some(dir) = pkglibdir else {
         return "unknown".into();
     };
     let path = std::path::Path::new(dir).join("lifecycle.so");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            if bytes.windows(11).any(|w| w == b".debug_info") {
-                "debug (library has debug info)".into()
-            } else {
-                "release (library has no debug info)".into()
-            }
-        }
-        Err(_) => "unknown".into(),
+    match std::fs::read(&path)
+        .ok()
+        .and_then(|b| elf_has_debug_sections(&b))
+    {
+        Some(true) => "debug build: the library has debug info".into(),
+        Some(false) => "release build: the library has no debug info".into(),
+        None => "unknown".into(),
     }
+}
+
+/// Whether a 64-bit little-endian ELF file has `.debug_*` sections; `None`
+/// when it is not such a file.
+fn elf_has_debug_sections(b: &[u8]) -> Option<bool> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(b.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?));
+    if b.get(0..4)? != b"\x7fELF" || *b.get(4)? != 2 || *b.get(5)? != 1 {
+        return None;
+    }
+    let shoff = u64_at(0x28)? as usize;
+    let shentsize = u16_at(0x3A)? as usize;
+    let shnum = u16_at(0x3C)? as usize;
+    let shstrndx = u16_at(0x3E)? as usize;
+    let header = |i: usize| shoff + i * shentsize;
+    let strtab = u64_at(header(shstrndx) + 0x18)? as usize;
+    for i in 0..shnum {
+        let name = strtab + u32_at(header(i))? as usize;
+        if b.get(name..name + 7).is_some_and(|n| n == b".debug_") {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 pub async fn describe(server: &Server) -> Result<Machine> {
@@ -174,7 +196,7 @@ impl Machine {
             println!("  rustc             {r}");
         }
         println!(
-            "  lifecycle         {} ({})",
+            "  lifecycle         {}, {}",
             self.extension_version, self.extension_build
         );
         let settings: Vec<String> = self
@@ -183,7 +205,7 @@ impl Machine {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         println!("  server settings   {}", settings.join(", "));
-        if self.extension_build.starts_with("debug") {
+        if self.extension_build.starts_with("debug build") {
             println!(
                 "  WARNING: the installed extension is a debug build; install a release build \
                  (cargo pgrx install --release) before taking figures"
