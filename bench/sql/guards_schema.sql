@@ -62,7 +62,7 @@ SELECT p,
        created_at,
        CASE WHEN p % 50 = 0 THEN created_at + interval '3 days' END
   FROM (SELECT p,
-               1 + (p * 7919) % @USERS@ AS a,
+               1 + (p::bigint * 7919) % @USERS@ AS a,
                timestamptz '2025-01-01 00:00:00+00' + p * interval '20 seconds' AS created_at
           FROM generate_series(1, @ROWS@) AS p) AS g;
 

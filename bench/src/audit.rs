@@ -64,6 +64,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .query_one("SELECT count(*) FROM bench.audit_plain", &[])
         .await?
         .get(0);
+    // The chain heads: one row per chain, updated by every event.
+    let heads = client
+        .query_one(
+            "SELECT count(*), pg_relation_size('lifecycle.audit_chains') / 8192 \
+               FROM lifecycle.audit_chains",
+            &[],
+        )
+        .await?;
+    let (head_rows, head_pages): (i64, i64) = (heads.get(0), heads.get(1));
     let t = Instant::now();
     let verify = client
         .query_one(
@@ -95,6 +104,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 
     m.print();
     println!("  rows written: lifecycle.audit_log {events}, bench.audit_plain {plain_rows}");
+    println!("  lifecycle.audit_chains after the run: {head_rows} rows in {head_pages} pages");
     println!(
         "  lifecycle.verify_audit_log(): ok = {ok}, checked = {checked}, first_bad_id = {} ({verify_secs:.1} s)",
         first_bad.map_or("NULL".to_string(), |b| b.to_string())
@@ -107,6 +117,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         measurements: vec![m],
         extra: json!({
             "rows_written": { "audit_log": events, "audit_plain": plain_rows },
+            "audit_chains_after_run": { "rows": head_rows, "pages": head_pages },
             "verify_audit_log": {
                 "ok": ok,
                 "checked": checked,

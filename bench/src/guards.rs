@@ -170,13 +170,15 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 
     update.print();
     delete.print();
-    bulk.print();
+    for b in &bulk {
+        b.print();
+    }
     if let Some(f) = &check_failed {
         println!("  CHECK FAILED: {f}");
     }
     Ok(Outcome {
         name: "guards",
-        measurements: vec![update, delete, bulk],
+        measurements: [update, delete].into_iter().chain(bulk).collect(),
         extra: json!({ "checks": checks, "held_users": HELD_USERS, "users": users, "workspaces": WORKSPACES }),
         check_failed,
     })
@@ -224,62 +226,99 @@ async fn check_guards(
     Ok((serde_json::Value::Object(results), failed))
 }
 
-/// `BEGIN; DELETE 100,000 unheld rows; ROLLBACK`, timed by the client.
-async fn bulk_delete(ctx: &Ctx) -> Result<Measurement> {
-    let method = format!(
-        "BEGIN; DELETE FROM <table> WHERE id BETWEEN x AND x+{}; ROLLBACK; DELETE timed by the client, \
-         {} rounds x {} per variant, same x for every variant, variants alternating",
-        BULK_ROWS - 1,
-        ctx.rounds,
-        ctx.bulk_repeats
-    );
+/// `BEGIN; DELETE 100,000 unheld rows; ROLLBACK`, timed by the client, in
+/// two conditions: right after a CHECKPOINT (the first change of each page
+/// writes a full-page image to the WAL, as a bulk delete of rows nobody
+/// touched lately does), and the same DELETE again at once (pages hot, no
+/// full-page images: the CPU cost of the statement).
+async fn bulk_delete(ctx: &Ctx) -> Result<Vec<Measurement>> {
+    let method = |what: &str| {
+        format!(
+            "BEGIN; DELETE FROM <table> WHERE id BETWEEN x AND x+{}; ROLLBACK; DELETE timed by the client {what}; \
+             {} rounds x {} per variant, same random x for every variant, variants alternating",
+            BULK_ROWS - 1,
+            ctx.rounds,
+            ctx.bulk_repeats
+        )
+    };
     println!();
-    println!("guards: bulk DELETE of {BULK_ROWS} unheld rows ({method})");
+    println!(
+        "guards: bulk DELETE of {BULK_ROWS} unheld rows (after a CHECKPOINT, then repeated at once; {} rounds x {} per variant)",
+        ctx.rounds, ctx.bulk_repeats
+    );
     let mut runner = BulkRunner::connect(ctx).await?;
     let mut rng = Lcg(0x6c69_6665_6379_636c);
     let span = ctx.rows - BULK_ROWS + 1;
     // Warm-up: one of each (loads the guard's caches, the plan, the pages).
     let x = 1 + rng.next_below(span) as i64;
     for (i, (variant, _)) in VARIANTS.iter().enumerate() {
-        let d = runner.time(i, x).await.context("bulk DELETE warm-up")?;
+        let cold = runner
+            .time(i, x, true)
+            .await
+            .context("bulk DELETE warm-up")?;
+        let warm = runner
+            .time(i, x, false)
+            .await
+            .context("bulk DELETE warm-up")?;
         println!(
-            "  warm-up  {variant:<10} {:>8.1} ms",
-            d.as_secs_f64() * 1000.0
+            "  warm-up  {variant:<10} {:>8.1} ms after checkpoint, {:>8.1} ms repeated",
+            cold.as_secs_f64() * 1000.0,
+            warm.as_secs_f64() * 1000.0
         );
     }
-    let mut series: Vec<Series> = VARIANTS.iter().map(|(v, _)| Series::new(v)).collect();
+    let mut cold_series: Vec<Series> = VARIANTS.iter().map(|(v, _)| Series::new(v)).collect();
+    let mut warm_series: Vec<Series> = VARIANTS.iter().map(|(v, _)| Series::new(v)).collect();
     let order: Vec<usize> = (0..VARIANTS.len()).collect();
     for round in 0..ctx.rounds {
         let mut line = Vec::new();
         for rep in 0..ctx.bulk_repeats {
             let x = 1 + rng.next_below(span) as i64;
             for i in rotated(&order, (round * ctx.bulk_repeats + rep) as usize) {
-                let d = runner.time(i, x).await?;
-                let ms = d.as_secs_f64() * 1000.0;
-                series[i].samples.push(ms);
-                line.push(format!("{} {ms:.1}", VARIANTS[i].0));
+                let cold = runner.time(i, x, true).await?.as_secs_f64() * 1000.0;
+                let warm = runner.time(i, x, false).await?.as_secs_f64() * 1000.0;
+                cold_series[i].samples.push(cold);
+                warm_series[i].samples.push(warm);
+                line.push(format!("{} {cold:.0}/{warm:.0}", VARIANTS[i].0));
             }
         }
         println!(
-            "  round {}/{}  ms: {}",
+            "  round {}/{}  ms after checkpoint/repeated: {}",
             round + 1,
             ctx.rounds,
             line.join(", ")
         );
     }
-    Ok(Measurement {
-        key: "bulk_delete".into(),
-        title: format!("guards: bulk DELETE of {BULK_ROWS} unheld rows"),
-        method,
-        unit: Unit::Millis,
-        rows_per_statement: Some(BULK_ROWS),
-        series,
-        ratios: vec![
+    let ratios = || {
+        vec![
             Ratio::new("guarded", "plain", Some(0.8)),
             Ratio::new("plpgsql", "plain", None),
             Ratio::new("guarded", "plpgsql", None),
-        ],
-    })
+        ]
+    };
+    Ok(vec![
+        Measurement {
+            key: "bulk_delete".into(),
+            title: format!(
+                "guards: bulk DELETE of {BULK_ROWS} unheld rows, first change of the range after a CHECKPOINT"
+            ),
+            method: method("after an untimed CHECKPOINT"),
+            unit: Unit::Millis,
+            rows_per_statement: Some(BULK_ROWS),
+            series: cold_series,
+            ratios: ratios(),
+        },
+        Measurement {
+            key: "bulk_delete_repeated".into(),
+            title: format!(
+                "guards: bulk DELETE of {BULK_ROWS} unheld rows, the same DELETE repeated at once (hot pages)"
+            ),
+            method: method("right after the same DELETE"),
+            unit: Unit::Millis,
+            rows_per_statement: Some(BULK_ROWS),
+            series: warm_series,
+            ratios: ratios(),
+        },
+    ])
 }
 
 /// A connection with the three bulk DELETEs prepared; reconnects when the
@@ -316,12 +355,24 @@ impl<'a> BulkRunner<'a> {
     }
 
     /// Time one `DELETE` of variant `i` from id `x`, inside a transaction
-    /// that is rolled back.
-    async fn time(&mut self, i: usize, x: i64) -> Result<Duration> {
+    /// that is rolled back; after a CHECKPOINT when `checkpoint`.
+    async fn time(&mut self, i: usize, x: i64, checkpoint: bool) -> Result<Duration> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.try_time(i, x).await {
+            let r = if checkpoint {
+                self.client
+                    .batch_execute("CHECKPOINT")
+                    .await
+                    .map_err(|e| anyhow!("CHECKPOINT: {}", describe(&e)))
+            } else {
+                Ok(())
+            };
+            let r = match r {
+                Ok(()) => self.try_time(i, x).await,
+                Err(e) => Err(e),
+            };
+            match r {
                 Ok(d) => return Ok(d),
                 Err(e) if attempt < 10 && is_transient(&format!("{e:#} {e:?}")) => {
                     eprintln!("  bulk DELETE: {e:#}; reconnecting");

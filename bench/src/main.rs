@@ -177,6 +177,10 @@ async fn main() -> Result<()> {
 async fn run(cli: &Cli, ctx: &Ctx) -> Result<Vec<Outcome>> {
     let machine = machine::describe(&ctx.server).await?;
     machine.print();
+    let load_before = machine::load_average();
+    println!(
+        "load average      {load_before} (before the run; other work on the machine adds noise)"
+    );
     println!(
         "settings          rounds={} seconds={} warmup={} rows={} bulk_repeats={} synchronous_commit={} (benchmark databases)",
         ctx.rounds, ctx.seconds, ctx.warmup, ctx.rows, ctx.bulk_repeats, ctx.synchronous_commit
@@ -207,8 +211,9 @@ async fn run(cli: &Cli, ctx: &Ctx) -> Result<Vec<Outcome>> {
     }
 
     let replaced = machine.library_replaced();
+    let load_after = machine::load_average();
     println!();
-    println!("summary");
+    println!("summary (load average before {load_before}, after {load_after})");
     if replaced {
         println!(
             "  WARNING: the extension's library was reinstalled during the run; \
@@ -220,11 +225,12 @@ async fn run(cli: &Cli, ctx: &Ctx) -> Result<Vec<Outcome>> {
             for r in m.ratio_values() {
                 if let (Some(g), Some(met)) = (r.goal_min, r.met()) {
                     println!(
-                        "  {:<8} {:<12} {:<18} {:>6.3}  goal >= {g:.2}  {}",
+                        "  {:<7} {:<21} {:<19} {:>6.3} (paired {:>5.3})  goal >= {g:.2}  {}",
                         o.name,
                         m.key,
                         r.label,
                         r.value,
+                        r.paired,
                         if met { "met" } else { "NOT MET" }
                     );
                 }
@@ -252,6 +258,7 @@ async fn run(cli: &Cli, ctx: &Ctx) -> Result<Vec<Outcome>> {
             "finished_at_unix": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
             "machine": machine.to_json(),
             "library_replaced_during_run": replaced,
+            "load_average": { "before": load_before, "after": load_after },
             "settings": {
                 "rounds": ctx.rounds,
                 "seconds": ctx.seconds,

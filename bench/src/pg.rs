@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn parses_pgbench_15_output() {
         let out = "pgbench (15.20 (Debian 15.20-0+deb12u1))\n\
-transaction type: /tmp/x.pgbench\n\
+transaction type: update.pgbench\n\
 scaling factor: 1\n\
 query mode: prepared\n\
 number of clients: 2\n\
