@@ -18,6 +18,11 @@ use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use pgrx::pg_sys::PgOid;
+use pgrx::spi::OwnedPreparedStatement;
 
 use crate::error::{LcError, LcResult};
 use crate::privilege;
@@ -110,24 +115,110 @@ fn random_salt() -> LcResult<Vec<u8>> {
     Ok(buf.to_vec())
 }
 
+/// Prepared plans of the append path, kept for the backend's life (the plan
+/// cache revalidates them if the tables change).
+struct Plans {
+    lock_preferred: OwnedPreparedStatement,
+    lock_any: OwnedPreparedStatement,
+    next: OwnedPreparedStatement,
+    insert: OwnedPreparedStatement,
+}
+
+thread_local! {
+    static PLANS: RefCell<Option<Rc<Plans>>> = const { RefCell::new(None) };
+}
+
+fn oid(o: pg_sys::Oid) -> PgOid {
+    PgOid::Custom(o)
+}
+
+fn plans(client: &pgrx::spi::SpiClient<'_>) -> LcResult<Rc<Plans>> {
+    if let Some(p) = PLANS.with(|p| p.borrow().clone()) {
+        return Ok(p);
+    }
+    use pg_sys::{BYTEAOID, INT4OID, INT8OID, TEXTOID, TIMESTAMPTZOID};
+    let p = Rc::new(Plans {
+        lock_preferred: client
+            .prepare_mut(
+                "SELECT chain, last_hash FROM lifecycle.audit_chains \
+                  WHERE chain = $1 FOR UPDATE SKIP LOCKED",
+                &[oid(INT4OID)],
+            )?
+            .keep(),
+        lock_any: client
+            .prepare_mut(
+                "SELECT chain, last_hash FROM lifecycle.audit_chains \
+                  ORDER BY chain FOR UPDATE SKIP LOCKED LIMIT 1",
+                &[],
+            )?
+            .keep(),
+        next: client
+            .prepare_mut(
+                "SELECT pg_catalog.nextval('lifecycle.audit_log_id_seq'), \
+                        pg_catalog.statement_timestamp(), $1::jsonb::text, $2::inet::text",
+                &[oid(TEXTOID), oid(TEXTOID)],
+            )?
+            .keep(),
+        insert: client
+            .prepare_mut(
+                "WITH ev AS (\
+                   INSERT INTO lifecycle.audit_log \
+                     (id, occurred_at, event_type, actor, subject_type, subject_id, tenant_id, \
+                      ip, user_agent, reason, details, chain, salt, personal_digest, prev_hash, hash) \
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::inet, $9, $10, $11::jsonb, $12, $13, $14, $15, $16)) \
+                 UPDATE lifecycle.audit_chains SET last_id = $1, last_hash = $16, events = events + 1 \
+                  WHERE chain = $12",
+                &[
+                    oid(INT8OID),
+                    oid(TIMESTAMPTZOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(TEXTOID),
+                    oid(INT4OID),
+                    oid(BYTEAOID),
+                    oid(BYTEAOID),
+                    oid(BYTEAOID),
+                    oid(BYTEAOID),
+                ],
+            )?
+            .keep(),
+    });
+    PLANS.with(|c| *c.borrow_mut() = Some(p.clone()));
+    Ok(p)
+}
+
+/// Forget the prepared plans (after an error that may have left them unusable).
+fn forget_plans() {
+    PLANS.with(|c| *c.borrow_mut() = None);
+}
+
+fn chain_row(t: pgrx::spi::SpiTupleTable<'_>) -> LcResult<Option<(i32, Vec<u8>)>> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let (c, h) = t.first().get_two::<i32, Vec<u8>>()?;
+    Ok(c.zip(h))
+}
+
 /// Lock the head of a chain no other open transaction holds, creating the
 /// chain heads on first use. Returns (chain, last hash).
-fn lock_chain(client: &mut pgrx::spi::SpiClient<'_>) -> LcResult<(i32, Vec<u8>)> {
+fn lock_chain(client: &mut pgrx::spi::SpiClient<'_>, plans: &Plans) -> LcResult<(i32, Vec<u8>)> {
     let preferred = unsafe { pg_sys::MyProcPid } % CHAINS;
     for attempt in 0..2 {
-        let row = client
-            .update(
-                "SELECT chain, last_hash FROM lifecycle.audit_chains \
-                  ORDER BY chain <> $1, chain FOR UPDATE SKIP LOCKED LIMIT 1",
-                None,
-                &[preferred.into()],
-            )?
-            .first();
-        if !row.is_empty() {
-            let (c, h) = row.get_two::<i32, Vec<u8>>()?;
-            if let (Some(c), Some(h)) = (c, h) {
-                return Ok((c, h));
-            }
+        // The backend's own chain first (a primary-key lookup), any free one next.
+        let t = client.update(&plans.lock_preferred, None, &[preferred.into()])?;
+        if let Some(found) = chain_row(t)? {
+            return Ok(found);
+        }
+        let t = client.update(&plans.lock_any, None, &[])?;
+        if let Some(found) = chain_row(t)? {
+            return Ok(found);
         }
         if attempt == 0 {
             // Either the heads do not exist yet, or every chain is held by
@@ -143,16 +234,12 @@ fn lock_chain(client: &mut pgrx::spi::SpiClient<'_>) -> LcResult<(i32, Vec<u8>)>
         }
     }
     // All chains are busy: wait for ours.
-    let row = client
-        .update(
-            "SELECT chain, last_hash FROM lifecycle.audit_chains WHERE chain = $1 FOR UPDATE",
-            None,
-            &[preferred.into()],
-        )?
-        .first();
-    let (c, h) = row.get_two::<i32, Vec<u8>>()?;
-    c.zip(h)
-        .ok_or_else(|| LcError::internal("audit chain head is missing"))
+    let t = client.update(
+        "SELECT chain, last_hash FROM lifecycle.audit_chains WHERE chain = $1 FOR UPDATE",
+        None,
+        &[preferred.into()],
+    )?;
+    chain_row(t)?.ok_or_else(|| LcError::internal("audit chain head is missing"))
 }
 
 /// Append an event; returns its id.
@@ -168,15 +255,16 @@ pub fn record(e: Event<'_>) -> LcResult<i64> {
                 .hint("Wrap the value in an object, for example jsonb_build_object('value', ...)."),
         );
     }
-    privilege::as_extension_owner(|| {
+    let details_json = details.to_string();
+    let result = privilege::as_extension_owner(|| {
         Spi::connect_mut(|client| {
-            let (chain, prev) = lock_chain(client)?;
+            let plans = plans(client)?;
+            let (chain, prev) = lock_chain(client, &plans)?;
             let row = client
                 .update(
-                    "SELECT pg_catalog.nextval('lifecycle.audit_log_id_seq'), \
-                            pg_catalog.statement_timestamp(), $1::jsonb::text, $2::inet::text",
+                    &plans.next,
                     None,
-                    &[pgrx::JsonB(details.clone()).into(), e.ip.into()],
+                    &[details_json.as_str().into(), e.ip.into()],
                 )?
                 .first();
             let id: i64 = row.get(1)?.unwrap_or_default();
@@ -206,13 +294,7 @@ pub fn record(e: Event<'_>) -> LcResult<i64> {
                 &personal,
             );
             client.update(
-                "WITH ev AS (\
-                   INSERT INTO lifecycle.audit_log \
-                     (id, occurred_at, event_type, actor, subject_type, subject_id, tenant_id, \
-                      ip, user_agent, reason, details, chain, salt, personal_digest, prev_hash, hash) \
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8::inet, $9, $10, $11::jsonb, $12, $13, $14, $15, $16)) \
-                 UPDATE lifecycle.audit_chains SET last_id = $1, last_hash = $16, events = events + 1 \
-                  WHERE chain = $12",
+                &plans.insert,
                 None,
                 &[
                     id.into(),
@@ -235,7 +317,11 @@ pub fn record(e: Event<'_>) -> LcResult<i64> {
             )?;
             Ok(id)
         })
-    })
+    });
+    if result.is_err() {
+        forget_plans();
+    }
+    result
 }
 
 /// The public API's validation around [`record`].

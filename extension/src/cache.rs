@@ -86,8 +86,30 @@ pub struct TableGuard {
 type GuardMap = HashMap<pg_sys::Oid, Option<Rc<TableGuard>>>;
 
 #[derive(Default)]
-struct Holds {
-    by_scope: HashMap<String, Vec<Hold>>,
+pub struct Holds {
+    pub by_scope: HashMap<String, Vec<Hold>>,
+}
+
+impl Holds {
+    /// Holds of `scope_type` whose scope id is `scope_id` (may have expired).
+    pub fn matching<'a>(
+        &'a self,
+        scope_type: &str,
+        scope_id: &'a str,
+    ) -> impl Iterator<Item = &'a Hold> {
+        self.by_scope
+            .get(scope_type)
+            .into_iter()
+            .flatten()
+            .filter(move |h| h.scope_id == scope_id)
+    }
+
+    /// Whether any hold of `scope_type` is in force at `now`.
+    pub fn any_in_force(&self, scope_type: &str, now: i64) -> bool {
+        self.by_scope
+            .get(scope_type)
+            .is_some_and(|v| v.iter().any(|h| h.in_force_at(now)))
+    }
 }
 
 thread_local! {
@@ -165,6 +187,13 @@ fn resolve_watched() -> LcResult<()> {
     }
     WATCHED.with(|w| w.set(oids));
     Ok(())
+}
+
+/// The current (holds, data map) cache generations: a value computed from
+/// both caches stays valid while these are unchanged.
+pub fn generations() -> (u64, u64) {
+    ensure_callback();
+    (HOLDS_GEN.with(|g| g.get()), MAP_GEN.with(|g| g.get()))
 }
 
 /// Queue an invalidation of one of the extension's tables: every backend
@@ -250,7 +279,7 @@ fn load_holds() -> LcResult<Holds> {
     })
 }
 
-fn current_holds() -> LcResult<Rc<Holds>> {
+pub fn current_holds() -> LcResult<Rc<Holds>> {
     ensure_callback();
     let gen = HOLDS_GEN.with(|g| g.get());
     if let Some((g, h)) = HOLDS.with(|h| h.borrow().clone()) {
@@ -284,12 +313,10 @@ pub fn table_is_unheld(guard: &TableGuard) -> LcResult<bool> {
         return Ok(true);
     }
     let now = unsafe { pg_sys::GetCurrentTimestamp() };
-    Ok(!guard.scopes.iter().any(|s| {
-        holds
-            .by_scope
-            .get(&s.scope_type)
-            .is_some_and(|v| v.iter().any(|h| h.in_force_at(now)))
-    }))
+    Ok(!guard
+        .scopes
+        .iter()
+        .any(|s| holds.any_in_force(&s.scope_type, now)))
 }
 
 /// The guard configuration of `relid`, or `None` when neither it nor any of

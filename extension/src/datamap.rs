@@ -779,8 +779,10 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
         guard::with_internal_write(|| {
             if !trigger_exists(&root, ROW_GUARD)? {
                 Spi::run(&format!(
-                    "CREATE TRIGGER {ROW_GUARD} BEFORE UPDATE OR DELETE ON {root} \
-                     FOR EACH ROW EXECUTE FUNCTION lifecycle.guard_row()"
+                    "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
+                     WHEN (lifecycle.hold_in_force({}::oid::regclass)) \
+                     EXECUTE FUNCTION lifecycle.guard_row()",
+                    relid.to_u32()
                 ))?;
             }
             if soft_delete.is_some() && !trigger_exists(&root, SOFT_DELETE)? {

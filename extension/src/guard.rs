@@ -63,29 +63,49 @@ fn op_name(event: u32) -> &'static str {
     }
 }
 
-/// Row guard. Returns the tuple the trigger must return.
+/// Whether a hold is in force for any scope the registered relation maps:
+/// the `WHEN` condition of the row guard. With no such hold the row guard is
+/// not even queued, so an unheld table pays one cache lookup per row.
+pub fn hold_in_force(registered: pg_sys::Oid) -> LcResult<bool> {
+    // "No hold in force" cannot change without an invalidation (placing a
+    // hold bumps the generation), so it is remembered for the relation the
+    // statement is working on; "in force" is recomputed (holds expire).
+    let gens = cache::generations();
+    if NO_HOLD_MEMO.with(|m| m.get()) == (registered, gens) {
+        return Ok(false);
+    }
+    let in_force = match cache::table_guard(registered)? {
+        Some(guard) => !cache::table_is_unheld(&guard)?,
+        None => false,
+    };
+    if !in_force {
+        NO_HOLD_MEMO.with(|m| m.set((registered, gens)));
+    }
+    Ok(in_force)
+}
+
+thread_local! {
+    static NO_HOLD_MEMO: Cell<(pg_sys::Oid, (u64, u64))> =
+        const { Cell::new((pg_sys::Oid::INVALID, (0, 0))) };
+}
+
+/// Row guard (`AFTER UPDATE OR DELETE ... FOR EACH ROW`): refuses the
+/// statement when the old row is covered by a hold in force.
 ///
 /// # Safety
-/// `td` must be the TriggerData of a row-level BEFORE UPDATE/DELETE trigger.
-pub unsafe fn guard_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::HeapTuple> {
-    let event = td.tg_event;
-    let is_update = event & EVENT_OPMASK == pg_sys::TRIGGER_EVENT_UPDATE;
-    let ret = if is_update {
-        td.tg_newtuple
-    } else {
-        td.tg_trigtuple
-    };
+/// `td` must be the TriggerData of a row-level UPDATE or DELETE trigger.
+pub unsafe fn guard_row(td: &pg_sys::TriggerData) -> LcResult<()> {
     let relid = (*td.tg_relation).rd_id;
     let Some(guard) = cache::table_guard(relid)? else {
-        return Ok(ret);
+        return Ok(());
     };
     if cache::table_is_unheld(&guard)? {
-        return Ok(ret);
+        return Ok(());
     }
     if let Some(h) = holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)? {
-        return Err(holds::row_refusal(op_name(event), &guard, &h));
+        return Err(holds::row_refusal(op_name(td.tg_event), &guard, &h));
     }
-    Ok(ret)
+    Ok(())
 }
 
 /// Truncate guard.
@@ -168,6 +188,15 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     let Some((column, attnum, type_oid)) = &guard.soft_delete else {
         return Ok(td.tg_trigtuple);
     };
+    // A held row is refused as the DELETE it is, before it is turned into
+    // an UPDATE.
+    if !cache::table_is_unheld(&guard)? {
+        if let Some(h) =
+            holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)?
+        {
+            return Err(holds::row_refusal("delete", &guard, &h));
+        }
+    }
     let mut isnull = false;
     pg_sys::heap_getattr(
         td.tg_trigtuple,

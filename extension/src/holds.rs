@@ -231,7 +231,8 @@ unsafe fn column_text(
     Some(s)
 }
 
-/// The hold covering this row, if any.
+/// The hold covering this row, if any. Allocates only the key's text and,
+/// when a hold matches, a copy of it.
 ///
 /// # Safety
 /// `tuple` must be a valid row of `guard.relid` described by `tupdesc`.
@@ -240,17 +241,18 @@ pub unsafe fn hold_covering_row(
     tuple: *mut pg_sys::HeapTupleData,
     tupdesc: pg_sys::TupleDesc,
 ) -> LcResult<Option<Hold>> {
+    let holds = cache::current_holds()?;
+    let now = pg_sys::GetCurrentTimestamp();
     let mut tenant_value: Option<Option<String>> = None;
     for scope in &guard.scopes {
-        let holds = cache::holds_for(&scope.scope_type)?;
-        if holds.is_empty() {
+        if !holds.any_in_force(&scope.scope_type, now) {
             continue;
         }
         let Some(value) = column_text(tuple, tupdesc, scope.attnum, scope.type_oid) else {
             continue;
         };
-        for h in holds {
-            if h.scope_id != value {
+        for h in holds.matching(&scope.scope_type, &value) {
+            if !h.in_force_at(now) {
                 continue;
             }
             let tenant_ok = match (&h.tenant_id, &guard.tenant) {
@@ -262,7 +264,7 @@ pub unsafe fn hold_covering_row(
                 }
             };
             if tenant_ok {
-                return Ok(Some(h));
+                return Ok(Some(h.clone()));
             }
         }
     }

@@ -287,7 +287,18 @@ v1_function!(
     pg_finfo_lifecycle_guard_row,
     |fcinfo| unsafe {
         let td = trigger_data(fcinfo)?;
-        Ok(pg_sys::Datum::from(guard::guard_row(td)?))
+        guard::guard_row(td)?;
+        Ok(pg_sys::Datum::from(0))
+    }
+);
+
+v1_function!(
+    lifecycle_hold_in_force,
+    pg_finfo_lifecycle_hold_in_force,
+    |fcinfo| unsafe {
+        let relid =
+            pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
+        Ok(pg_sys::Datum::from(guard::hold_in_force(relid)?))
     }
 );
 

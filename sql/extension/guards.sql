@@ -6,6 +6,11 @@ CREATE FUNCTION lifecycle.guard_row() RETURNS trigger
 COMMENT ON FUNCTION lifecycle.guard_row() IS
     'Row guard of registered tables: refuses UPDATE and DELETE of rows under legal hold.';
 
+CREATE FUNCTION lifecycle.hold_in_force(regclass) RETURNS boolean
+    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'lifecycle_hold_in_force';
+COMMENT ON FUNCTION lifecycle.hold_in_force(regclass) IS
+    'Whether a legal hold is in force for any scope the registered table maps (the row guard''s WHEN condition).';
+
 CREATE FUNCTION lifecycle.guard_truncate() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_guard_truncate';
 COMMENT ON FUNCTION lifecycle.guard_truncate() IS
