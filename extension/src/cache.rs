@@ -80,6 +80,17 @@ pub struct TableGuard {
     pub tenant: Option<ScopeColumn>,
     /// Soft-delete column: (name, attnum, type oid).
     pub soft_delete: Option<(String, i16, pg_sys::Oid)>,
+    /// "scope:column,..." in scope order: the row guard's WHEN condition
+    /// passes keys in this order and this signature along with them.
+    pub signature: String,
+}
+
+/// The signature of a list of (scope type, column) pairs.
+pub fn scope_signature<'a>(scopes: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    scopes
+        .map(|(t, c)| format!("{t}:{c}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Guard configurations by relation (None: not guarded).
@@ -88,6 +99,8 @@ type GuardMap = HashMap<pg_sys::Oid, Option<Rc<TableGuard>>>;
 #[derive(Default)]
 pub struct Holds {
     pub by_scope: HashMap<String, Vec<Hold>>,
+    /// Scope ids with a hold, per scope type (for a quick "not held").
+    pub ids: HashMap<String, HashSet<String>>,
 }
 
 impl Holds {
@@ -268,6 +281,11 @@ fn load_holds() -> LcResult<Holds> {
                     expires_at: text(row, 7).and_then(|s| s.parse::<i64>().ok()),
                 };
                 holds
+                    .ids
+                    .entry(h.scope_type.clone())
+                    .or_default()
+                    .insert(h.scope_id.clone());
+                holds
                     .by_scope
                     .entry(h.scope_type.clone())
                     .or_default()
@@ -414,7 +432,13 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
             Some(col) => attribute(client, relid, &col)?.map(|(n, t)| (col, n, t)),
             None => None,
         };
+        let signature = scope_signature(
+            scopes
+                .iter()
+                .map(|s| (s.scope_type.as_str(), s.column.as_str())),
+        );
         Ok(Some(TableGuard {
+            signature,
             relid,
             registered,
             name,

@@ -664,6 +664,7 @@ pub fn register_scope(
     })?;
     if inserted {
         cache::invalidate("scopes")?;
+        refresh_row_guard(rel.oid)?;
         audit_change(
             "data_map.scope_registered",
             &rel,
@@ -775,15 +776,11 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
     })?;
     let tree = partition_tree(relid)?;
     let root = tree[0].clone();
+    let scopes = scope_columns(relid)?;
     privilege::as_extension_owner(|| {
         guard::with_internal_write(|| {
             if !trigger_exists(&root, ROW_GUARD)? {
-                Spi::run(&format!(
-                    "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
-                     WHEN (lifecycle.hold_in_force({}::oid::regclass)) \
-                     EXECUTE FUNCTION lifecycle.guard_row()",
-                    relid.to_u32()
-                ))?;
+                Spi::run(&row_guard_ddl(relid, &root, &scopes))?;
             }
             if soft_delete.is_some() && !trigger_exists(&root, SOFT_DELETE)? {
                 Spi::run(&format!(
@@ -799,6 +796,43 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
             for rel in &tree {
                 install_truncate_guard(rel)?;
             }
+            Ok(())
+        })
+    })
+}
+
+/// The row guard: `AFTER UPDATE OR DELETE ... FOR EACH ROW`, queued only
+/// when the old row's scope keys may be held (see `guard::row_may_be_held`).
+fn row_guard_ddl(relid: pg_sys::Oid, root: &str, scopes: &[(String, String)]) -> String {
+    let signature = cache::scope_signature(scopes.iter().map(|(t, c)| (t.as_str(), c.as_str())));
+    let keys = scopes
+        .iter()
+        .map(|(_, c)| format!("OLD.{}::text", quote_ident(c)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
+         WHEN (lifecycle.row_may_be_held({}::oid::regclass, {}, ARRAY[{keys}]::text[])) \
+         EXECUTE FUNCTION lifecycle.guard_row()",
+        relid.to_u32(),
+        pgrx::spi::quote_literal(&signature)
+    )
+}
+
+/// Recreate the row guard after the table's scope columns changed, so that
+/// its WHEN condition passes the new keys.
+fn refresh_row_guard(relid: pg_sys::Oid) -> LcResult<()> {
+    let root = partition_tree(relid)?[0].clone();
+    let scopes = scope_columns(relid)?;
+    privilege::as_extension_owner(|| {
+        guard::with_internal_write(|| {
+            if trigger_exists(&root, ROW_GUARD)? {
+                Spi::run(&format!("DROP TRIGGER {ROW_GUARD} ON {root}"))?;
+            }
+            Spi::run(&row_guard_ddl(relid, &root, &scopes))?;
+            Spi::run(&format!(
+                "ALTER TABLE {root} ENABLE ALWAYS TRIGGER {ROW_GUARD}"
+            ))?;
             Ok(())
         })
     })

@@ -84,6 +84,36 @@ pub fn hold_in_force(registered: pg_sys::Oid) -> LcResult<bool> {
     Ok(in_force)
 }
 
+/// The row guard's `WHEN` condition: could this old row be held? `keys` are
+/// the row's scope-column values as text, in the order `signature` names.
+/// False means certainly not held; true queues the row guard, which
+/// decides (tenant, expiry). A signature that no longer matches the data
+/// map (the trigger predates a data-map change) answers true.
+pub fn row_may_be_held(
+    registered: pg_sys::Oid,
+    signature: &str,
+    keys: &[Option<&str>],
+) -> LcResult<bool> {
+    if !hold_in_force(registered)? {
+        return Ok(false);
+    }
+    let Some(guard) = cache::table_guard(registered)? else {
+        return Ok(false);
+    };
+    if guard.signature != signature || guard.scopes.len() != keys.len() {
+        return Ok(true);
+    }
+    let holds = cache::current_holds()?;
+    Ok(guard.scopes.iter().zip(keys).any(|(scope, key)| {
+        key.is_some_and(|k| {
+            holds
+                .ids
+                .get(&scope.scope_type)
+                .is_some_and(|ids| ids.contains(k))
+        })
+    }))
+}
+
 thread_local! {
     static NO_HOLD_MEMO: Cell<(pg_sys::Oid, (u64, u64))> =
         const { Cell::new((pg_sys::Oid::INVALID, (0, 0))) };

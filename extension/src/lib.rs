@@ -293,6 +293,24 @@ v1_function!(
 );
 
 v1_function!(
+    lifecycle_row_may_be_held,
+    pg_finfo_lifecycle_row_may_be_held,
+    |fcinfo| unsafe {
+        let relid =
+            pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
+        let signature = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1).unwrap_or("");
+        let array = pgrx::fcinfo::pg_getarg::<pgrx::Array<&str>>(fcinfo, 2);
+        let keys: Vec<Option<&str>> = match &array {
+            Some(a) => a.iter().collect(),
+            None => Vec::new(),
+        };
+        Ok(pg_sys::Datum::from(guard::row_may_be_held(
+            relid, signature, &keys,
+        )?))
+    }
+);
+
+v1_function!(
     lifecycle_hold_in_force,
     pg_finfo_lifecycle_hold_in_force,
     |fcinfo| unsafe {

@@ -6,6 +6,11 @@ CREATE FUNCTION lifecycle.guard_row() RETURNS trigger
 COMMENT ON FUNCTION lifecycle.guard_row() IS
     'Row guard of registered tables: refuses UPDATE and DELETE of rows under legal hold.';
 
+CREATE FUNCTION lifecycle.row_may_be_held(regclass, text, text[]) RETURNS boolean
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'lifecycle_row_may_be_held';
+COMMENT ON FUNCTION lifecycle.row_may_be_held(regclass, text, text[]) IS
+    'The row guard''s WHEN condition: whether a row with these scope keys may be under legal hold.';
+
 CREATE FUNCTION lifecycle.hold_in_force(regclass) RETURNS boolean
     LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'lifecycle_hold_in_force';
 COMMENT ON FUNCTION lifecycle.hold_in_force(regclass) IS
