@@ -3,6 +3,10 @@
 # the `postgres` user (initdb refuses to run as root).
 source "$(dirname "$0")/common.sh"
 cd "$ROOT/extension"
+# One test at a time: each #[pg_test] runs in its own transaction that is
+# rolled back, so parallel tests would contend on rows none of them commits
+# (the audit chain heads are created on first use).
+export RUST_TEST_THREADS=1
 
 PGDATA_DIR="${LIFECYCLE_PGRX_PGDATA:-/var/tmp/lifecycle-pgrx-data}"
 if [ "$(id -u)" -eq 0 ]; then
