@@ -807,12 +807,12 @@ fn row_guard_ddl(relid: pg_sys::Oid, root: &str, scopes: &[(String, String)]) ->
     let signature = cache::scope_signature(scopes.iter().map(|(t, c)| (t.as_str(), c.as_str())));
     let keys = scopes
         .iter()
-        .map(|(_, c)| format!("OLD.{}::text", quote_ident(c)))
+        .map(|(_, c)| format!("OLD.{}", quote_ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
     format!(
         "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
-         WHEN (lifecycle.row_may_be_held({}::oid::regclass, {}, ARRAY[{keys}]::text[])) \
+         WHEN (lifecycle.row_may_be_held({}::oid::regclass, {}, {keys})) \
          EXECUTE FUNCTION lifecycle.guard_row()",
         relid.to_u32(),
         pgrx::spi::quote_literal(&signature)

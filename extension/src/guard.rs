@@ -12,7 +12,9 @@
 //!   keeps registered columns in place, installs guards on new partitions,
 //!   refuses DROP/DETACH of relations that may hold held rows.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::rc::Rc;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -84,34 +86,149 @@ pub fn hold_in_force(registered: pg_sys::Oid) -> LcResult<bool> {
     Ok(in_force)
 }
 
+/// The held scope ids of one scope column, in the column's own binary form,
+/// so that the row guard's condition compares keys without converting them.
+enum KeySet {
+    /// No hold in force for this scope type.
+    Empty,
+    Ints(HashSet<i64>),
+    Uuids(HashSet<[u8; 16]>),
+    Texts(HashSet<Vec<u8>>),
+    /// A type compared only as text by the guard itself: always "maybe".
+    Unknown,
+}
+
+struct RowMemo {
+    relid: pg_sys::Oid,
+    gens: (u64, u64),
+    signature: Option<String>,
+    keysets: Vec<KeySet>,
+    any: bool,
+}
+
+thread_local! {
+    static ROW_MEMO: RefCell<Option<Rc<RowMemo>>> = const { RefCell::new(None) };
+}
+
+fn parse_uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (k, pair) in hex.chunks(2).enumerate() {
+        out[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
+    let Some(guard) = cache::table_guard(relid)? else {
+        return Ok(RowMemo {
+            relid,
+            gens,
+            signature: None,
+            keysets: Vec::new(),
+            any: false,
+        });
+    };
+    let holds = cache::current_holds()?;
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    let mut any = false;
+    let keysets = guard
+        .scopes
+        .iter()
+        .map(|scope| {
+            let ids: Vec<&str> = holds
+                .by_scope
+                .get(&scope.scope_type)
+                .into_iter()
+                .flatten()
+                .filter(|h| h.in_force_at(now))
+                .map(|h| h.scope_id.as_str())
+                .collect();
+            if ids.is_empty() {
+                return KeySet::Empty;
+            }
+            any = true;
+            match scope.type_oid {
+                t if t == pg_sys::INT2OID || t == pg_sys::INT4OID || t == pg_sys::INT8OID => {
+                    KeySet::Ints(
+                        ids.iter()
+                            .filter_map(|s| s.trim().parse::<i64>().ok())
+                            .collect(),
+                    )
+                }
+                t if t == pg_sys::UUIDOID => {
+                    KeySet::Uuids(ids.iter().filter_map(|s| parse_uuid_bytes(s)).collect())
+                }
+                t if t == pg_sys::TEXTOID || t == pg_sys::VARCHAROID => {
+                    KeySet::Texts(ids.iter().map(|s| s.as_bytes().to_vec()).collect())
+                }
+                _ => KeySet::Unknown,
+            }
+        })
+        .collect();
+    Ok(RowMemo {
+        relid,
+        gens,
+        signature: Some(guard.signature.clone()),
+        keysets,
+        any,
+    })
+}
+
 /// The row guard's `WHEN` condition: could this old row be held? `keys` are
-/// the row's scope-column values as text, in the order `signature` names.
-/// False means certainly not held; true queues the row guard, which
-/// decides (tenant, expiry). A signature that no longer matches the data
-/// map (the trigger predates a data-map change) answers true.
-pub fn row_may_be_held(
+/// the row's scope-column values (datum, is-null), in the order `signature`
+/// names. False means certainly not held; true queues the row guard, which
+/// decides with tenant and expiry. A signature that no longer matches the
+/// data map (the trigger predates a data-map change) answers true.
+///
+/// # Safety
+/// Each key datum must be of the type of its scope column.
+pub unsafe fn row_may_be_held(
     registered: pg_sys::Oid,
     signature: &str,
-    keys: &[Option<&str>],
+    keys: &[(pg_sys::Datum, bool)],
 ) -> LcResult<bool> {
-    if !hold_in_force(registered)? {
+    let gens = cache::generations();
+    let cached = ROW_MEMO.with(|m| m.borrow().clone());
+    let memo = match cached {
+        Some(m) if m.relid == registered && m.gens == gens => m,
+        _ => {
+            let m = Rc::new(build_row_memo(registered, gens)?);
+            ROW_MEMO.with(|c| *c.borrow_mut() = Some(m.clone()));
+            m
+        }
+    };
+    if !memo.any {
         return Ok(false);
     }
-    let Some(guard) = cache::table_guard(registered)? else {
-        return Ok(false);
-    };
-    if guard.signature != signature || guard.scopes.len() != keys.len() {
+    if memo.signature.as_deref() != Some(signature) || memo.keysets.len() != keys.len() {
         return Ok(true);
     }
-    let holds = cache::current_holds()?;
-    Ok(guard.scopes.iter().zip(keys).any(|(scope, key)| {
-        key.is_some_and(|k| {
-            holds
-                .ids
-                .get(&scope.scope_type)
-                .is_some_and(|ids| ids.contains(k))
-        })
-    }))
+    for (set, (datum, isnull)) in memo.keysets.iter().zip(keys) {
+        if *isnull {
+            continue;
+        }
+        let hit = match set {
+            KeySet::Empty => false,
+            KeySet::Unknown => true,
+            KeySet::Ints(ids) => ids.contains(&(datum.value() as i64)),
+            KeySet::Uuids(ids) => {
+                let p = datum.cast_mut_ptr::<[u8; 16]>();
+                ids.contains(&*p)
+            }
+            KeySet::Texts(ids) => {
+                let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
+                ids.contains(pgrx::varlena::varlena_to_byte_slice(v))
+            }
+        };
+        if hit {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 thread_local! {
@@ -301,7 +418,8 @@ fn guard_triggers(relid: pg_sys::Oid) -> LcResult<Vec<GuardState>> {
                JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
                JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace \
               WHERE t.tgrelid = $1 AND n.nspname = 'lifecycle' \
-                AND p.proname IN ('guard_row', 'guard_truncate', 'soft_delete_row')",
+                AND p.proname IN ('guard_row', 'guard_truncate', 'soft_delete_row') \
+              ORDER BY t.tgname",
             None,
             &[relid.into()],
         )? {

@@ -299,11 +299,10 @@ v1_function!(
         let relid =
             pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
         let signature = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1).unwrap_or("");
-        let array = pgrx::fcinfo::pg_getarg::<pgrx::Array<&str>>(fcinfo, 2);
-        let keys: Vec<Option<&str>> = match &array {
-            Some(a) => a.iter().collect(),
-            None => Vec::new(),
-        };
+        let nargs = (*fcinfo).nargs as usize;
+        let args = (*fcinfo).args.as_slice(nargs);
+        let keys: Vec<(pg_sys::Datum, bool)> =
+            args.iter().skip(2).map(|a| (a.value, a.isnull)).collect();
         Ok(pg_sys::Datum::from(guard::row_may_be_held(
             relid, signature, &keys,
         )?))
