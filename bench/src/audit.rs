@@ -20,16 +20,10 @@ const PLAIN_INSERT: &str = include_str!("../sql/audit_plain_insert.pgbench");
 pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     println!();
     println!("== audit ==");
-    ctx.server
-        .recreate_database(DATABASE, ctx.synchronous_commit)
+    let client = ctx
+        .server
+        .fresh_database_with_extension(DATABASE, ctx.synchronous_commit)
         .await?;
-    let client = ctx.server.connect(DATABASE).await?;
-    batch(
-        &client,
-        "CREATE EXTENSION lifecycle",
-        "CREATE EXTENSION lifecycle",
-    )
-    .await?;
     batch(&client, SCHEMA, "creating the baseline table").await?;
 
     let variants = vec![

@@ -55,16 +55,10 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
     println!();
     println!("== guards ==");
     let t0 = Instant::now();
-    ctx.server
-        .recreate_database(DATABASE, ctx.synchronous_commit)
+    let client = ctx
+        .server
+        .fresh_database_with_extension(DATABASE, ctx.synchronous_commit)
         .await?;
-    let client = ctx.server.connect(DATABASE).await?;
-    batch(
-        &client,
-        "CREATE EXTENSION lifecycle",
-        "CREATE EXTENSION lifecycle",
-    )
-    .await?;
     let users = users(ctx.rows);
     let vars = [
         ("ROWS", ctx.rows.to_string()),

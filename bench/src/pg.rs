@@ -111,6 +111,23 @@ impl Server {
 
     /// Drop (forcing out other sessions) and create `name`; set
     /// `synchronous_commit` for it.
+    /// Drop and recreate `name`, connect to it and create the extension.
+    pub async fn fresh_database_with_extension(
+        &self,
+        name: &str,
+        synchronous_commit: &str,
+    ) -> Result<Client> {
+        self.recreate_database(name, synchronous_commit).await?;
+        let client = self.connect(name).await?;
+        batch(
+            &client,
+            "CREATE EXTENSION lifecycle",
+            "CREATE EXTENSION lifecycle",
+        )
+        .await?;
+        Ok(client)
+    }
+
     pub async fn recreate_database(&self, name: &str, synchronous_commit: &str) -> Result<()> {
         let admin = self.connect_admin().await?;
         admin

@@ -211,6 +211,11 @@ pub fn generations() -> (u64, u64) {
 
 /// Queue an invalidation of one of the extension's tables: every backend
 /// (this one at the next command, the others at commit) reloads its cache.
+///
+/// The extension's own writes call this explicitly: the statement triggers on
+/// its tables cover other paths (a superuser's direct writes, a restore), but
+/// tests showed writes issued through SPI inside the extension's functions
+/// were not reliably seen by other backends without it.
 pub fn invalidate(table: &str) -> LcResult<()> {
     let oid = crate::spi::one::<pg_sys::Oid>(
         "SELECT pg_catalog.to_regclass('lifecycle.' || pg_catalog.quote_ident($1))::oid",

@@ -756,7 +756,8 @@ pub fn partition_tree_of_name(name: &str) -> LcResult<Vec<String>> {
     partition_tree(oid)
 }
 
-fn trigger_exists(rel: &str, name: &str) -> LcResult<bool> {
+/// Whether `rel` has a trigger named `name`.
+pub fn trigger_exists(rel: &str, name: &str) -> LcResult<bool> {
     Ok(crate::spi::one::<bool>(
         "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger \
                          WHERE tgrelid = $1::regclass AND tgname = $2::name)",

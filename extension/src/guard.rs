@@ -49,11 +49,6 @@ pub fn with_internal_write<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     }
 }
 
-/// Reset after an aborted transaction left the counter raised.
-pub fn reset_internal() {
-    INTERNAL.with(|c| c.set(0));
-}
-
 const EVENT_OPMASK: u32 = pg_sys::TRIGGER_EVENT_OPMASK;
 
 fn op_name(event: u32) -> &'static str {
@@ -69,21 +64,10 @@ fn op_name(event: u32) -> &'static str {
 /// the `WHEN` condition of the row guard. With no such hold the row guard is
 /// not even queued, so an unheld table pays one cache lookup per row.
 pub fn hold_in_force(registered: pg_sys::Oid) -> LcResult<bool> {
-    // "No hold in force" cannot change without an invalidation (placing a
-    // hold bumps the generation), so it is remembered for the relation the
-    // statement is working on; "in force" is recomputed (holds expire).
-    let gens = cache::generations();
-    if NO_HOLD_MEMO.with(|m| m.get()) == (registered, gens) {
-        return Ok(false);
+    match cache::table_guard(registered)? {
+        Some(guard) => Ok(!cache::table_is_unheld(&guard)?),
+        None => Ok(false),
     }
-    let in_force = match cache::table_guard(registered)? {
-        Some(guard) => !cache::table_is_unheld(&guard)?,
-        None => false,
-    };
-    if !in_force {
-        NO_HOLD_MEMO.with(|m| m.set((registered, gens)));
-    }
-    Ok(in_force)
 }
 
 /// The held scope ids of one scope column, in the column's own binary form,
@@ -108,18 +92,6 @@ struct RowMemo {
 
 thread_local! {
     static ROW_MEMO: RefCell<Option<Rc<RowMemo>>> = const { RefCell::new(None) };
-}
-
-fn parse_uuid_bytes(s: &str) -> Option<[u8; 16]> {
-    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
-    if hex.len() != 32 {
-        return None;
-    }
-    let mut out = [0u8; 16];
-    for (k, pair) in hex.chunks(2).enumerate() {
-        out[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
 }
 
 fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
@@ -160,7 +132,7 @@ fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
                     )
                 }
                 t if t == pg_sys::UUIDOID => {
-                    KeySet::Uuids(ids.iter().filter_map(|s| parse_uuid_bytes(s)).collect())
+                    KeySet::Uuids(ids.iter().filter_map(|s| holds::uuid_bytes(s)).collect())
                 }
                 t if t == pg_sys::TEXTOID || t == pg_sys::VARCHAROID => {
                     KeySet::Texts(ids.iter().map(|s| s.as_bytes().to_vec()).collect())
@@ -231,11 +203,6 @@ pub unsafe fn row_may_be_held(
     Ok(false)
 }
 
-thread_local! {
-    static NO_HOLD_MEMO: Cell<(pg_sys::Oid, (u64, u64))> =
-        const { Cell::new((pg_sys::Oid::INVALID, (0, 0))) };
-}
-
 /// Row guard (`AFTER UPDATE OR DELETE ... FOR EACH ROW`): refuses the
 /// statement when the old row is covered by a hold in force.
 ///
@@ -246,9 +213,6 @@ pub unsafe fn guard_row(td: &pg_sys::TriggerData) -> LcResult<()> {
     let Some(guard) = cache::table_guard(relid)? else {
         return Ok(());
     };
-    if cache::table_is_unheld(&guard)? {
-        return Ok(());
-    }
     if let Some(h) = holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)? {
         return Err(holds::row_refusal(op_name(td.tg_event), &guard, &h));
     }
@@ -337,15 +301,11 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     };
     // A held row is refused as the DELETE it is, before it is turned into
     // an UPDATE.
-    if !cache::table_is_unheld(&guard)? {
-        if let Some(h) =
-            holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)?
-        {
-            return Err(holds::row_refusal("delete", &guard, &h));
-        }
+    if let Some(h) = holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)? {
+        return Err(holds::row_refusal("delete", &guard, &h));
     }
     let mut isnull = false;
-    pg_sys::heap_getattr(
+    let current = pg_sys::heap_getattr(
         td.tg_trigtuple,
         *attnum as i32,
         (*td.tg_relation).rd_att,
@@ -359,17 +319,8 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     } else {
         "pg_catalog.statement_timestamp()"
     };
-    let already = if is_bool {
-        let d = pg_sys::heap_getattr(
-            td.tg_trigtuple,
-            *attnum as i32,
-            (*td.tg_relation).rd_att,
-            &mut isnull,
-        );
-        !isnull && d.value() != 0
-    } else {
-        !isnull
-    };
+    // Already soft-deleted: keep the first deletion.
+    let already = !isnull && (!is_bool || current.value() != 0);
     if !already {
         let tid = (*td.tg_trigtuple).t_self;
         let block = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
@@ -588,21 +539,13 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
     if is_root {
         // Partitions attached by this command.
         for part in datamap::partition_tree(relid)?.iter().skip(1) {
-            if !trigger_exists_named(part, TRUNCATE_GUARD)? {
+            if !datamap::trigger_exists(part, TRUNCATE_GUARD)? {
                 privilege::as_extension_owner(|| datamap::install_truncate_guard(part))?;
             }
         }
         check_detached(root, &name)?;
     }
     Ok(())
-}
-
-fn trigger_exists_named(rel: &str, tg: &str) -> LcResult<bool> {
-    Ok(crate::spi::one::<bool>(
-        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2::name)",
-        &[rel.into(), tg.into()],
-    )?
-    .unwrap_or(false))
 }
 
 /// Relations that still carry a truncate guard but are no longer part of a

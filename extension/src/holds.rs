@@ -325,6 +325,19 @@ pub fn hold_covering_any_row(
     Ok(None)
 }
 
+/// The 16 bytes of a uuid in its text form (with or without hyphens).
+pub fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = s.bytes().filter(|b| *b != b'-').collect();
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (k, pair) in hex.chunks(2).enumerate() {
+        out[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
 pub fn quote_ident(s: &str) -> String {
     pgrx::spi::quote_identifier(s)
 }

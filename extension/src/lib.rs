@@ -171,15 +171,9 @@ fn place_hold(
 }
 
 fn parse_uuid(s: &str) -> Result<Uuid, LcError> {
-    let hex: Vec<u8> = s
-        .bytes()
-        .filter(|b| *b != b'-')
-        .collect::<Vec<u8>>()
-        .chunks(2)
-        .map(|c| u8::from_str_radix(std::str::from_utf8(c).unwrap_or("zz"), 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| LcError::internal(format!("bad uuid {s}")))?;
-    Uuid::from_slice(&hex).map_err(|e| LcError::internal(format!("bad uuid {s}: {e}")))
+    holds::uuid_bytes(s)
+        .map(Uuid::from_bytes)
+        .ok_or_else(|| LcError::internal(format!("bad uuid {s}")))
 }
 
 /// Release a legal hold.

@@ -74,6 +74,14 @@ CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
 CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON lifecycle.column_rules
     FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.invalidate_cache();
 
+ALTER TABLE lifecycle.legal_holds ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.subject_tables ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.tenant_tables ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.tables ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.memberships ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.scopes ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.column_rules ENABLE ALWAYS TRIGGER invalidate_cache;
+
 -- DDL guards. ENABLE ALWAYS: they also fire under session_replication_role = replica.
 CREATE EVENT TRIGGER lifecycle_ddl_guard ON ddl_command_end
     WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
