@@ -57,5 +57,5 @@ echo "cluster ${PG_MAJOR}/main online on port ${LIFECYCLE_PGPORT}, role ${LIFECY
 
 if [ "$INSTALL_EXTENSION" = 1 ]; then
     log "extension lifecycle (release build) into PostgreSQL ${PG_MAJOR}"
-    (cd "$ROOT/extension" && $SUDO env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | tail -n 3)
+    "$ROOT/scripts/install-extension.sh"
 fi

@@ -19,7 +19,7 @@ log "#[pg_test] units inside PostgreSQL"
 "$ROOT/scripts/pg-test.sh"
 
 log "extension (release build) back into PostgreSQL after the unit-test build"
-(cd "$ROOT/extension" && $SUDO env "PATH=$PATH" cargo pgrx install --release --pg-config "$PG_CONFIG" 2>&1 | tail -n 1)
+"$ROOT/scripts/install-extension.sh"
 
 log "pg_regress golden files"
 "$ROOT/scripts/regress.sh"

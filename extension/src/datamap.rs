@@ -23,6 +23,7 @@ pub const COLUMN_RULES: &[&str] = &[
     "deleted_email",
     "hash",
     "empty",
+    "storage_object",
 ];
 
 /// Guard trigger names, as installed on every registered relation.
@@ -532,7 +533,7 @@ pub fn set_column_rule(
     let fits = match rule.as_str() {
         "keep" => true,
         "clear" => !c.not_null,
-        "redact" | "deleted_name" | "deleted_email" | "hash" => textual,
+        "redact" | "deleted_name" | "deleted_email" | "hash" | "storage_object" => textual,
         "empty" => textual || c.category == 'A' || c.type_name == "jsonb" || c.type_name == "json",
         _ => false,
     };

@@ -41,6 +41,18 @@ pub const CODES: &[(&str, &str)] = &[
     ("LC020", "hold_not_found"),
     ("LC021", "hold_already_released"),
     ("LC022", "unknown_scope_type"),
+    ("LC030", "invalid_job_transition"),
+    ("LC031", "approver_is_requester"),
+    ("LC032", "unknown_target_type"),
+    ("LC033", "target_not_found"),
+    ("LC034", "last_admin"),
+    ("LC035", "job_not_found"),
+    ("LC036", "duplicate_request"),
+    ("LC037", "target_already_erased"),
+    ("LC038", "target_not_erased"),
+    ("LC039", "job_lease_held"),
+    ("LC040", "unmapped_reference"),
+    ("LC041", "erasure_incomplete"),
     ("22023", "invalid_parameter_value"),
     ("22004", "null_value_not_allowed"),
     ("42703", "undefined_column"),
@@ -181,6 +193,136 @@ impl LcError {
             .hint("Use 'tenant', a registered subject type, or map a column to the scope with lifecycle.register_scope().")
     }
 
+    // ----- jobs --------------------------------------------------------------
+
+    /// LC030: a job state change the state machine does not allow.
+    pub fn invalid_job_transition(job: &str, from: &str, to: &str) -> Self {
+        Self::new(
+            "LC030",
+            format!("cannot move job {job} from {from} to {to}"),
+        )
+        .detail(
+            "Jobs go pending -> approved -> processing -> completed | failed; \
+             pending -> rejected; pending or approved -> cancelled.",
+        )
+    }
+
+    /// LC031: the approver of a job is the one who requested it.
+    pub fn approver_is_requester(job: &str, who: &str) -> Self {
+        Self::new(
+            "LC031",
+            format!("job {job} cannot be approved by its requester"),
+        )
+        .detail(format!("\"{who}\" requested the job."))
+        .hint("Another administrator must approve it.")
+    }
+
+    /// LC032: a target type that is neither a registered subject type nor
+    /// 'tenant'.
+    pub fn unknown_target_type(target_type: &str, known: &[String]) -> Self {
+        Self::new("LC032", format!("unknown target type \"{target_type}\""))
+            .detail(if known.is_empty() {
+                "The data map has no subject table.".to_string()
+            } else {
+                format!("Known target types: {}.", known.join(", "))
+            })
+            .hint("Use 'tenant' or a subject type registered with lifecycle.register_subject().")
+    }
+
+    /// LC033: the target of a request does not exist.
+    pub fn target_not_found(target_type: &str, target_id: &str, table: &str) -> Self {
+        Self::new(
+            "LC033",
+            format!("{target_type} \"{target_id}\" does not exist"),
+        )
+        .detail(format!("No row of {table} has this id."))
+        .hint("Check the id; ids are given as text, for example '42' or a uuid.")
+    }
+
+    /// LC034: erasure of the last admin of one or more workspaces, without a
+    /// decision for each of them.
+    pub fn last_admin(target_id: &str, tenants: &[String]) -> Self {
+        Self::new(
+            "LC034",
+            format!(
+                "user \"{target_id}\" is the last admin of {} workspace{}",
+                tenants.len(),
+                if tenants.len() == 1 { "" } else { "s" }
+            ),
+        )
+        .detail(format!("Workspaces without another admin: {}.", tenants.join(", ")))
+        .hint(
+            "Say for each workspace what happens: workspaces => '{\"<workspace id>\": {\"transfer_to\": \"<member id>\"}}' \
+             to make another member its admin, or '{\"<workspace id>\": \"erase\"}' to erase the workspace too.",
+        )
+    }
+
+    /// LC035: a job id that does not exist.
+    pub fn job_not_found(id: &str) -> Self {
+        Self::new("LC035", format!("job {id} does not exist"))
+            .hint("List jobs with SELECT * FROM lifecycle.jobs.")
+    }
+
+    /// LC036: a request for a target that already has an open request of the
+    /// same kind.
+    pub fn duplicate_request(kind: &str, target: &str, job: &str, status: &str) -> Self {
+        Self::new(
+            "LC036",
+            format!("{target} already has an open {kind} request"),
+        )
+        .detail(format!("Job {job} is {status}."))
+        .hint("Wait for that job, or cancel it with lifecycle.cancel() first.")
+    }
+
+    /// LC037: an erasure of a target that is already erased.
+    pub fn target_already_erased(target: &str, job: &str) -> Self {
+        Self::new("LC037", format!("{target} is already erased"))
+            .detail(format!("Job {job} erased it."))
+            .hint("Request a purge with lifecycle.request_purge() to remove what erasure kept.")
+    }
+
+    /// LC038: a purge of a target that was never erased.
+    pub fn target_not_erased(target: &str) -> Self {
+        Self::new("LC038", format!("{target} is not erased"))
+            .detail("Purge removes what an erasure kept; there was no completed erasure.")
+            .hint("Request an erasure with lifecycle.request_erasure() first.")
+    }
+
+    /// LC039: a worker acted on a job another worker holds the lease of.
+    pub fn job_lease_held(job: &str, worker: &str, until: &str) -> Self {
+        Self::new(
+            "LC039",
+            format!("job {job} is being processed by another worker"),
+        )
+        .detail(format!("Worker \"{worker}\" holds its lease until {until}."))
+        .hint("Claim another job with lifecycle.claim_job(); an expired lease is taken over automatically.")
+    }
+
+    // ----- erasure -----------------------------------------------------------
+
+    /// LC040: erasure would have to change rows of a table the data map does
+    /// not know (a foreign key from it references rows being removed).
+    pub fn unmapped_reference(table: &str, constraint: &str, target: &str) -> Self {
+        Self::new(
+            "LC040",
+            format!("cannot remove rows of {target}: rows of {table} reference them"),
+        )
+        .detail(format!(
+            "Foreign key \"{constraint}\" of {table}, which is not in the data map, points at rows the erasure removes."
+        ))
+        .hint("Register the table with lifecycle.register_table() so erasure knows what to do with its rows; lifecycle.unmapped_references() lists such tables.")
+    }
+
+    /// LC041: the verification after an erasure still found the subject.
+    pub fn erasure_incomplete(target: &str, findings: &str) -> Self {
+        Self::new(
+            "LC041",
+            format!("erasure of {target} left personal data behind"),
+        )
+        .detail(findings.to_string())
+        .hint("Check the column rules of the tables named; nothing was changed.")
+    }
+
     // ----- input validation (PostgreSQL's own codes) -------------------------
 
     /// 22023: a parameter has a value outside what the function accepts.
@@ -300,7 +442,7 @@ fn raise(e: LcError) -> ! {
 
 /// Recover an `LcError` from a panic payload, when the payload is one of ours
 /// that pgrx re-threw after a nested SPI call.
-fn recover(payload: &(dyn std::any::Any + Send)) -> Option<LcError> {
+pub(crate) fn recover(payload: &(dyn std::any::Any + Send)) -> Option<LcError> {
     use pgrx::pg_sys::panic::CaughtError;
     let message = match payload.downcast_ref::<CaughtError>() {
         Some(CaughtError::PostgresError(report))

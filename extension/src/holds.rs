@@ -188,7 +188,14 @@ pub fn release(
                 &[id.as_str().into(), released_by.into(), reason.into()],
             )?;
             Ok(())
-        })
+        })?;
+        // Jobs it blocked are runnable again (the runner re-checks).
+        crate::spi::exec(
+            "UPDATE lifecycle.jobs SET blocked_by_hold = false, blocking_hold_id = NULL, \
+                    updated_at = now() WHERE blocking_hold_id = $1::uuid",
+            &[id.as_str().into()],
+        )?;
+        Ok(())
     })?;
     cache::invalidate("legal_holds")?;
     let is_tenant = scope_type == "tenant";

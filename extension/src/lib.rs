@@ -9,6 +9,10 @@
 //! * [`guard`]: the triggers and event triggers that enforce holds
 //! * [`cache`]: per-backend caches and their invalidation
 //! * [`audit`]: the hash-chained audit log
+//! * [`jobs`]: requests, their state machine, leases and the job runner
+//! * [`erasure`]: user and workspace erasure and purge, from the data map
+//! * [`fkeys`]: foreign keys, the order of deletions
+//! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`error`]: SQLSTATEs and error reporting
 //! * [`privilege`]: acting as the extension owner
 
@@ -20,17 +24,31 @@ use pgrx::PgRelation;
 pub mod audit;
 pub mod cache;
 pub mod datamap;
+pub mod erasure;
 pub mod error;
+pub mod fkeys;
 pub mod guard;
 pub mod holds;
+pub mod jobs;
 pub mod privilege;
 pub mod spi;
+pub mod subxact;
 
 use error::{boundary, LcError};
 
 ::pgrx::pg_module_magic!(name, version);
 
 extension_sql_file!("../../sql/extension/schema.sql", name = "schema", bootstrap);
+extension_sql_file!(
+    "../../sql/extension/jobs.sql",
+    name = "jobs",
+    requires = ["schema"]
+);
+extension_sql_file!(
+    "../../sql/extension/reports.sql",
+    name = "reports",
+    requires = ["jobs"]
+);
 extension_sql_file!("../../sql/extension/guards.sql", name = "guards", finalize);
 
 fn oid_of(rel: Option<PgRelation>) -> Option<pg_sys::Oid> {
@@ -233,6 +251,205 @@ fn verify_audit_log() -> TableIterator<
     TableIterator::once((v.ok, v.checked, v.first_bad_id))
 }
 
+// ----- jobs ---------------------------------------------------------------------
+
+fn uuid_text(u: Option<Uuid>) -> Option<String> {
+    u.map(|u| u.to_string())
+}
+
+fn interval_text(i: Option<Interval>) -> Result<Option<String>, LcError> {
+    match i {
+        None => Ok(None),
+        Some(i) => Ok(spi::one::<String>(
+            "SELECT $1::interval::text",
+            &[i.into()],
+        )?),
+    }
+}
+
+/// Request an export of a subject's (or a workspace's) data; returns the job id.
+#[pg_extern(volatile, parallel_unsafe)]
+fn request_export(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: Option<&str>,
+    requested_by: Option<&str>,
+    reason: default!(Option<&str>, "NULL"),
+    requires_approval: default!(Option<bool>, "false"),
+) -> Uuid {
+    boundary(|| {
+        let id = jobs::request(jobs::Request {
+            job_type: "export",
+            target_type,
+            target_id,
+            tenant_id,
+            requested_by,
+            reason,
+            cooling_off: None,
+            jurisdiction: None,
+            requires_approval,
+            workspaces: None,
+        })?;
+        parse_uuid(&id)
+    })
+}
+
+/// Request the erasure of a subject or a workspace; returns the job id. The
+/// job runs once approved and once the cooling-off has passed.
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, parallel_unsafe)]
+fn request_erasure(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: Option<&str>,
+    requested_by: Option<&str>,
+    reason: default!(Option<&str>, "NULL"),
+    cooling_off: default!(Option<Interval>, "'30 days'"),
+    jurisdiction: default!(Option<&str>, "'gdpr'"),
+    requires_approval: default!(Option<bool>, "true"),
+    workspaces: default!(Option<pgrx::JsonB>, "NULL"),
+) -> Uuid {
+    boundary(|| {
+        let id = jobs::request(jobs::Request {
+            job_type: "erase",
+            target_type,
+            target_id,
+            tenant_id,
+            requested_by,
+            reason,
+            cooling_off: interval_text(cooling_off)?,
+            jurisdiction,
+            requires_approval,
+            workspaces: workspaces.map(|w| w.0),
+        })?;
+        parse_uuid(&id)
+    })
+}
+
+/// Request a purge of what an erasure kept; returns the job id.
+#[pg_extern(volatile, parallel_unsafe)]
+fn request_purge(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: Option<&str>,
+    requested_by: Option<&str>,
+    reason: default!(Option<&str>, "NULL"),
+    requires_approval: default!(Option<bool>, "true"),
+) -> Uuid {
+    boundary(|| {
+        let id = jobs::request(jobs::Request {
+            job_type: "purge",
+            target_type,
+            target_id,
+            tenant_id,
+            requested_by,
+            reason,
+            cooling_off: None,
+            jurisdiction: None,
+            requires_approval,
+            workspaces: None,
+        })?;
+        parse_uuid(&id)
+    })
+}
+
+/// Approve a pending job (the approver must not be the requester).
+#[pg_extern(volatile, parallel_unsafe)]
+fn approve(job_id: Option<Uuid>, approved_by: Option<&str>) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::approve(id.as_deref(), approved_by))
+}
+
+/// Reject a pending job; a reason is required.
+#[pg_extern(volatile, parallel_unsafe)]
+fn reject(job_id: Option<Uuid>, rejected_by: Option<&str>, reason: Option<&str>) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::reject(id.as_deref(), rejected_by, reason))
+}
+
+/// Cancel a pending or approved job (for an erasure: during the cooling-off).
+#[pg_extern(volatile, parallel_unsafe)]
+fn cancel(job_id: Option<Uuid>, cancelled_by: Option<&str>) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::cancel(id.as_deref(), cancelled_by))
+}
+
+/// 'active', 'pending_deletion' or 'erased'.
+#[pg_extern(stable, parallel_unsafe)]
+fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> String {
+    boundary(|| jobs::subject_state(subject_type, subject_id))
+}
+
+/// Run due erase and purge jobs (for pg_cron or a DBA); returns how many ran.
+#[pg_extern(volatile, parallel_unsafe)]
+fn run_due_jobs(max_jobs: default!(Option<i32>, "100")) -> i32 {
+    boundary(|| jobs::run_due_jobs(max_jobs))
+}
+
+/// Run one approved, due erase or purge job now; returns its status and receipt.
+#[pg_extern(volatile, parallel_unsafe)]
+fn run_job(job_id: Option<Uuid>, worker: default!(Option<&str>, "NULL")) -> pgrx::JsonB {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::run_job(id.as_deref(), worker).map(pgrx::JsonB))
+}
+
+/// Claim the next runnable job with a lease; NULL when there is none.
+#[pg_extern(volatile, parallel_unsafe)]
+fn claim_job(
+    worker: Option<&str>,
+    lease: default!(Option<Interval>, "'5 minutes'"),
+    job_types: default!(Option<Vec<String>>, "ARRAY['export', 'erase', 'purge']"),
+) -> Option<pgrx::JsonB> {
+    boundary(|| {
+        let lease = interval_text(lease)?;
+        jobs::claim_job(worker, lease.as_deref(), job_types).map(|j| j.map(pgrx::JsonB))
+    })
+}
+
+/// Extend the lease of a claimed job; returns the new expiry.
+#[pg_extern(volatile, parallel_unsafe)]
+fn renew_lease(
+    job_id: Option<Uuid>,
+    worker: Option<&str>,
+    lease: default!(Option<Interval>, "'5 minutes'"),
+) -> String {
+    let id = uuid_text(job_id);
+    boundary(|| {
+        let lease = interval_text(lease)?;
+        jobs::renew_lease(id.as_deref(), worker, lease.as_deref())
+    })
+}
+
+/// Complete a claimed export job with the bundle's description.
+#[pg_extern(volatile, parallel_unsafe)]
+fn complete_job(
+    job_id: Option<Uuid>,
+    worker: Option<&str>,
+    result: default!(Option<pgrx::JsonB>, "'{}'"),
+) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::complete_job(id.as_deref(), worker, result.map(|r| r.0)))
+}
+
+/// Mark a claimed job failed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn fail_job(job_id: Option<Uuid>, worker: Option<&str>, error: Option<&str>) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::fail_job(id.as_deref(), worker, error))
+}
+
+/// Confirm a step outside the database (a stored file deleted); returns the job's status.
+#[pg_extern(volatile, parallel_unsafe)]
+fn confirm_step(step_id: Option<i64>, confirmed_by: Option<&str>) -> String {
+    boundary(|| jobs::confirm_step(step_id, confirmed_by))
+}
+
+/// Remove retained rows whose retention period has ended; returns the rows removed.
+#[pg_extern(volatile, parallel_unsafe)]
+fn retention_sweep() -> i64 {
+    boundary(|| privilege::as_extension_owner(|| guard::with_hard_delete(erasure::retention_sweep)))
+}
+
 // ----- raw trigger and event trigger entry points -------------------------------
 
 macro_rules! v1_function {
@@ -381,6 +598,49 @@ v1_function!(
         Ok(pg_sys::Datum::from(0))
     }
 );
+
+v1_function!(
+    lifecycle_jobs_guard,
+    pg_finfo_lifecycle_jobs_guard,
+    |fcinfo| unsafe {
+        let td = trigger_data(fcinfo)?;
+        let t = pgrx::PgTrigger::from_fcinfo(&*fcinfo)
+            .map_err(|e| LcError::internal(format!("jobs trigger: {e}")))?;
+        let old = t.old().map(|r| job_row(&r)).transpose()?;
+        let new = t.new().map(|r| job_row(&r)).transpose()?;
+        jobs::check_update(old.as_ref(), new.as_ref())?;
+        Ok(row_result(td))
+    }
+);
+
+fn job_row(
+    r: &pgrx::heap_tuple::PgHeapTuple<'_, pgrx::AllocatedByPostgres>,
+) -> Result<jobs::JobRow, LcError> {
+    let text = |name: &str| -> Result<Option<String>, LcError> {
+        r.get_by_name::<String>(name)
+            .map_err(|e| LcError::internal(format!("jobs trigger: column {name}: {e}")))
+    };
+    let id = r
+        .get_by_name::<Uuid>("id")
+        .map_err(|e| LcError::internal(format!("jobs trigger: column id: {e}")))?
+        .map(|u| u.to_string())
+        .unwrap_or_default();
+    Ok(jobs::JobRow {
+        id,
+        job_type: text("job_type")?.unwrap_or_default(),
+        target_type: text("target_type")?.unwrap_or_default(),
+        target_id: text("target_id")?.unwrap_or_default(),
+        tenant_id: text("tenant_id")?,
+        status: text("status")?.unwrap_or_default(),
+        requested_by: text("requested_by")?.unwrap_or_default(),
+        requires_approval: r
+            .get_by_name::<bool>("requires_approval")
+            .map_err(|e| LcError::internal(format!("jobs trigger: {e}")))?
+            .unwrap_or(true),
+        approved_by: text("approved_by")?,
+        rejection_reason: text("rejection_reason")?,
+    })
+}
 
 /// The tuple a BEFORE row trigger returns to let the operation proceed.
 unsafe fn row_result(td: &pg_sys::TriggerData) -> pg_sys::Datum {

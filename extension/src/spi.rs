@@ -39,3 +39,33 @@ pub fn first<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>) -> LcResult<Opt
     }
     none_if_empty(table.first().get_one::<T>())
 }
+
+/// Run a statement that writes; returns the number of rows it processed.
+pub fn exec(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<u64> {
+    Spi::connect_mut(|client| Ok(client.update(sql, None, args)?.len() as u64))
+}
+
+/// The first row's first column as JSON (the query selects a `jsonb`), or
+/// `None` when there is no row. The statement may write.
+pub fn json(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<serde_json::Value>> {
+    Spi::connect_mut(|client| {
+        let t = client.update(sql, Some(1), args)?;
+        if t.is_empty() {
+            return Ok(None);
+        }
+        Ok(t.first().get_one::<pgrx::JsonB>()?.map(|j| j.0))
+    })
+}
+
+/// Every row's first column as JSON (the query selects a `jsonb`).
+pub fn json_rows(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Vec<serde_json::Value>> {
+    Spi::connect_mut(|client| {
+        let mut out = Vec::new();
+        for row in client.update(sql, None, args)? {
+            if let Some(j) = row.get::<pgrx::JsonB>(1)? {
+                out.push(j.0);
+            }
+        }
+        Ok(out)
+    })
+}

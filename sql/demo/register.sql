@@ -15,7 +15,8 @@
 --   memberships      deleted (the user leaves every workspace)
 --   posts            anonymized: content stays, authored by the anonymized user
 --   comments         anonymized, same as posts
---   files            deleted
+--   files            deleted; the stored objects are deleted too (tracked
+--                    in lifecycle.external_steps until confirmed)
 --   sessions         deleted
 --   api_keys         deleted
 --   user_settings    deleted
@@ -80,6 +81,9 @@ SELECT lifecycle.register_table('app.files', 'user', 'uploaded_by',
     tenant_column => 'workspace_id',
     on_erase      => 'delete',
     label         => 'Uploaded files');
+-- The bytes live in object storage: erasure records a step to delete each
+-- object, and the job completes once every deletion is confirmed.
+SELECT lifecycle.set_column_rule('app.files', 'storage_key', 'storage_object');
 
 -- ---------------------------------------------------------------------------
 -- Authentication and preferences

@@ -128,6 +128,15 @@ SELECT NULL, NULL, x.evtname, 'event trigger missing'
 COMMENT ON VIEW lifecycle.guard_status IS
     'State of every guard trigger; any status but ok means a guard was disabled or dropped.';
 
+-- Jobs follow their state machine, whoever writes them.
+CREATE FUNCTION lifecycle.jobs_guard() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_jobs_guard';
+COMMENT ON FUNCTION lifecycle.jobs_guard() IS
+    'Enforces the job state machine on lifecycle.jobs and refuses deleting jobs.';
+CREATE TRIGGER jobs_state_machine BEFORE INSERT OR UPDATE OR DELETE ON lifecycle.jobs
+    FOR EACH ROW EXECUTE FUNCTION lifecycle.jobs_guard();
+ALTER TABLE lifecycle.jobs ENABLE ALWAYS TRIGGER jobs_state_machine;
+
 -- ----- privileges -----------------------------------------------------------------
 -- Reading: the data map, holds, guard status. Writing: only through functions.
 -- Administrative functions are not executable by PUBLIC; grant them to the
@@ -150,5 +159,23 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.place_hold(text, text, text, text, text, timestamptz),
     lifecycle.release_hold(uuid, text, text),
     lifecycle.record_event(text, text, text, text, text, jsonb, text, text, text),
-    lifecycle.verify_audit_log()
+    lifecycle.verify_audit_log(),
+    lifecycle.request_export(text, text, text, text, text, boolean),
+    lifecycle.request_erasure(text, text, text, text, text, interval, text, boolean, jsonb),
+    lifecycle.request_purge(text, text, text, text, text, boolean),
+    lifecycle.approve(uuid, text),
+    lifecycle.reject(uuid, text, text),
+    lifecycle.cancel(uuid, text),
+    lifecycle.subject_state(text, text),
+    lifecycle.run_due_jobs(integer),
+    lifecycle.run_job(uuid, text),
+    lifecycle.claim_job(text, interval, text[]),
+    lifecycle.renew_lease(uuid, text, interval),
+    lifecycle.complete_job(uuid, text, jsonb),
+    lifecycle.fail_job(uuid, text, text),
+    lifecycle.confirm_step(bigint, text),
+    lifecycle.retention_sweep(),
+    lifecycle.unmapped_references(),
+    lifecycle.retention_disclosure(),
+    lifecycle.compliance_report(timestamptz, timestamptz)
   FROM PUBLIC;

@@ -51,7 +51,7 @@ CREATE TABLE lifecycle.column_rules (
     relation    regclass    NOT NULL,
     column_name name        NOT NULL,
     rule        text        NOT NULL
-                CHECK (rule IN ('keep', 'clear', 'redact', 'deleted_name', 'deleted_email', 'hash', 'empty')),
+                CHECK (rule IN ('keep', 'clear', 'redact', 'deleted_name', 'deleted_email', 'hash', 'empty', 'storage_object')),
     set_at      timestamptz NOT NULL DEFAULT now(),
     set_by      text        NOT NULL,
     PRIMARY KEY (relation, column_name)

@@ -1,0 +1,1295 @@
+//! The erasure engine: user (subject) erasure, workspace (tenant) erasure and
+//! purge, executed from the data map alone.
+//!
+//! Everything here runs inside the caller's transaction (the job runner puts
+//! each job in a subtransaction of its own), as the extension owner, with the
+//! legal-hold guards active: a row under hold makes the statement that
+//! reaches it fail, and the runner turns that failure into a blocked job.
+//! Soft delete is switched off, so soft-deleted rows are removed for real.
+//!
+//! Order comes from the foreign keys in `pg_constraint` ([`crate::fkeys`]):
+//! rows are deleted children first, and rows elsewhere that reference rows
+//! being deleted are handled explicitly (detached when the referencing
+//! columns are nullable, deleted with them otherwise, refused when their
+//! table is not in the data map). `ON DELETE CASCADE` is never relied on.
+//!
+//! Every statement takes the target id as its parameter `$1`, cast to the
+//! type of the column it is compared with; identifiers are quoted.
+
+use std::collections::{HashMap, HashSet};
+
+use pgrx::pg_sys;
+use serde_json::{json, Value};
+
+use crate::audit::{self, Event};
+use crate::error::{LcError, LcResult};
+use crate::fkeys::{self, ForeignKey};
+use crate::holds::quote_ident;
+use crate::spi;
+
+/// One registered table, as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct MapTable {
+    pub oid: pg_sys::Oid,
+    pub name: String,
+    /// 'subject', 'tenant', 'table' or 'membership' (see `lifecycle.data_map`).
+    pub kind: String,
+    pub subject_type: Option<String>,
+    pub subject_column: Option<String>,
+    pub tenant_column: Option<String>,
+    pub on_erase: String,
+    pub retain_for: Option<String>,
+    pub legal_basis: Option<String>,
+    pub soft_delete: Option<String>,
+    pub label: String,
+    pub role_column: Option<String>,
+    pub admin_roles: Vec<String>,
+    /// (column, rule), rules other than `keep`.
+    pub rules: Vec<(String, String)>,
+    /// Extra (scope type, column) pairs from `register_scope`.
+    pub extra_scopes: Vec<(String, String)>,
+    /// Column name -> SQL type (`format_type`).
+    types: HashMap<String, String>,
+    /// Column name -> pg_type.typcategory.
+    categories: HashMap<String, String>,
+}
+
+impl MapTable {
+    pub fn col_type(&self, col: &str) -> &str {
+        self.types.get(col).map(String::as_str).unwrap_or("text")
+    }
+
+    /// `"col" = $1::type`.
+    pub fn eq_param(&self, col: &str) -> String {
+        format!("{} = $1::{}", quote_ident(col), self.col_type(col))
+    }
+
+    fn textual(&self, col: &str) -> bool {
+        self.categories.get(col).is_some_and(|c| c == "S")
+    }
+
+    /// The column that names the row's owner (subject id, or tenant id for
+    /// the tenant table), used by `deleted_email`.
+    fn owner_column(&self) -> Option<&str> {
+        self.subject_column
+            .as_deref()
+            .or(self.tenant_column.as_deref())
+    }
+
+    /// `SET` clause applying the column rules, or `None` with no rule to apply.
+    fn set_clause(&self, salt: &str) -> Option<String> {
+        let sets: Vec<String> = self
+            .rules
+            .iter()
+            .filter(|(_, r)| r != "storage_object")
+            .map(|(c, r)| {
+                let q = quote_ident(c);
+                let ty = self.col_type(c);
+                let expr = match r.as_str() {
+                    "clear" => "NULL".to_string(),
+                    "redact" => "'[redacted]'".to_string(),
+                    "deleted_name" => "'Deleted User'".to_string(),
+                    "deleted_email" => match self.owner_column() {
+                        Some(k) => {
+                            format!("'deleted-' || {}::text || '@deleted.local'", quote_ident(k))
+                        }
+                        None => "'deleted@deleted.local'".to_string(),
+                    },
+                    "hash" => {
+                        format!("encode(sha256(convert_to('{salt}' || {q}::text, 'UTF8')), 'hex')")
+                    }
+                    "empty" => match self.categories.get(c).map(String::as_str) {
+                        Some("A") => "'{}'".to_string(),
+                        _ if ty == "jsonb" || ty == "json" => "'{}'".to_string(),
+                        _ => "''".to_string(),
+                    },
+                    _ => q.clone(),
+                };
+                format!("{q} = CAST({expr} AS {ty})")
+            })
+            .collect();
+        if sets.is_empty() {
+            None
+        } else {
+            Some(sets.join(", "))
+        }
+    }
+
+    fn storage_columns(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .filter(|(_, r)| r == "storage_object")
+            .map(|(c, _)| c.as_str())
+    }
+}
+
+/// The whole data map.
+pub fn load_map() -> LcResult<Vec<MapTable>> {
+    let rows = spi::json_rows(
+        "SELECT jsonb_build_object(\
+            'oid', d.relation::oid::bigint, \
+            'name', d.relation::regclass::text, \
+            'kind', d.kind, \
+            'subject_type', d.subject_type, \
+            'subject_column', d.subject_column, \
+            'tenant_column', d.tenant_column, \
+            'on_erase', d.on_erase, \
+            'retain_for', d.retain_for::text, \
+            'legal_basis', d.legal_basis, \
+            'soft_delete', d.soft_delete_column, \
+            'label', d.label, \
+            'role_column', d.role_column, \
+            'admin_roles', to_jsonb(d.admin_roles), \
+            'rules', d.column_rules, \
+            'extra_scopes', d.extra_scopes, \
+            'types', (SELECT jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)) \
+                        FROM pg_catalog.pg_attribute a \
+                       WHERE a.attrelid = d.relation AND a.attnum > 0 AND NOT a.attisdropped), \
+            'categories', (SELECT jsonb_object_agg(a.attname, t.typcategory) \
+                        FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+                       WHERE a.attrelid = d.relation AND a.attnum > 0 AND NOT a.attisdropped)) \
+           FROM lifecycle.data_map d \
+          ORDER BY d.relation::regclass::text",
+        &[],
+    )?;
+    Ok(rows.iter().map(parse_table).collect())
+}
+
+fn parse_table(v: &Value) -> MapTable {
+    let s = |k: &str| v[k].as_str().map(str::to_string);
+    let map = |k: &str| -> HashMap<String, String> {
+        v[k].as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut rules: Vec<(String, String)> = map("rules")
+        .into_iter()
+        .filter(|(_, r)| r != "keep")
+        .collect();
+    rules.sort();
+    MapTable {
+        oid: pg_sys::Oid::from(v["oid"].as_u64().unwrap_or_default() as u32),
+        name: s("name").unwrap_or_default(),
+        kind: s("kind").unwrap_or_default(),
+        subject_type: s("subject_type"),
+        subject_column: s("subject_column"),
+        tenant_column: s("tenant_column"),
+        on_erase: s("on_erase").unwrap_or_else(|| "delete".into()),
+        retain_for: s("retain_for"),
+        legal_basis: s("legal_basis"),
+        soft_delete: s("soft_delete"),
+        label: s("label").unwrap_or_default(),
+        role_column: s("role_column"),
+        admin_roles: v["admin_roles"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        rules,
+        extra_scopes: v["extra_scopes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| {
+                        Some((
+                            x["scope_type"].as_str()?.to_string(),
+                            x["column"].as_str()?.to_string(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        types: map("types"),
+        categories: map("categories"),
+    }
+}
+
+/// What a job targets: a subject (its type's subject table) or a tenant.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Subject {
+        table: MapTable,
+        subject_type: String,
+    },
+    Tenant {
+        table: MapTable,
+    },
+}
+
+impl Target {
+    pub fn table(&self) -> &MapTable {
+        match self {
+            Target::Subject { table, .. } | Target::Tenant { table } => table,
+        }
+    }
+
+    pub fn type_name(&self) -> &str {
+        match self {
+            Target::Subject { subject_type, .. } => subject_type,
+            Target::Tenant { .. } => "tenant",
+        }
+    }
+
+    /// Column holding the target's id in its own table.
+    pub fn id_column(&self) -> &str {
+        self.table().owner_column().unwrap_or("id")
+    }
+}
+
+/// Resolve a target type against the data map ('tenant', 'workspace' or a
+/// registered subject type).
+pub fn resolve_target(map: &[MapTable], target_type: &str) -> LcResult<Target> {
+    if target_type == "tenant" || target_type == "workspace" {
+        if let Some(t) = map.iter().find(|t| t.kind == "tenant") {
+            return Ok(Target::Tenant { table: t.clone() });
+        }
+    } else if let Some(t) = map
+        .iter()
+        .find(|t| t.kind == "subject" && t.subject_type.as_deref() == Some(target_type))
+    {
+        return Ok(Target::Subject {
+            table: t.clone(),
+            subject_type: target_type.to_string(),
+        });
+    }
+    let mut known: Vec<String> = map
+        .iter()
+        .filter(|t| t.kind == "subject")
+        .filter_map(|t| t.subject_type.clone())
+        .collect();
+    if map.iter().any(|t| t.kind == "tenant") {
+        known.push("tenant".into());
+    }
+    Err(LcError::unknown_target_type(target_type, &known))
+}
+
+/// Whether the target's row exists. An id that is not a valid value of the
+/// key's type (text 'abc' for a bigint key) does not exist either.
+pub fn target_exists(target: &Target, id: &str) -> LcResult<bool> {
+    let t = target.table();
+    let sql = format!(
+        "SELECT EXISTS (SELECT 1 FROM {} WHERE {})",
+        t.name,
+        t.eq_param(target.id_column())
+    );
+    match crate::subxact::run(|| Ok(spi::one::<bool>(&sql, &[id.into()])?.unwrap_or(false))) {
+        Ok(found) => Ok(found),
+        Err(f) if f.sqlstate.starts_with("22") => Ok(false),
+        Err(f) => Err(LcError::internal(f.message)),
+    }
+}
+
+/// Workspaces where `subject_id` holds an admin role and no other member
+/// does, across every membership table of `subject_type`.
+pub fn last_admin_tenants(
+    map: &[MapTable],
+    subject_type: &str,
+    subject_id: &str,
+) -> LcResult<Vec<String>> {
+    let mut out = Vec::new();
+    for m in memberships(map, subject_type) {
+        let (Some(role), Some(subj), Some(ten)) = (
+            m.role_column.as_deref(),
+            membership_subject_column(m),
+            m.tenant_column.as_deref(),
+        ) else {
+            continue;
+        };
+        let (role, subj_q, ten_q) = (quote_ident(role), quote_ident(subj), quote_ident(ten));
+        let sql = format!(
+            "SELECT jsonb_agg(DISTINCT m.{ten_q}::text) FROM {name} m \
+              WHERE m.{subj_q} = $1::{ty} AND m.{role}::text = ANY($2) \
+                AND NOT EXISTS (SELECT 1 FROM {name} o \
+                                 WHERE o.{ten_q} = m.{ten_q} AND o.{subj_q} <> m.{subj_q} \
+                                   AND o.{role}::text = ANY($2))",
+            name = m.name,
+            ty = m.col_type(subj),
+        );
+        if let Some(Value::Array(a)) = spi::json(
+            &format!("SELECT coalesce(({sql}), '[]'::jsonb)"),
+            &[subject_id.into(), m.admin_roles.clone().into()],
+        )? {
+            out.extend(a.into_iter().filter_map(|v| v.as_str().map(str::to_string)));
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+fn memberships<'a>(
+    map: &'a [MapTable],
+    subject_type: &'a str,
+) -> impl Iterator<Item = &'a MapTable> {
+    map.iter()
+        .filter(move |t| t.role_column.is_some() && t.subject_type.as_deref() == Some(subject_type))
+}
+
+fn membership_subject_column(m: &MapTable) -> Option<&str> {
+    m.subject_column.as_deref()
+}
+
+/// Whether `member` belongs to `tenant` in some membership table of the type.
+pub fn is_member(
+    map: &[MapTable],
+    subject_type: &str,
+    tenant: &str,
+    member: &str,
+) -> LcResult<bool> {
+    for m in memberships(map, subject_type) {
+        let (Some(subj), Some(ten)) = (membership_subject_column(m), m.tenant_column.as_deref())
+        else {
+            continue;
+        };
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE {}::text = $1 AND {}::text = $2)",
+            m.name,
+            quote_ident(ten),
+            quote_ident(subj)
+        );
+        if spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// A job as the engine runs it.
+pub struct Work<'a> {
+    pub job_id: &'a str,
+    pub job_type: &'a str,
+    pub target_type: &'a str,
+    pub target_id: &'a str,
+    pub requested_by: &'a str,
+    pub options: &'a Value,
+}
+
+/// Running state of one job: what was done, for the receipt.
+struct Run<'a> {
+    work: &'a Work<'a>,
+    map: Vec<MapTable>,
+    fks: Vec<ForeignKey>,
+    registered: HashSet<pg_sys::Oid>,
+    names: HashMap<pg_sys::Oid, String>,
+    salt: String,
+    actions: Vec<Value>,
+    retained: Vec<Value>,
+    workspaces: Vec<Value>,
+    external_steps: u64,
+}
+
+/// Run an erase or purge job; returns the receipt.
+pub fn execute(work: &Work<'_>) -> LcResult<Value> {
+    let map = load_map()?;
+    let target = resolve_target(&map, work.target_type)?;
+    let registered: HashSet<pg_sys::Oid> = map.iter().map(|t| t.oid).collect();
+    let names = map.iter().map(|t| (t.oid, t.name.clone())).collect();
+    let oids: Vec<pg_sys::Oid> = registered.iter().copied().collect();
+    let fks = fkeys::referencing(&oids)?;
+    let salt = spi::one::<String>(
+        "SELECT md5(gen_random_uuid()::text || clock_timestamp()::text)",
+        &[],
+    )?
+    .unwrap_or_default();
+    let mut run = Run {
+        work,
+        map,
+        fks,
+        registered,
+        names,
+        salt,
+        actions: Vec::new(),
+        retained: Vec::new(),
+        workspaces: Vec::new(),
+        external_steps: 0,
+    };
+    let id = work.target_id;
+    let verification = match (work.job_type, &target) {
+        (
+            "erase",
+            Target::Subject {
+                table,
+                subject_type,
+            },
+        ) => run.erase_subject(table, subject_type, id)?,
+        ("erase", Target::Tenant { table }) => run.erase_tenant(table, id)?,
+        ("purge", _) => {
+            run.purge(&target, id)?;
+            json!({ "ok": true, "checked": [] })
+        }
+        (other, _) => {
+            return Err(LcError::internal(format!(
+                "job type {other} is not run by the engine"
+            )))
+        }
+    };
+    let redacted = if work.job_type == "erase" {
+        redact_audit(target.type_name(), id)?
+    } else {
+        0
+    };
+    Ok(json!({
+        "job_id": work.job_id,
+        "job_type": work.job_type,
+        "target": { "type": target.type_name(), "id": id },
+        "actions": run.actions,
+        "retained": run.retained,
+        "workspaces": run.workspaces,
+        "external_steps": run.external_steps,
+        "audit_events_redacted": redacted,
+        "verification": verification,
+    }))
+}
+
+impl Run<'_> {
+    fn note(&mut self, table: &str, action: &str, rows: u64, why: Option<&str>) {
+        if rows == 0 && action != "kept" {
+            return;
+        }
+        let mut a = json!({ "table": table, "action": action, "rows": rows });
+        if let Some(w) = why {
+            a["reason"] = json!(w);
+        }
+        self.actions.push(a);
+    }
+
+    fn tables_of(&self, subject_type: &str) -> Vec<MapTable> {
+        self.map
+            .iter()
+            .filter(|t| {
+                t.kind != "subject"
+                    && t.kind != "tenant"
+                    && t.subject_type.as_deref() == Some(subject_type)
+            })
+            .cloned()
+            .collect()
+    }
+
+    fn order(&self, tables: &[MapTable]) -> Vec<MapTable> {
+        let oids: Vec<u32> = tables.iter().map(|t| t.oid.to_u32()).collect();
+        let edges: Vec<(u32, u32)> = self
+            .fks
+            .iter()
+            .map(|f| (f.referencing.to_u32(), f.referenced.to_u32()))
+            .collect();
+        fkeys::delete_order(&oids, &edges)
+            .into_iter()
+            .filter_map(|o| tables.iter().find(|t| t.oid.to_u32() == o).cloned())
+            .collect()
+    }
+
+    /// Values of the target row's personal (ruled, textual) columns: what
+    /// the verification looks for afterwards.
+    fn identifiers(
+        &self,
+        table: &MapTable,
+        id_col: &str,
+        id: &str,
+        only_rule: Option<&str>,
+    ) -> LcResult<Vec<String>> {
+        let cols: Vec<String> = table
+            .rules
+            .iter()
+            .filter(|(c, r)| table.textual(c) && only_rule.is_none_or(|o| o == r))
+            .map(|(c, _)| format!("{}::text", quote_ident(c)))
+            .collect();
+        if cols.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "SELECT jsonb_build_array({}) FROM {} WHERE {}",
+            cols.join(", "),
+            table.name,
+            table.eq_param(id_col)
+        );
+        let v = spi::json(&sql, &[id.into()])?.unwrap_or(Value::Null);
+        let mut out: Vec<String> = v
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .filter(|s| s.chars().count() >= 3)
+            .map(str::to_string)
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Record steps to delete stored objects named by `storage_object`
+    /// columns of the rows about to be removed.
+    fn record_storage_steps(&mut self, table: &MapTable, pred: &str) -> LcResult<()> {
+        let cols: Vec<String> = table.storage_columns().map(str::to_string).collect();
+        for c in cols {
+            let sql = format!(
+                "INSERT INTO lifecycle.external_steps (job_id, kind, relation, column_name, reference) \
+                 SELECT $2::uuid, 'delete_object', $3::regclass, $4, t.{q}::text FROM {name} t \
+                  WHERE {pred} AND t.{q} IS NOT NULL \
+                 ON CONFLICT (job_id, kind, reference) DO NOTHING",
+                q = quote_ident(&c),
+                name = table.name,
+            );
+            let n = spi::exec(
+                &sql,
+                &[
+                    self.work.target_id.into(),
+                    self.work.job_id.into(),
+                    table.name.as_str().into(),
+                    c.as_str().into(),
+                ],
+            )?;
+            self.external_steps += n;
+        }
+        Ok(())
+    }
+
+    /// Delete the rows of `oid` matching `pred` (over `$1`), after handling
+    /// every row elsewhere that references them.
+    fn delete_rows(
+        &mut self,
+        oid: pg_sys::Oid,
+        name: &str,
+        pred: &str,
+        why: Option<&str>,
+        depth: u32,
+    ) -> LcResult<u64> {
+        if depth > 16 {
+            return Err(LcError::internal(format!(
+                "foreign keys into {name} nest more than 16 levels deep"
+            )));
+        }
+        if let Some(t) = self.map.iter().find(|t| t.oid == oid).cloned() {
+            self.record_storage_steps(&t, pred)?;
+        }
+        let refs: Vec<ForeignKey> = self
+            .fks
+            .iter()
+            .filter(|f| f.referenced == oid)
+            .cloned()
+            .collect();
+        for fk in refs {
+            let sub = format!(
+                "({}) IN (SELECT {} FROM {name} WHERE {pred})",
+                fk.cols.join(", "),
+                fk.refcols.join(", ")
+            );
+            let self_ref = fk.referencing == oid;
+            let others = if self_ref {
+                format!("{sub} AND NOT ({pred})")
+            } else {
+                sub.clone()
+            };
+            let exists = spi::one::<bool>(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE {others})",
+                    fk.referencing_name
+                ),
+                &[self.work.target_id.into()],
+            )?
+            .unwrap_or(false);
+            if !exists {
+                continue;
+            }
+            if !self.registered.contains(&fk.referencing) {
+                return Err(LcError::unmapped_reference(
+                    &fk.referencing_name,
+                    &fk.name,
+                    name,
+                ));
+            }
+            let rname = self
+                .names
+                .get(&fk.referencing)
+                .cloned()
+                .unwrap_or_else(|| fk.referencing_name.clone());
+            if fk.nullable {
+                let sets: Vec<String> = fk.cols.iter().map(|c| format!("{c} = NULL")).collect();
+                let n = spi::exec(
+                    &format!("UPDATE {rname} SET {} WHERE {others}", sets.join(", ")),
+                    &[self.work.target_id.into()],
+                )?;
+                let why = format!("referenced removed rows of {name}; link cleared");
+                self.note(&rname, "detached", n, Some(&why));
+            } else {
+                let why = format!("depended on removed rows of {name}");
+                self.delete_rows(fk.referencing, &rname, &others, Some(&why), depth + 1)?;
+            }
+        }
+        let n = spi::exec(
+            &format!("DELETE FROM {name} WHERE {pred}"),
+            &[self.work.target_id.into()],
+        )?;
+        self.note(name, "deleted", n, why);
+        Ok(n)
+    }
+
+    fn anonymize_rows(&mut self, t: &MapTable, pred: &str, why: Option<&str>) -> LcResult<u64> {
+        match t.set_clause(&self.salt) {
+            Some(set) => {
+                let n = spi::exec(
+                    &format!("UPDATE {} SET {set} WHERE {pred}", t.name),
+                    &[self.work.target_id.into()],
+                )?;
+                self.note(&t.name, "anonymized", n, why);
+                Ok(n)
+            }
+            None => Ok(0),
+        }
+    }
+
+    fn count(&self, name: &str, pred: &str) -> LcResult<u64> {
+        Ok(spi::one::<i64>(
+            &format!("SELECT count(*) FROM {name} WHERE {pred}"),
+            &[self.work.target_id.into()],
+        )?
+        .unwrap_or(0) as u64)
+    }
+
+    fn retain_rows(&mut self, t: &MapTable, key_col: &str, pred: &str) -> LcResult<()> {
+        if let Some(set) = t.set_clause(&self.salt) {
+            let n = spi::exec(
+                &format!("UPDATE {} SET {set} WHERE {pred}", t.name),
+                &[self.work.target_id.into()],
+            )?;
+            self.note(
+                &t.name,
+                "anonymized",
+                n,
+                Some("retained row: personal columns with a rule"),
+            );
+        }
+        let rows = self.count(&t.name, pred)?;
+        if rows == 0 {
+            return Ok(());
+        }
+        let basis = t.legal_basis.clone().unwrap_or_default();
+        let until = spi::one::<String>(
+            "INSERT INTO lifecycle.retention \
+                    (job_id, relation, key_column, target_type, target_id, rows, legal_basis, retain_until) \
+             VALUES ($1::uuid, $2::regclass, $3, $4, $5, $6, $7, now() + $8::interval) \
+             RETURNING to_char(retain_until AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')",
+            &[
+                self.work.job_id.into(),
+                t.name.as_str().into(),
+                key_col.into(),
+                self.work.target_type.into(),
+                self.work.target_id.into(),
+                (rows as i64).into(),
+                basis.as_str().into(),
+                t.retain_for.as_deref().unwrap_or("0").into(),
+            ],
+        )?;
+        self.retained.push(json!({
+            "table": t.name,
+            "label": t.label,
+            "rows": rows,
+            "legal_basis": basis,
+            "retain_for": t.retain_for,
+            "retain_until": until,
+        }));
+        self.note(&t.name, "retained", rows, Some(&basis));
+        Ok(())
+    }
+
+    // ----- user (subject) erasure ------------------------------------------------
+
+    fn erase_subject(&mut self, sub: &MapTable, subject_type: &str, id: &str) -> LcResult<Value> {
+        let id_col = sub.owner_column().unwrap_or("id").to_string();
+        let identifiers = self.identifiers(sub, &id_col, id, None)?;
+        let emails = self.identifiers(sub, &id_col, id, Some("deleted_email"))?;
+
+        // Workspaces the subject is the last admin of: what the request decided.
+        let decisions = self
+            .work
+            .options
+            .get("workspaces")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if let Value::Object(d) = &decisions {
+            for (tenant, decision) in d {
+                if decision.as_str() == Some("erase") {
+                    self.workspaces
+                        .push(json!({ "workspace": tenant, "decision": "erased" }));
+                    let ten = self
+                        .map
+                        .iter()
+                        .find(|t| t.kind == "tenant")
+                        .cloned()
+                        .ok_or_else(|| LcError::unknown_target_type("tenant", &[]))?;
+                    self.erase_tenant_inner(&ten, tenant)?;
+                } else if let Some(to) = decision.get("transfer_to").and_then(Value::as_str) {
+                    self.transfer(subject_type, tenant, to)?;
+                    self.workspaces
+                        .push(json!({ "workspace": tenant, "decision": "transferred", "to": to }));
+                }
+            }
+        }
+        let still = last_admin_tenants(&self.map, subject_type, id)?;
+        if !still.is_empty() {
+            return Err(LcError::last_admin(id, &still));
+        }
+
+        let tables = self.tables_of(subject_type);
+        // Deletions, children first.
+        for t in self.order(&tables) {
+            let Some(col) = t.subject_column.clone() else {
+                continue;
+            };
+            let pred = t.eq_param(&col);
+            if t.on_erase == "delete" {
+                self.delete_rows(t.oid, &t.name, &pred, None, 0)?;
+            } else if let Some(sd) = &t.soft_delete {
+                let p = format!("{pred} AND {} IS NOT NULL", quote_ident(sd));
+                self.delete_rows(t.oid, &t.name, &p, Some("soft-deleted earlier"), 0)?;
+            }
+        }
+        for t in &tables {
+            let Some(col) = t.subject_column.clone() else {
+                continue;
+            };
+            let pred = t.eq_param(&col);
+            match t.on_erase.as_str() {
+                "anonymize" => {
+                    let changed = self.anonymize_rows(t, &pred, None)?;
+                    let kept = if changed == 0 {
+                        self.count(&t.name, &pred)?
+                    } else {
+                        0
+                    };
+                    if kept > 0 {
+                        let why = "attributed to the anonymized subject";
+                        self.note(&t.name, "kept", kept, Some(why));
+                    }
+                }
+                "retain" => self.retain_rows(t, &col, &pred)?,
+                _ => {}
+            }
+        }
+        // Rows that mention the subject through another scope column.
+        for t in self.map.clone() {
+            for (scope, col) in &t.extra_scopes {
+                if scope == subject_type && Some(col) != t.subject_column.as_ref() {
+                    let pred = t.eq_param(col);
+                    let why = format!("mentions the subject in {col}");
+                    self.anonymize_rows(&t, &pred, Some(&why))?;
+                }
+            }
+        }
+        // The subject row itself: anonymized in place, so that references stay valid.
+        let pred = sub.eq_param(&id_col);
+        if self.anonymize_rows(sub, &pred, Some("subject row, kept as a tombstone"))? == 0 {
+            self.note(
+                &sub.name,
+                "kept",
+                1,
+                Some("subject row, kept as a tombstone"),
+            );
+        }
+        self.verify_subject(sub, subject_type, id, &identifiers, &emails)
+    }
+
+    fn transfer(&mut self, subject_type: &str, tenant: &str, to: &str) -> LcResult<()> {
+        let mut done = 0;
+        for m in memberships(&self.map, subject_type)
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            let (Some(role), Some(subj), Some(ten), Some(admin)) = (
+                m.role_column.as_deref(),
+                m.subject_column.as_deref(),
+                m.tenant_column.as_deref(),
+                m.admin_roles.first(),
+            ) else {
+                continue;
+            };
+            let sql = format!(
+                "UPDATE {} SET {r} = CAST($3 AS {rt}) WHERE {}::text = $2 AND {}::text = $4 \
+                    AND {r}::text <> ALL($5) AND $1 IS NOT NULL",
+                m.name,
+                quote_ident(ten),
+                quote_ident(subj),
+                r = quote_ident(role),
+                rt = m.col_type(role),
+            );
+            done += spi::exec(
+                &sql,
+                &[
+                    self.work.target_id.into(),
+                    tenant.into(),
+                    admin.as_str().into(),
+                    to.into(),
+                    m.admin_roles.clone().into(),
+                ],
+            )?;
+            if done > 0 {
+                self.note(&m.name, "ownership transferred", done, Some(tenant));
+            }
+        }
+        if done == 0 && !is_member(&self.map, subject_type, tenant, to)? {
+            return Err(LcError::invalid_parameter(format!(
+                "cannot transfer workspace {tenant} to \"{to}\": not a member"
+            ))
+            .hint("Choose a current member of the workspace, or erase the workspace."));
+        }
+        Ok(())
+    }
+
+    /// Re-scan after the erasure: nothing of the subject is left.
+    fn verify_subject(
+        &mut self,
+        sub: &MapTable,
+        subject_type: &str,
+        id: &str,
+        identifiers: &[String],
+        emails: &[String],
+    ) -> LcResult<Value> {
+        let mut checked = Vec::new();
+        let mut findings = Vec::new();
+        for t in self.map.clone() {
+            let owned = t.kind != "subject"
+                && t.kind != "tenant"
+                && t.subject_type.as_deref() == Some(subject_type);
+            let subj_pred = match (&t.subject_column, owned || t.oid == sub.oid) {
+                (Some(c), true) => Some(t.eq_param(c)),
+                _ => None,
+            };
+            if let (true, Some(p)) = (owned, &subj_pred) {
+                let pred = if t.on_erase == "delete" {
+                    Some(p.clone())
+                } else {
+                    t.soft_delete
+                        .as_ref()
+                        .map(|sd| format!("{p} AND {} IS NOT NULL", quote_ident(sd)))
+                };
+                if let Some(pred) = pred {
+                    let n = self.count(&t.name, &pred)?;
+                    checked.push(json!({ "table": t.name, "check": "rows removed", "found": n }));
+                    if n > 0 {
+                        findings.push(format!(
+                            "{n} rows of {} still belong to the subject",
+                            t.name
+                        ));
+                    }
+                }
+            }
+            if identifiers.is_empty() {
+                continue;
+            }
+            for (col, _) in t.rules.iter().filter(|(c, _)| t.textual(c)) {
+                let q = quote_ident(col);
+                let match_expr = format!("{q} = ANY(CAST($2 AS {}[]))", t.col_type(col));
+                // E-mail addresses identify the subject wherever they appear:
+                // indexed columns are searched in the whole table. Other
+                // values (names, phone numbers) are searched in the rows
+                // tied to the subject.
+                let (scope, pred, values) = if !emails.is_empty() && has_leading_index(t.oid, col)?
+                {
+                    ("whole table", match_expr, emails)
+                } else if let Some(p) = &subj_pred {
+                    (
+                        "subject's rows",
+                        format!("{p} AND {match_expr}"),
+                        identifiers,
+                    )
+                } else {
+                    continue;
+                };
+                let n = spi::one::<i64>(
+                    &format!("SELECT count(*) FROM {} WHERE {pred}", t.name),
+                    &[id.into(), values.to_vec().into()],
+                )?
+                .unwrap_or(0);
+                checked.push(json!({ "table": t.name, "column": col, "scope": scope, "found": n }));
+                if n > 0 {
+                    findings.push(format!(
+                        "{n} rows of {} still hold a personal value of the subject in column {col}",
+                        t.name
+                    ));
+                }
+            }
+        }
+        if !findings.is_empty() {
+            return Err(LcError::erasure_incomplete(
+                &format!("{subject_type} {id}"),
+                &findings.join("; "),
+            ));
+        }
+        Ok(json!({
+            "ok": true,
+            "identifiers_checked": identifiers.len(),
+            "checked": checked,
+        }))
+    }
+
+    // ----- workspace (tenant) erasure -------------------------------------------
+
+    fn erase_tenant(&mut self, ten: &MapTable, id: &str) -> LcResult<Value> {
+        let id_col = ten.owner_column().unwrap_or("id").to_string();
+        let identifiers = self.identifiers(ten, &id_col, id, None)?;
+        self.erase_tenant_inner(ten, id)?;
+        let mut checked = Vec::new();
+        let mut findings = Vec::new();
+        for t in self.map.clone() {
+            if t.kind == "tenant" || t.on_erase == "retain" || t.kind == "subject" {
+                continue;
+            }
+            let Some(tc) = &t.tenant_column else { continue };
+            let n = self.count_with(&t.name, &t.eq_param(tc), id)?;
+            checked.push(json!({ "table": t.name, "check": "rows removed", "found": n }));
+            if n > 0 {
+                findings.push(format!(
+                    "{n} rows of {} still belong to the workspace",
+                    t.name
+                ));
+            }
+        }
+        for (col, _) in ten.rules.iter().filter(|(c, _)| ten.textual(c)) {
+            if identifiers.is_empty() {
+                break;
+            }
+            let n = spi::one::<i64>(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} AND {} = ANY(CAST($2 AS {}[]))",
+                    ten.name,
+                    ten.eq_param(&id_col),
+                    quote_ident(col),
+                    ten.col_type(col)
+                ),
+                &[id.into(), identifiers.to_vec().into()],
+            )?
+            .unwrap_or(0);
+            checked.push(
+                json!({ "table": ten.name, "column": col, "scope": "workspace row", "found": n }),
+            );
+            if n > 0 {
+                findings.push(format!("the workspace row still holds column {col}"));
+            }
+        }
+        if !findings.is_empty() {
+            return Err(LcError::erasure_incomplete(
+                &format!("workspace {id}"),
+                &findings.join("; "),
+            ));
+        }
+        Ok(json!({ "ok": true, "identifiers_checked": identifiers.len(), "checked": checked }))
+    }
+
+    fn count_with(&self, name: &str, pred: &str, id: &str) -> LcResult<u64> {
+        Ok(spi::one::<i64>(
+            &format!("SELECT count(*) FROM {name} WHERE {pred}"),
+            &[id.into()],
+        )?
+        .unwrap_or(0) as u64)
+    }
+
+    /// Remove a workspace's content; `id` may differ from the job's target
+    /// (a workspace erased along with its last admin).
+    fn erase_tenant_inner(&mut self, ten: &MapTable, id: &str) -> LcResult<()> {
+        // Statements take the workspace id as $1: run them under a job view
+        // whose target id is the workspace.
+        let work = Work {
+            job_id: self.work.job_id,
+            job_type: self.work.job_type,
+            target_type: "tenant",
+            target_id: id,
+            requested_by: self.work.requested_by,
+            options: self.work.options,
+        };
+        let mut inner = Run {
+            work: &work,
+            map: self.map.clone(),
+            fks: self.fks.clone(),
+            registered: self.registered.clone(),
+            names: self.names.clone(),
+            salt: self.salt.clone(),
+            actions: Vec::new(),
+            retained: Vec::new(),
+            workspaces: Vec::new(),
+            external_steps: 0,
+        };
+        let scoped: Vec<MapTable> = inner
+            .map
+            .iter()
+            .filter(|t| t.kind != "tenant" && t.tenant_column.is_some())
+            .cloned()
+            .collect();
+        for t in inner.order(&scoped) {
+            if t.kind == "subject" || t.on_erase == "retain" {
+                continue;
+            }
+            let pred = t.eq_param(t.tenant_column.as_deref().unwrap_or_default());
+            inner.delete_rows(t.oid, &t.name, &pred, Some("workspace content"), 0)?;
+        }
+        for t in &scoped {
+            let tc = t.tenant_column.clone().unwrap_or_default();
+            let pred = t.eq_param(&tc);
+            if t.kind == "subject" {
+                inner.anonymize_rows(t, &pred, Some("member of the erased workspace"))?;
+            } else if t.on_erase == "retain" {
+                inner.retain_rows(t, &tc, &pred)?;
+            }
+        }
+        let id_col = ten.owner_column().unwrap_or("id").to_string();
+        let pred = ten.eq_param(&id_col);
+        if inner.anonymize_rows(ten, &pred, Some("workspace row, kept as a tombstone"))? == 0 {
+            inner.note(
+                &ten.name,
+                "kept",
+                1,
+                Some("workspace row, kept as a tombstone"),
+            );
+        }
+        let redacted = redact_audit_tenant(id)?;
+        if redacted > 0 {
+            inner.note(
+                "lifecycle.audit_log",
+                "redacted",
+                redacted,
+                Some("events of the workspace"),
+            );
+        }
+        for a in &mut inner.actions {
+            a["workspace"] = json!(id);
+        }
+        self.actions.append(&mut inner.actions);
+        self.retained.append(&mut inner.retained);
+        self.external_steps += inner.external_steps;
+        Ok(())
+    }
+
+    // ----- purge ------------------------------------------------------------------
+
+    fn purge(&mut self, target: &Target, id: &str) -> LcResult<()> {
+        // Anonymized rows of the subject, children first.
+        if let Target::Subject { subject_type, .. } = target {
+            let tables: Vec<MapTable> = self
+                .tables_of(subject_type)
+                .into_iter()
+                .filter(|t| t.on_erase == "anonymize")
+                .collect();
+            for t in self.order(&tables) {
+                let Some(col) = t.subject_column.clone() else {
+                    continue;
+                };
+                self.protected_delete(&t.oid, &t.name, &t.eq_param(&col), "anonymized rows")?;
+            }
+        }
+        // Retained rows whose period has ended.
+        for r in spi::json_rows(
+            "SELECT jsonb_build_object('id', id, 'relation', relation::oid::bigint, \
+                    'key_column', key_column, 'expired', retain_until <= now(), \
+                    'retain_until', retain_until, 'legal_basis', legal_basis, 'rows', rows) \
+               FROM lifecycle.retention \
+              WHERE target_type = $1 AND target_id = $2 AND purged_at IS NULL \
+              ORDER BY id",
+            &[target.type_name().into(), id.into()],
+        )? {
+            let oid = pg_sys::Oid::from(r["relation"].as_u64().unwrap_or_default() as u32);
+            let Some(t) = self.map.iter().find(|t| t.oid == oid).cloned() else {
+                continue;
+            };
+            if r["expired"].as_bool() != Some(true) {
+                self.retained.push(json!({
+                    "table": t.name,
+                    "rows": r["rows"],
+                    "legal_basis": r["legal_basis"],
+                    "retain_until": r["retain_until"],
+                }));
+                self.note(&t.name, "kept", 0, Some("retention period has not ended"));
+                continue;
+            }
+            let key = r["key_column"].as_str().unwrap_or_default().to_string();
+            let removed = self.protected_delete(
+                &t.oid,
+                &t.name,
+                &t.eq_param(&key),
+                "retention period ended",
+            )?;
+            spi::exec(
+                "UPDATE lifecycle.retention SET purged_at = now(), purged_rows = $2 WHERE id = $1",
+                &[
+                    r["id"].as_i64().unwrap_or_default().into(),
+                    (removed as i64).into(),
+                ],
+            )?;
+        }
+        // The tombstone.
+        let t = target.table().clone();
+        let why = match target {
+            Target::Subject { .. } => "subject tombstone",
+            Target::Tenant { .. } => "workspace tombstone",
+        };
+        self.protected_delete(&t.oid, &t.name, &t.eq_param(target.id_column()), why)?;
+        Ok(())
+    }
+
+    /// Delete rows matching `pred` that nothing references any more; rows
+    /// still referenced from elsewhere are kept and reported.
+    fn protected_delete(
+        &mut self,
+        oid: &pg_sys::Oid,
+        name: &str,
+        pred: &str,
+        what: &str,
+    ) -> LcResult<u64> {
+        let refs: Vec<ForeignKey> = self
+            .fks
+            .iter()
+            .filter(|f| f.referenced == *oid)
+            .cloned()
+            .collect();
+        let self_ref = refs.iter().any(|f| f.referencing == *oid);
+        let mut guards = Vec::new();
+        for f in &refs {
+            let on: Vec<String> = f
+                .cols
+                .iter()
+                .zip(&f.refcols)
+                .map(|(c, rc)| format!("r.{c} = t.{rc}"))
+                .collect();
+            guards.push(format!(
+                "NOT EXISTS (SELECT 1 FROM {} r WHERE {})",
+                f.referencing_name,
+                on.join(" AND ")
+            ));
+        }
+        let mut sql = format!("DELETE FROM {name} t WHERE {pred}");
+        for g in &guards {
+            sql.push_str(" AND ");
+            sql.push_str(g);
+        }
+        let mut removed = 0;
+        for _ in 0..32 {
+            let n = spi::exec(&sql, &[self.work.target_id.into()])?;
+            removed += n;
+            if n == 0 || !self_ref {
+                break;
+            }
+        }
+        self.note(name, "deleted", removed, Some(what));
+        let kept = self.count(name, pred)?;
+        if kept > 0 {
+            let by: Vec<&str> = refs.iter().map(|f| f.referencing_name.as_str()).collect();
+            let why = format!("{what}; still referenced from {}", by.join(", "));
+            self.note(name, "kept", kept, Some(&why));
+        }
+        Ok(removed)
+    }
+}
+
+fn has_leading_index(relid: pg_sys::Oid, col: &str) -> LcResult<bool> {
+    Ok(spi::one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                          JOIN pg_catalog.pg_attribute a \
+                            ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] \
+                         WHERE i.indrelid = $1 AND a.attname = $2 AND i.indpred IS NULL)",
+        &[relid.into(), col.into()],
+    )?
+    .unwrap_or(false))
+}
+
+/// Make the personal fields of the subject's audit events unreadable. The
+/// chain stays valid: events carry only a digest of those fields.
+pub fn redact_audit(subject_type: &str, subject_id: &str) -> LcResult<u64> {
+    crate::guard::with_internal_write(|| {
+        spi::exec(
+            "UPDATE lifecycle.audit_log \
+                SET actor = NULL, ip = NULL, user_agent = NULL, reason = NULL, details = NULL, \
+                    salt = NULL, redacted_at = now() \
+              WHERE subject_type = $1 AND subject_id = $2 AND salt IS NOT NULL",
+            &[subject_type.into(), subject_id.into()],
+        )
+    })
+}
+
+fn redact_audit_tenant(tenant_id: &str) -> LcResult<u64> {
+    crate::guard::with_internal_write(|| {
+        spi::exec(
+            "UPDATE lifecycle.audit_log \
+                SET actor = NULL, ip = NULL, user_agent = NULL, reason = NULL, details = NULL, \
+                    salt = NULL, redacted_at = now() \
+              WHERE tenant_id = $1 AND salt IS NOT NULL",
+            &[tenant_id.into()],
+        )
+    })
+}
+
+/// Remove retained rows whose period has ended, across all targets.
+/// Returns the number of rows removed.
+pub fn retention_sweep() -> LcResult<i64> {
+    let due = spi::json_rows(
+        "SELECT jsonb_build_object('id', r.id, 'job_id', r.job_id, 'relation', r.relation::oid::bigint, \
+                'target_type', r.target_type, 'target_id', r.target_id, 'key_column', r.key_column, \
+                'job_type', 'purge') \
+           FROM lifecycle.retention r \
+          WHERE r.purged_at IS NULL AND r.retain_until <= now() \
+          ORDER BY r.id",
+        &[],
+    )?;
+    if due.is_empty() {
+        return Ok(0);
+    }
+    let map = load_map()?;
+    let oids: Vec<pg_sys::Oid> = map.iter().map(|t| t.oid).collect();
+    let fks = fkeys::referencing(&oids)?;
+    let mut total = 0i64;
+    for r in due {
+        let oid = pg_sys::Oid::from(r["relation"].as_u64().unwrap_or_default() as u32);
+        let Some(t) = map.iter().find(|t| t.oid == oid).cloned() else {
+            continue;
+        };
+        let job_id = r["job_id"].as_str().unwrap_or_default().to_string();
+        let target_type = r["target_type"].as_str().unwrap_or_default().to_string();
+        let target_id = r["target_id"].as_str().unwrap_or_default().to_string();
+        let options = Value::Null;
+        let work = Work {
+            job_id: &job_id,
+            job_type: "purge",
+            target_type: &target_type,
+            target_id: &target_id,
+            requested_by: "lifecycle.retention_sweep",
+            options: &options,
+        };
+        let mut run = Run {
+            work: &work,
+            map: map.clone(),
+            fks: fks.clone(),
+            registered: oids.iter().copied().collect(),
+            names: map.iter().map(|t| (t.oid, t.name.clone())).collect(),
+            salt: String::new(),
+            actions: Vec::new(),
+            retained: Vec::new(),
+            workspaces: Vec::new(),
+            external_steps: 0,
+        };
+        let key = r["key_column"].as_str().unwrap_or_default().to_string();
+        let removed =
+            run.protected_delete(&t.oid, &t.name, &t.eq_param(&key), "retention period ended")?;
+        spi::exec(
+            "UPDATE lifecycle.retention SET purged_at = now(), purged_rows = $2 WHERE id = $1",
+            &[
+                r["id"].as_i64().unwrap_or_default().into(),
+                (removed as i64).into(),
+            ],
+        )?;
+        audit::record(Event {
+            event_type: "retention.purged",
+            actor: Some("lifecycle.retention_sweep"),
+            subject_type: Some(&target_type),
+            subject_id: Some(&target_id),
+            details: Some(
+                json!({ "job_id": job_id, "table": t.name, "rows": removed, "actions": run.actions }),
+            ),
+            ..Default::default()
+        })?;
+        total += removed as i64;
+    }
+    Ok(total)
+}
