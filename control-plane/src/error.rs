@@ -70,6 +70,22 @@ pub const SQLSTATE_TABLE: &[SqlStateMapping] = &[
         "unknown_scope_type",
         StatusCode::UNPROCESSABLE_ENTITY,
     ),
+    map("LC030", "invalid_job_transition", StatusCode::CONFLICT),
+    map("LC031", "approver_is_requester", StatusCode::FORBIDDEN),
+    map(
+        "LC032",
+        "unknown_target_type",
+        StatusCode::UNPROCESSABLE_ENTITY,
+    ),
+    map("LC033", "target_not_found", StatusCode::NOT_FOUND),
+    map("LC034", "last_admin", StatusCode::CONFLICT),
+    map("LC035", "job_not_found", StatusCode::NOT_FOUND),
+    map("LC036", "duplicate_request", StatusCode::CONFLICT),
+    map("LC037", "target_already_erased", StatusCode::CONFLICT),
+    map("LC038", "target_not_erased", StatusCode::CONFLICT),
+    map("LC039", "job_lease_held", StatusCode::CONFLICT),
+    map("LC040", "unmapped_reference", StatusCode::CONFLICT),
+    map("LC041", "erasure_incomplete", StatusCode::CONFLICT),
     // Standard PostgreSQL errors.
     map(
         "22023",
@@ -499,6 +515,26 @@ impl From<anyhow::Error> for ApiError {
 mod tests {
     use super::*;
 
+    /// Every row of docs/sqlstates.md: the control plane answers with the
+    /// HTTP status and condition name the table documents.
+    #[test]
+    fn sqlstate_table_in_docs_matches_mapping() {
+        let doc = include_str!("../../docs/sqlstates.md");
+        let mut rows = 0;
+        for line in doc.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = line.split('|').map(|c| c.trim()).collect();
+            let sqlstate = cells[1].trim_matches('`');
+            let code = cells[2].trim_matches('`');
+            let status: u16 = cells[4].parse().expect("HTTP column is a number");
+            assert_eq!(status_for_sqlstate(sqlstate).as_u16(), status, "{sqlstate}");
+            if sqlstate != "XX000" {
+                assert_eq!(code_for_sqlstate(sqlstate), code, "{sqlstate}");
+            }
+            rows += 1;
+        }
+        assert!(rows >= 30, "only {rows} rows found in docs/sqlstates.md");
+    }
+
     #[test]
     fn documented_sqlstates_map_to_documented_statuses() {
         let expected: &[(&str, u16, &str)] = &[
@@ -514,6 +550,18 @@ mod tests {
             ("LC020", 404, "hold_not_found"),
             ("LC021", 409, "hold_already_released"),
             ("LC022", 422, "unknown_scope_type"),
+            ("LC030", 409, "invalid_job_transition"),
+            ("LC031", 403, "approver_is_requester"),
+            ("LC032", 422, "unknown_target_type"),
+            ("LC033", 404, "target_not_found"),
+            ("LC034", 409, "last_admin"),
+            ("LC035", 404, "job_not_found"),
+            ("LC036", 409, "duplicate_request"),
+            ("LC037", 409, "target_already_erased"),
+            ("LC038", 409, "target_not_erased"),
+            ("LC039", 409, "job_lease_held"),
+            ("LC040", 409, "unmapped_reference"),
+            ("LC041", 409, "erasure_incomplete"),
             ("22023", 422, "invalid_parameter_value"),
             ("22004", 422, "null_value_not_allowed"),
             ("22P02", 422, "invalid_text_representation"),
