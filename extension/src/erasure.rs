@@ -383,6 +383,8 @@ struct Run<'a> {
     retained: Vec<Value>,
     workspaces: Vec<Value>,
     external_steps: u64,
+    /// `$2` of every statement (a workspace id while transferring it).
+    second: Option<String>,
 }
 
 /// Run an erase or purge job; returns the receipt.
@@ -409,6 +411,7 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
         retained: Vec::new(),
         workspaces: Vec::new(),
         external_steps: 0,
+        second: None,
     };
     let id = work.target_id;
     let verification = match (work.job_type, &target) {
@@ -449,6 +452,11 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
 }
 
 impl Run<'_> {
+    /// Parameters of every statement: `$1` the target id, `$2` the second value.
+    fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'_>> {
+        vec![self.work.target_id.into(), self.second.as_deref().into()]
+    }
+
     fn note(&mut self, table: &str, action: &str, rows: u64, why: Option<&str>) {
         if rows == 0 && action != "kept" {
             return;
@@ -591,7 +599,7 @@ impl Run<'_> {
                     "SELECT EXISTS (SELECT 1 FROM {} WHERE {others})",
                     fk.referencing_name
                 ),
-                &[self.work.target_id.into()],
+                &self.args(),
             )?
             .unwrap_or(false);
             if !exists {
@@ -613,7 +621,7 @@ impl Run<'_> {
                 let sets: Vec<String> = fk.cols.iter().map(|c| format!("{c} = NULL")).collect();
                 let n = spi::exec(
                     &format!("UPDATE {rname} SET {} WHERE {others}", sets.join(", ")),
-                    &[self.work.target_id.into()],
+                    &self.args(),
                 )?;
                 let why = format!("referenced removed rows of {name}; link cleared");
                 self.note(&rname, "detached", n, Some(&why));
@@ -622,10 +630,7 @@ impl Run<'_> {
                 self.delete_rows(fk.referencing, &rname, &others, Some(&why), depth + 1)?;
             }
         }
-        let n = spi::exec(
-            &format!("DELETE FROM {name} WHERE {pred}"),
-            &[self.work.target_id.into()],
-        )?;
+        let n = spi::exec(&format!("DELETE FROM {name} WHERE {pred}"), &self.args())?;
         self.note(name, "deleted", n, why);
         Ok(n)
     }
@@ -635,7 +640,7 @@ impl Run<'_> {
             Some(set) => {
                 let n = spi::exec(
                     &format!("UPDATE {} SET {set} WHERE {pred}", t.name),
-                    &[self.work.target_id.into()],
+                    &self.args(),
                 )?;
                 self.note(&t.name, "anonymized", n, why);
                 Ok(n)
@@ -647,7 +652,7 @@ impl Run<'_> {
     fn count(&self, name: &str, pred: &str) -> LcResult<u64> {
         Ok(spi::one::<i64>(
             &format!("SELECT count(*) FROM {name} WHERE {pred}"),
-            &[self.work.target_id.into()],
+            &self.args(),
         )?
         .unwrap_or(0) as u64)
     }
@@ -656,7 +661,7 @@ impl Run<'_> {
         if let Some(set) = t.set_clause(&self.salt) {
             let n = spi::exec(
                 &format!("UPDATE {} SET {set} WHERE {pred}", t.name),
-                &[self.work.target_id.into()],
+                &self.args(),
             )?;
             self.note(
                 &t.name,
@@ -795,13 +800,15 @@ impl Run<'_> {
         self.verify_subject(sub, subject_type, id, &identifiers, &emails)
     }
 
+    /// Hand a workspace to another member: the subject's membership there
+    /// ends first, then the member takes the admin role the subject held.
     fn transfer(&mut self, subject_type: &str, tenant: &str, to: &str) -> LcResult<()> {
         let mut done = 0;
         for m in memberships(&self.map, subject_type)
             .cloned()
             .collect::<Vec<_>>()
         {
-            let (Some(role), Some(subj), Some(ten), Some(admin)) = (
+            let (Some(role), Some(subj), Some(ten), Some(first_admin)) = (
                 m.role_column.as_deref(),
                 m.subject_column.as_deref(),
                 m.tenant_column.as_deref(),
@@ -809,30 +816,47 @@ impl Run<'_> {
             ) else {
                 continue;
             };
-            let sql = format!(
-                "UPDATE {} SET {r} = CAST($3 AS {rt}) WHERE {}::text = $2 AND {}::text = $4 \
-                    AND {r}::text <> ALL($5) AND $1 IS NOT NULL",
-                m.name,
-                quote_ident(ten),
-                quote_ident(subj),
-                r = quote_ident(role),
-                rt = m.col_type(role),
-            );
-            done += spi::exec(
-                &sql,
+            let (r, sq, tq) = (quote_ident(role), quote_ident(subj), quote_ident(ten));
+            let held = spi::one::<String>(
+                &format!(
+                    "SELECT {r}::text FROM {} WHERE {tq}::text = $2 AND {} AND {r}::text = ANY($3) LIMIT 1",
+                    m.name,
+                    m.eq_param(subj)
+                ),
                 &[
                     self.work.target_id.into(),
                     tenant.into(),
-                    admin.as_str().into(),
-                    to.into(),
                     m.admin_roles.clone().into(),
                 ],
             )?;
-            if done > 0 {
-                self.note(&m.name, "ownership transferred", done, Some(tenant));
+            let Some(held) = held.or_else(|| Some(first_admin.clone())) else {
+                continue;
+            };
+            let pred = format!("{tq}::text = $2 AND {}", m.eq_param(subj));
+            self.second = Some(tenant.to_string());
+            let ended = self.delete_rows(
+                m.oid,
+                &m.name,
+                &pred,
+                Some("membership ends before the transfer"),
+                0,
+            );
+            self.second = None;
+            ended?;
+            let n = spi::exec(
+                &format!(
+                    "UPDATE {} SET {r} = CAST($2 AS {rt}) WHERE {tq}::text = $1 AND {sq}::text = $3",
+                    m.name,
+                    rt = m.col_type(role),
+                ),
+                &[tenant.into(), held.as_str().into(), to.into()],
+            )?;
+            if n > 0 {
+                self.note(&m.name, "ownership transferred", n, Some(tenant));
             }
+            done += n;
         }
-        if done == 0 && !is_member(&self.map, subject_type, tenant, to)? {
+        if done == 0 {
             return Err(LcError::invalid_parameter(format!(
                 "cannot transfer workspace {tenant} to \"{to}\": not a member"
             ))
@@ -1013,6 +1037,7 @@ impl Run<'_> {
             retained: Vec::new(),
             workspaces: Vec::new(),
             external_steps: 0,
+            second: None,
         };
         let scoped: Vec<MapTable> = inner
             .map
@@ -1167,7 +1192,7 @@ impl Run<'_> {
         }
         let mut removed = 0;
         for _ in 0..32 {
-            let n = spi::exec(&sql, &[self.work.target_id.into()])?;
+            let n = spi::exec(&sql, &self.args())?;
             removed += n;
             if n == 0 || !self_ref {
                 break;
@@ -1268,6 +1293,7 @@ pub fn retention_sweep() -> LcResult<i64> {
             retained: Vec::new(),
             workspaces: Vec::new(),
             external_steps: 0,
+            second: None,
         };
         let key = r["key_column"].as_str().unwrap_or_default().to_string();
         let removed =

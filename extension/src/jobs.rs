@@ -676,13 +676,13 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
         requested_by: s(job, "requested_by"),
         options: &options,
     };
+    spi::exec(
+        "UPDATE lifecycle.jobs SET status = 'processing', worker = $2, started_at = now(), \
+                attempts = attempts + 1, blocked_by_hold = false, blocking_hold_id = NULL, \
+                updated_at = now() WHERE id = $1::uuid",
+        &[id.as_str().into(), worker.into()],
+    )?;
     let attempt = subxact::run(|| {
-        spi::exec(
-            "UPDATE lifecycle.jobs SET status = 'processing', worker = $2, started_at = now(), \
-                    attempts = attempts + 1, blocked_by_hold = false, blocking_hold_id = NULL, \
-                    updated_at = now() WHERE id = $1::uuid",
-            &[id.as_str().into(), worker.into()],
-        )?;
         let receipt = guard::with_hard_delete(|| erasure::execute(&work))?;
         finish(job, &receipt)
     });
