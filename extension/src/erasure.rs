@@ -738,7 +738,7 @@ impl Run<'_> {
         }
         let still = last_admin_tenants(&self.map, subject_type, id)?;
         if !still.is_empty() {
-            return Err(LcError::last_admin(id, &still));
+            return Err(LcError::last_admin(subject_type, id, &still));
         }
 
         let tables = self.tables_of(subject_type);
@@ -1107,44 +1107,11 @@ impl Run<'_> {
             }
         }
         // Retained rows whose period has ended.
-        for r in spi::json_rows(
-            "SELECT jsonb_build_object('id', id, 'relation', relation::oid::bigint, \
-                    'key_column', key_column, 'expired', retain_until <= now(), \
-                    'retain_until', retain_until, 'legal_basis', legal_basis, 'rows', rows) \
-               FROM lifecycle.retention \
-              WHERE target_type = $1 AND target_id = $2 AND purged_at IS NULL \
-              ORDER BY id",
+        let records = spi::json_rows(
+            &format!("{RETENTION_RECORDS} WHERE target_type = $1 AND target_id = $2 AND purged_at IS NULL"),
             &[target.type_name().into(), id.into()],
-        )? {
-            let oid = pg_sys::Oid::from(r["relation"].as_u64().unwrap_or_default() as u32);
-            let Some(t) = self.map.iter().find(|t| t.oid == oid).cloned() else {
-                continue;
-            };
-            if r["expired"].as_bool() != Some(true) {
-                self.retained.push(json!({
-                    "table": t.name,
-                    "rows": r["rows"],
-                    "legal_basis": r["legal_basis"],
-                    "retain_until": r["retain_until"],
-                }));
-                self.note(&t.name, "kept", 0, Some("retention period has not ended"));
-                continue;
-            }
-            let key = r["key_column"].as_str().unwrap_or_default().to_string();
-            let removed = self.protected_delete(
-                &t.oid,
-                &t.name,
-                &t.eq_param(&key),
-                "retention period ended",
-            )?;
-            spi::exec(
-                "UPDATE lifecycle.retention SET purged_at = now(), purged_rows = $2 WHERE id = $1",
-                &[
-                    r["id"].as_i64().unwrap_or_default().into(),
-                    (removed as i64).into(),
-                ],
-            )?;
-        }
+        )?;
+        self.purge_retained(records)?;
         // The tombstone.
         let t = target.table().clone();
         let why = match target {
@@ -1153,6 +1120,62 @@ impl Run<'_> {
         };
         self.protected_delete(&t.oid, &t.name, &t.eq_param(target.id_column()), why)?;
         Ok(())
+    }
+
+    /// Remove retained rows whose period has ended (children first); a
+    /// record is closed once none of its rows is left.
+    fn purge_retained(&mut self, records: Vec<Value>) -> LcResult<u64> {
+        let relation = |r: &Value| r["relation"].as_u64().unwrap_or_default() as u32;
+        let oids: Vec<u32> = records.iter().map(relation).collect();
+        let edges: Vec<(u32, u32)> = self
+            .fks
+            .iter()
+            .map(|f| (f.referencing.to_u32(), f.referenced.to_u32()))
+            .collect();
+        let mut order = fkeys::delete_order(&oids, &edges);
+        order.dedup();
+        let mut total = 0;
+        for oid in order {
+            for r in records.iter().filter(|r| relation(r) == oid) {
+                let Some(t) = self.map.iter().find(|t| t.oid.to_u32() == oid).cloned() else {
+                    continue;
+                };
+                if r["expired"].as_bool() != Some(true) {
+                    self.retained.push(json!({
+                        "table": t.name,
+                        "rows": r["rows"],
+                        "legal_basis": r["legal_basis"],
+                        "retain_until": r["retain_until"],
+                    }));
+                    let rows = r["rows"].as_u64().unwrap_or(0);
+                    self.note(
+                        &t.name,
+                        "kept",
+                        rows,
+                        Some("retention period has not ended"),
+                    );
+                    continue;
+                }
+                let key = r["key_column"].as_str().unwrap_or_default().to_string();
+                let pred = t.eq_param(&key);
+                let removed =
+                    self.protected_delete(&t.oid, &t.name, &pred, "retention period ended")?;
+                let left = self.count(&t.name, &pred)?;
+                spi::exec(
+                    "UPDATE lifecycle.retention \
+                        SET purged_rows = coalesce(purged_rows, 0) + $2, \
+                            purged_at = CASE WHEN $3 THEN now() END \
+                      WHERE id = $1",
+                    &[
+                        r["id"].as_i64().unwrap_or_default().into(),
+                        (removed as i64).into(),
+                        (left == 0).into(),
+                    ],
+                )?;
+                total += removed;
+            }
+        }
+        Ok(total)
     }
 
     /// Delete rows matching `pred` that nothing references any more; rows
@@ -1201,7 +1224,17 @@ impl Run<'_> {
         self.note(name, "deleted", removed, Some(what));
         let kept = self.count(name, pred)?;
         if kept > 0 {
-            let by: Vec<&str> = refs.iter().map(|f| f.referencing_name.as_str()).collect();
+            let mut by: Vec<&str> = Vec::new();
+            for (f, g) in refs.iter().zip(&guards) {
+                let referenced = spi::one::<bool>(
+                    &format!("SELECT EXISTS (SELECT 1 FROM {name} t WHERE {pred} AND NOT {g})"),
+                    &self.args(),
+                )?
+                .unwrap_or(false);
+                if referenced && !by.contains(&f.referencing_name.as_str()) {
+                    by.push(&f.referencing_name);
+                }
+            }
             let why = format!("{what}; still referenced from {}", by.join(", "));
             self.note(name, "kept", kept, Some(&why));
         }
@@ -1246,16 +1279,20 @@ fn redact_audit_tenant(tenant_id: &str) -> LcResult<u64> {
     })
 }
 
+const RETENTION_RECORDS: &str = "SELECT jsonb_build_object('id', id, 'job_id', job_id, \
+        'relation', relation::oid::bigint, 'key_column', key_column, \
+        'target_type', target_type, 'target_id', target_id, \
+        'expired', retain_until <= now(), 'retain_until', retain_until, \
+        'legal_basis', legal_basis, 'rows', rows) \
+   FROM lifecycle.retention";
+
 /// Remove retained rows whose period has ended, across all targets.
 /// Returns the number of rows removed.
 pub fn retention_sweep() -> LcResult<i64> {
     let due = spi::json_rows(
-        "SELECT jsonb_build_object('id', r.id, 'job_id', r.job_id, 'relation', r.relation::oid::bigint, \
-                'target_type', r.target_type, 'target_id', r.target_id, 'key_column', r.key_column, \
-                'job_type', 'purge') \
-           FROM lifecycle.retention r \
-          WHERE r.purged_at IS NULL AND r.retain_until <= now() \
-          ORDER BY r.id",
+        &format!(
+            "{RETENTION_RECORDS} WHERE purged_at IS NULL AND retain_until <= now() ORDER BY id"
+        ),
         &[],
     )?;
     if due.is_empty() {
@@ -1264,15 +1301,27 @@ pub fn retention_sweep() -> LcResult<i64> {
     let map = load_map()?;
     let oids: Vec<pg_sys::Oid> = map.iter().map(|t| t.oid).collect();
     let fks = fkeys::referencing(&oids)?;
+    let mut targets: Vec<(String, String, String)> = due
+        .iter()
+        .map(|r| {
+            (
+                r["target_type"].as_str().unwrap_or_default().to_string(),
+                r["target_id"].as_str().unwrap_or_default().to_string(),
+                r["job_id"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    targets.sort();
+    targets.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     let mut total = 0i64;
-    for r in due {
-        let oid = pg_sys::Oid::from(r["relation"].as_u64().unwrap_or_default() as u32);
-        let Some(t) = map.iter().find(|t| t.oid == oid).cloned() else {
-            continue;
-        };
-        let job_id = r["job_id"].as_str().unwrap_or_default().to_string();
-        let target_type = r["target_type"].as_str().unwrap_or_default().to_string();
-        let target_id = r["target_id"].as_str().unwrap_or_default().to_string();
+    for (target_type, target_id, job_id) in targets {
+        let records: Vec<Value> = due
+            .iter()
+            .filter(|r| {
+                r["target_type"] == target_type.as_str() && r["target_id"] == target_id.as_str()
+            })
+            .cloned()
+            .collect();
         let options = Value::Null;
         let work = Work {
             job_id: &job_id,
@@ -1295,23 +1344,14 @@ pub fn retention_sweep() -> LcResult<i64> {
             external_steps: 0,
             second: None,
         };
-        let key = r["key_column"].as_str().unwrap_or_default().to_string();
-        let removed =
-            run.protected_delete(&t.oid, &t.name, &t.eq_param(&key), "retention period ended")?;
-        spi::exec(
-            "UPDATE lifecycle.retention SET purged_at = now(), purged_rows = $2 WHERE id = $1",
-            &[
-                r["id"].as_i64().unwrap_or_default().into(),
-                (removed as i64).into(),
-            ],
-        )?;
+        let removed = run.purge_retained(records)?;
         audit::record(Event {
             event_type: "retention.purged",
             actor: Some("lifecycle.retention_sweep"),
             subject_type: Some(&target_type),
             subject_id: Some(&target_id),
             details: Some(
-                json!({ "job_id": job_id, "table": t.name, "rows": removed, "actions": run.actions }),
+                json!({ "erasure_job_id": job_id, "rows": removed, "actions": run.actions }),
             ),
             ..Default::default()
         })?;

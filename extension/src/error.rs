@@ -207,6 +207,14 @@ impl LcError {
         )
     }
 
+    /// LC030: an action on a job whose status does not allow it.
+    pub fn job_not_in_state(job: &str, action: &str, status: &str) -> Self {
+        Self::new(
+            "LC030",
+            format!("cannot {action} job {job}: it is {status}"),
+        )
+    }
+
     /// LC031: the approver of a job is the one who requested it.
     pub fn approver_is_requester(job: &str, who: &str) -> Self {
         Self::new(
@@ -241,11 +249,11 @@ impl LcError {
 
     /// LC034: erasure of the last admin of one or more workspaces, without a
     /// decision for each of them.
-    pub fn last_admin(target_id: &str, tenants: &[String]) -> Self {
+    pub fn last_admin(target_type: &str, target_id: &str, tenants: &[String]) -> Self {
         Self::new(
             "LC034",
             format!(
-                "user \"{target_id}\" is the last admin of {} workspace{}",
+                "{target_type} \"{target_id}\" is the last admin of {} workspace{}",
                 tenants.len(),
                 if tenants.len() == 1 { "" } else { "s" }
             ),

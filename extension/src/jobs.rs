@@ -129,7 +129,7 @@ pub fn check_update(old: Option<&JobRow>, new: Option<&JobRow>) -> LcResult<()> 
             }
             Ok(())
         }
-        (Some(o), None) => Err(LcError::invalid_job_transition(&o.id, &o.status, "deleted")
+        (Some(o), None) => Err(LcError::job_not_in_state(&o.id, "delete", &o.status)
             .detail("Jobs are records of requests and are never deleted.")
             .hint("Cancel or reject the job instead.")),
         (None, None) => Ok(()),
@@ -418,7 +418,7 @@ fn last_admin_decisions(
         .cloned()
         .collect();
     if !missing.is_empty() {
-        return Err(LcError::last_admin(subject_id, &missing));
+        return Err(LcError::last_admin(subject_type, subject_id, &missing));
     }
     for (tenant, decision) in &given {
         match decision {
@@ -499,7 +499,7 @@ pub fn approve(job_id: Option<&str>, approved_by: Option<&str>) -> LcResult<()> 
         let job = lock_job(job_id)?;
         if s(&job, "status") != "pending" {
             return Err(
-                LcError::invalid_job_transition(job_id, s(&job, "status"), "approved")
+                LcError::job_not_in_state(job_id, "approve", s(&job, "status"))
                     .hint("Only pending jobs can be approved."),
             );
         }
@@ -538,7 +538,7 @@ pub fn reject(
         let job = lock_job(job_id)?;
         if s(&job, "status") != "pending" {
             return Err(
-                LcError::invalid_job_transition(job_id, s(&job, "status"), "rejected")
+                LcError::job_not_in_state(job_id, "reject", s(&job, "status"))
                     .hint("Only pending jobs can be rejected; cancel an approved job instead."),
             );
         }
@@ -560,15 +560,13 @@ pub fn cancel(job_id: Option<&str>, cancelled_by: Option<&str>) -> LcResult<()> 
         let job = lock_job(job_id)?;
         let status = s(&job, "status");
         if status != "pending" && status != "approved" {
-            return Err(
-                LcError::invalid_job_transition(job_id, status, "cancelled").hint(
-                    if status == "processing" {
-                        "The job is running and can no longer be cancelled."
-                    } else {
-                        "The job is finished."
-                    },
-                ),
-            );
+            return Err(LcError::job_not_in_state(job_id, "cancel", status).hint(
+                if status == "processing" {
+                    "The job is running and can no longer be cancelled."
+                } else {
+                    "The job is finished."
+                },
+            ));
         }
         spi::exec(
             "UPDATE lifecycle.jobs SET status = 'cancelled', cancelled_by = $2, cancelled_at = now(), \
@@ -839,7 +837,7 @@ pub fn run_job(job_id: Option<&str>, worker: Option<&str>) -> LcResult<Value> {
             )
         });
         if s(&job, "job_type") == "export" {
-            return Err(LcError::invalid_job_transition(job_id, status, "processing")
+            return Err(LcError::job_not_in_state(job_id, "run", "an export job")
                 .detail("Export jobs are built by the control plane's worker.")
                 .hint("Claim it with lifecycle.claim_job() and finish it with lifecycle.complete_job()."));
         }
@@ -859,20 +857,18 @@ pub fn run_job(job_id: Option<&str>, worker: Option<&str>) -> LcResult<Value> {
                 }
             }
             other => {
-                return Err(
-                    LcError::invalid_job_transition(job_id, other, "processing").hint(
-                        if other == "pending" {
-                            "Approve the job first with lifecycle.approve()."
-                        } else {
-                            "The job is finished."
-                        },
-                    ),
-                )
+                return Err(LcError::job_not_in_state(job_id, "run", other).hint(
+                    if other == "pending" {
+                        "Approve the job first with lifecycle.approve()."
+                    } else {
+                        "The job is finished."
+                    },
+                ))
             }
         }
         if job["due_now"].as_bool() != Some(true) {
             return Err(
-                LcError::invalid_job_transition(job_id, status, "processing")
+                LcError::job_not_in_state(job_id, "run", "in its cooling-off")
                     .detail(format!(
                         "The cooling-off lasts until {}.",
                         s(&job, "scheduled_for")
@@ -961,7 +957,7 @@ fn require_lease(job: &Value, job_id: &str, worker: &str) -> LcResult<()> {
     let status = s(job, "status");
     if status != "processing" {
         return Err(
-            LcError::invalid_job_transition(job_id, status, "processing")
+            LcError::job_not_in_state(job_id, "use the lease of", status)
                 .detail("Only a job a worker has claimed has a lease.")
                 .hint("Claim it with lifecycle.claim_job()."),
         );
