@@ -65,19 +65,68 @@ impl Series {
     }
 }
 
-/// A throughput ratio between two variants, with an optional goal.
+/// How a ratio between two variants is read.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RatioKind {
+    /// Throughput of the numerator relative to the denominator (higher is
+    /// better for the numerator).
+    Throughput,
+    /// Time of the numerator relative to the denominator (lower is better
+    /// for the numerator).
+    Time,
+}
+
+impl RatioKind {
+    fn label(self) -> &'static str {
+        match self {
+            RatioKind::Throughput => "throughput",
+            RatioKind::Time => "time",
+        }
+    }
+}
+
+/// What a ratio should be.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goal {
+    pub fn text(self) -> String {
+        match self {
+            Goal::AtLeast(g) => format!("goal >= {g:.2}"),
+            Goal::AtMost(g) => format!("goal <= {g:.2}"),
+        }
+    }
+}
+
+/// A ratio between two variants, with an optional goal.
 pub struct Ratio {
     pub numerator: String,
     pub denominator: String,
-    pub goal_min: Option<f64>,
+    pub kind: RatioKind,
+    pub goal: Option<Goal>,
 }
 
 impl Ratio {
+    /// Throughput ratio, goal: at least `goal_min`.
     pub fn new(numerator: &str, denominator: &str, goal_min: Option<f64>) -> Self {
         Ratio {
             numerator: numerator.to_string(),
             denominator: denominator.to_string(),
-            goal_min,
+            kind: RatioKind::Throughput,
+            goal: goal_min.map(Goal::AtLeast),
+        }
+    }
+
+    /// Time ratio, goal: at most `goal_max`.
+    pub fn time(numerator: &str, denominator: &str, goal_max: Option<f64>) -> Self {
+        Ratio {
+            numerator: numerator.to_string(),
+            denominator: denominator.to_string(),
+            kind: RatioKind::Time,
+            goal: goal_max.map(Goal::AtMost),
         }
     }
 }
@@ -97,18 +146,40 @@ pub struct Measurement {
 
 pub struct RatioValue {
     pub label: String,
-    /// Ratio of the medians (what the goals are checked against).
+    pub kind: RatioKind,
+    /// Ratio of the medians (what the goals are checked against); NaN when
+    /// a variant was not measured.
     pub value: f64,
     /// Median of the ratios of samples taken in the same round and
     /// repetition: less sensitive to background load that drifts over the
     /// run.
     pub paired: f64,
-    pub goal_min: Option<f64>,
+    pub goal: Option<Goal>,
 }
 
 impl RatioValue {
+    /// Whether the goal is met; `None` without a goal or without a value.
     pub fn met(&self) -> Option<bool> {
-        self.goal_min.map(|g| self.value >= g)
+        match self.goal {
+            _ if self.value.is_nan() => None,
+            None => None,
+            Some(Goal::AtLeast(g)) => Some(self.value >= g),
+            Some(Goal::AtMost(g)) => Some(self.value <= g),
+        }
+    }
+
+    /// "goal <= 1.50  met", "goal >= 0.90  NOT MET", "goal ...  not measured", or "".
+    pub fn verdict(&self) -> String {
+        match (self.goal, self.met()) {
+            (Some(g), Some(true)) => format!("{}  met", g.text()),
+            (Some(g), Some(false)) => format!("{}  NOT MET", g.text()),
+            (Some(g), None) => format!("{}  not measured", g.text()),
+            (None, _) => String::new(),
+        }
+    }
+
+    pub fn kind_label(&self) -> &'static str {
+        self.kind.label()
     }
 }
 
@@ -117,20 +188,26 @@ impl Measurement {
         self.series.iter().find(|s| s.variant == variant)
     }
 
-    /// Throughput of `a` relative to `b`, from the medians.
-    fn throughput_ratio(&self, a: &str, b: &str) -> f64 {
+    /// `a` relative to `b` from the medians: throughput of `a` over
+    /// throughput of `b`, or time of `a` over time of `b`.
+    fn ratio(&self, kind: RatioKind, a: &str, b: &str) -> f64 {
         let (Some(a), Some(b)) = (self.series(a), self.series(b)) else {
             return f64::NAN;
         };
-        match self.unit {
-            Unit::Tps => a.median() / b.median(),
-            Unit::Millis => b.median() / a.median(),
+        self.sample_ratio(kind, a.median(), b.median())
+    }
+
+    fn sample_ratio(&self, kind: RatioKind, a: f64, b: f64) -> f64 {
+        // Tps and Millis are reciprocal: a throughput ratio of times is b / a.
+        match (self.unit, kind) {
+            (Unit::Tps, RatioKind::Throughput) | (Unit::Millis, RatioKind::Time) => a / b,
+            (Unit::Millis, RatioKind::Throughput) | (Unit::Tps, RatioKind::Time) => b / a,
         }
     }
 
-    /// Median of the throughput ratios of paired samples (the i-th sample
-    /// of each variant comes from the same round and repetition).
-    fn paired_ratio(&self, a: &str, b: &str) -> f64 {
+    /// Median of the ratios of paired samples (the i-th sample of each
+    /// variant comes from the same round and repetition).
+    fn paired_ratio(&self, kind: RatioKind, a: &str, b: &str) -> f64 {
         let (Some(a), Some(b)) = (self.series(a), self.series(b)) else {
             return f64::NAN;
         };
@@ -138,10 +215,7 @@ impl Measurement {
             .samples
             .iter()
             .zip(&b.samples)
-            .map(|(x, y)| match self.unit {
-                Unit::Tps => x / y,
-                Unit::Millis => y / x,
-            })
+            .map(|(x, y)| self.sample_ratio(kind, *x, *y))
             .collect();
         median(&ratios)
     }
@@ -151,9 +225,10 @@ impl Measurement {
             .iter()
             .map(|r| RatioValue {
                 label: format!("{}/{}", r.numerator, r.denominator),
-                value: self.throughput_ratio(&r.numerator, &r.denominator),
-                paired: self.paired_ratio(&r.numerator, &r.denominator),
-                goal_min: r.goal_min,
+                kind: r.kind,
+                value: self.ratio(r.kind, &r.numerator, &r.denominator),
+                paired: self.paired_ratio(r.kind, &r.numerator, &r.denominator),
+                goal: r.goal,
             })
             .collect()
     }
@@ -164,8 +239,22 @@ impl Measurement {
         println!("  {}", self.method);
         let unit = self.unit.label();
         let extra = self.rows_per_statement.is_some();
+        let vw = self
+            .series
+            .iter()
+            .map(|s| s.variant.len())
+            .max()
+            .unwrap_or(0)
+            .max(16);
+        let ratios = self.ratio_values();
+        let rw = ratios
+            .iter()
+            .map(|r| r.label.len())
+            .max()
+            .unwrap_or(0)
+            .max(22);
         print!(
-            "  {:<16} {:>12} {:>12} {:>12}",
+            "  {:<vw$} {:>12} {:>12} {:>12}",
             "variant",
             format!("median {unit}"),
             format!("min {unit}"),
@@ -176,8 +265,12 @@ impl Measurement {
         }
         println!(" {:>8}", "samples");
         for s in &self.series {
+            if s.samples.is_empty() {
+                println!("  {:<vw$} {:>12}", s.variant, "not measured");
+                continue;
+            }
             print!(
-                "  {:<16} {:>12.1} {:>12.1} {:>12.1}",
+                "  {:<vw$} {:>12.1} {:>12.1} {:>12.1}",
                 s.variant,
                 s.median(),
                 s.min(),
@@ -188,15 +281,23 @@ impl Measurement {
             }
             println!(" {:>8}", s.samples.len());
         }
-        for r in self.ratio_values() {
-            let goal = match (r.goal_min, r.met()) {
-                (Some(g), Some(true)) => format!("goal >= {g:.2}  met"),
-                (Some(g), _) => format!("goal >= {g:.2}  NOT MET"),
-                (None, _) => String::new(),
-            };
+        for r in ratios {
+            if r.value.is_nan() {
+                println!(
+                    "  {:<10} {:<rw$}    n/a                  {}",
+                    r.kind_label(),
+                    r.label,
+                    r.verdict()
+                );
+                continue;
+            }
             println!(
-                "  throughput {:<22} {:>6.3}  (paired {:>5.3})   {goal}",
-                r.label, r.value, r.paired
+                "  {:<10} {:<rw$} {:>6.3}  (paired {:>5.3})   {}",
+                r.kind_label(),
+                r.label,
+                r.value,
+                r.paired,
+                r.verdict()
             );
         }
     }
@@ -217,26 +318,35 @@ impl Measurement {
                 )
             })
             .collect();
-        let ratios: Vec<Value> = self
-            .ratio_values()
-            .iter()
-            .map(|r| {
-                json!({
-                    "ratio": r.label,
-                    "value": r.value,
-                    "median_of_paired_ratios": r.paired,
-                    "goal_min": r.goal_min,
-                    "met": r.met(),
+        let ratios = |kind: RatioKind| -> Vec<Value> {
+            self.ratio_values()
+                .iter()
+                .filter(|r| r.kind == kind)
+                .map(|r| {
+                    let (goal_min, goal_max) = match r.goal {
+                        Some(Goal::AtLeast(g)) => (Some(g), None),
+                        Some(Goal::AtMost(g)) => (None, Some(g)),
+                        None => (None, None),
+                    };
+                    json!({
+                        "ratio": r.label,
+                        "value": if r.value.is_nan() { Value::Null } else { json!(r.value) },
+                        "median_of_paired_ratios": if r.paired.is_nan() { Value::Null } else { json!(r.paired) },
+                        "goal_min": goal_min,
+                        "goal_max": goal_max,
+                        "met": r.met(),
+                    })
                 })
-            })
-            .collect();
+                .collect()
+        };
         json!({
             "title": self.title,
             "method": self.method,
             "unit": self.unit.label(),
             "rows_per_statement": self.rows_per_statement,
             "variants": variants,
-            "throughput_ratios": ratios,
+            "throughput_ratios": ratios(RatioKind::Throughput),
+            "time_ratios": ratios(RatioKind::Time),
         })
     }
 }
@@ -288,5 +398,32 @@ mod tests {
         assert!((r.value - 0.8).abs() < 1e-9);
         assert!((r.paired - 0.8).abs() < 1e-9);
         assert_eq!(r.met(), Some(true));
+    }
+
+    #[test]
+    fn time_ratio_with_an_upper_goal() {
+        let mut hand = Series::new("hand");
+        hand.samples = vec![100.0, 200.0, 100.0];
+        let mut engine = Series::new("engine");
+        engine.samples = vec![150.0, 260.0, 130.0];
+        let m = Measurement {
+            key: "k".into(),
+            title: "t".into(),
+            method: "m".into(),
+            unit: Unit::Millis,
+            rows_per_statement: None,
+            series: vec![hand, engine],
+            ratios: vec![
+                Ratio::time("engine", "hand", Some(1.5)),
+                Ratio::time("engine", "missing", Some(1.5)),
+            ],
+        };
+        let values = m.ratio_values();
+        assert!((values[0].value - 1.5).abs() < 1e-9);
+        assert!((values[0].paired - 1.3).abs() < 1e-9);
+        assert_eq!(values[0].met(), Some(true));
+        assert!(values[1].value.is_nan());
+        assert_eq!(values[1].met(), None);
+        assert_eq!(values[1].verdict(), "goal <= 1.50  not measured");
     }
 }

@@ -1,0 +1,16 @@
+-- erasure benchmark: what a benchmark database already holds, so that a
+-- later run can reuse it (generating 1,000,000 users takes about half an hour).
+-- A row in erasure_data is written only once the demo data is complete; a row
+-- in heavy_users once that heavy user is.
+CREATE SCHEMA lifecycle_bench;
+CREATE TABLE lifecycle_bench.erasure_data (
+    users         integer     NOT NULL,
+    generator_md5 text        NOT NULL,
+    generated_in  interval    NOT NULL,
+    finished_at   timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE lifecycle_bench.heavy_users (
+    rows_total integer     PRIMARY KEY,
+    user_id    bigint      NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
