@@ -77,35 +77,45 @@ impl MapTable {
     }
 
     /// `SET` clause applying the column rules, or `None` with no rule to apply.
+    /// The value a rule gives column `c`; `key` is the SQL expression of
+    /// the owner's id (for `deleted_email`).
+    fn rule_expr(&self, c: &str, rule: &str, salt: &str, key: Option<&str>) -> String {
+        let q = quote_ident(c);
+        let ty = self.col_type(c);
+        let expr = match rule {
+            "clear" => "NULL".to_string(),
+            "redact" => "'[redacted]'".to_string(),
+            "deleted_name" => "'Deleted User'".to_string(),
+            "deleted_email" => match key {
+                Some(k) => format!("'deleted-' || {k} || '@deleted.local'"),
+                None => "'deleted@deleted.local'".to_string(),
+            },
+            "hash" => format!("encode(sha256(convert_to('{salt}' || {q}::text, 'UTF8')), 'hex')"),
+            "empty" => match self.categories.get(c).map(String::as_str) {
+                Some("A") => "'{}'".to_string(),
+                _ if ty == "jsonb" || ty == "json" => "'{}'".to_string(),
+                _ => "''".to_string(),
+            },
+            _ => q,
+        };
+        format!("CAST({expr} AS {ty})")
+    }
+
+    /// `SET` clause applying the column rules, or `None` with no rule to apply.
     fn set_clause(&self, salt: &str) -> Option<String> {
+        let key = self
+            .owner_column()
+            .map(|k| format!("{}::text", quote_ident(k)));
         let sets: Vec<String> = self
             .rules
             .iter()
             .filter(|(_, r)| r != "storage_object")
             .map(|(c, r)| {
-                let q = quote_ident(c);
-                let ty = self.col_type(c);
-                let expr = match r.as_str() {
-                    "clear" => "NULL".to_string(),
-                    "redact" => "'[redacted]'".to_string(),
-                    "deleted_name" => "'Deleted User'".to_string(),
-                    "deleted_email" => match self.owner_column() {
-                        Some(k) => {
-                            format!("'deleted-' || {}::text || '@deleted.local'", quote_ident(k))
-                        }
-                        None => "'deleted@deleted.local'".to_string(),
-                    },
-                    "hash" => {
-                        format!("encode(sha256(convert_to('{salt}' || {q}::text, 'UTF8')), 'hex')")
-                    }
-                    "empty" => match self.categories.get(c).map(String::as_str) {
-                        Some("A") => "'{}'".to_string(),
-                        _ if ty == "jsonb" || ty == "json" => "'{}'".to_string(),
-                        _ => "''".to_string(),
-                    },
-                    _ => q.clone(),
-                };
-                format!("{q} = CAST({expr} AS {ty})")
+                format!(
+                    "{} = {}",
+                    quote_ident(c),
+                    self.rule_expr(c, r, salt, key.as_deref())
+                )
             })
             .collect();
         if sets.is_empty() {
@@ -385,6 +395,8 @@ struct Run<'a> {
     external_steps: u64,
     /// `$2` of every statement (a workspace id while transferring it).
     second: Option<String>,
+    /// `$3` of every statement (the subject's personal values).
+    list: Vec<String>,
 }
 
 /// Run an erase or purge job; returns the receipt.
@@ -412,6 +424,7 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
         workspaces: Vec::new(),
         external_steps: 0,
         second: None,
+        list: Vec::new(),
     };
     let id = work.target_id;
     let verification = match (work.job_type, &target) {
@@ -454,7 +467,11 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
 impl Run<'_> {
     /// Parameters of every statement: `$1` the target id, `$2` the second value.
     fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'_>> {
-        vec![self.work.target_id.into(), self.second.as_deref().into()]
+        vec![
+            self.work.target_id.into(),
+            self.second.as_deref().into(),
+            self.list.clone().into(),
+        ]
     }
 
     fn note(&mut self, table: &str, action: &str, rows: u64, why: Option<&str>) {
@@ -777,13 +794,32 @@ impl Run<'_> {
                 _ => {}
             }
         }
-        // Rows that mention the subject through another scope column.
+        // Rows that mention the subject through another scope column (an
+        // invitation the subject accepted, a case assigned to them): the
+        // subject's own personal values in ruled columns are replaced; the
+        // rest of the row belongs to someone else and stays.
+        self.list = identifiers.clone();
         for t in self.map.clone() {
             for (scope, col) in &t.extra_scopes {
-                if scope == subject_type && Some(col) != t.subject_column.as_ref() {
-                    let pred = t.eq_param(col);
-                    let why = format!("mentions the subject in {col}");
-                    self.anonymize_rows(&t, &pred, Some(&why))?;
+                if scope != subject_type || Some(col) == t.subject_column.as_ref() {
+                    continue;
+                }
+                for (c, rule) in t
+                    .rules
+                    .iter()
+                    .filter(|(c, r)| t.textual(c) && r != "storage_object")
+                {
+                    let sql = format!(
+                        "UPDATE {} SET {} = {} WHERE {} AND {}::text = ANY($3)",
+                        t.name,
+                        quote_ident(c),
+                        t.rule_expr(c, rule, &self.salt, Some("$1")),
+                        t.eq_param(col),
+                        quote_ident(c),
+                    );
+                    let n = spi::exec(&sql, &self.args())?;
+                    let why = format!("subject named in {col}; their value in {c} replaced");
+                    self.note(&t.name, "anonymized", n, Some(&why));
                 }
             }
         }
@@ -1038,6 +1074,7 @@ impl Run<'_> {
             workspaces: Vec::new(),
             external_steps: 0,
             second: None,
+            list: Vec::new(),
         };
         let scoped: Vec<MapTable> = inner
             .map
@@ -1343,6 +1380,7 @@ pub fn retention_sweep() -> LcResult<i64> {
             workspaces: Vec::new(),
             external_steps: 0,
             second: None,
+            list: Vec::new(),
         };
         let removed = run.purge_retained(records)?;
         audit::record(Event {

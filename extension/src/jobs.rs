@@ -703,10 +703,14 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
 }
 
 fn fail(job: &Value, f: &subxact::Failure) -> LcResult<()> {
-    let text = match &f.detail {
+    let mut text = match &f.detail {
         Some(d) => format!("{} ({d})", f.message),
         None => f.message.clone(),
     };
+    if let Some(sql) = &f.statement {
+        let short: String = sql.chars().take(400).collect();
+        text.push_str(&format!(" [statement: {short}]"));
+    }
     spi::exec(
         "UPDATE lifecycle.jobs SET status = 'failed', error = $2, error_sqlstate = $3, \
                 finished_at = now(), worker = NULL, lease_expires_at = NULL, updated_at = now() \
@@ -1021,6 +1025,7 @@ pub fn fail_job(job_id: Option<&str>, worker: Option<&str>, error: Option<&str>)
                 message: error.to_string(),
                 detail: Some(format!("reported by worker \"{worker}\"")),
                 hint: None,
+                statement: None,
             },
         )
     })

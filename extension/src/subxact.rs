@@ -16,6 +16,8 @@ pub struct Failure {
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
+    /// The extension's statement that failed, when the error came from one.
+    pub statement: Option<String>,
 }
 
 impl From<LcError> for Failure {
@@ -25,6 +27,7 @@ impl From<LcError> for Failure {
             message: e.message,
             detail: e.detail,
             hint: e.hint,
+            statement: None,
         }
     }
 }
@@ -38,6 +41,7 @@ pub fn unpack_sqlstate(code: i32) -> String {
 
 fn failure_of(payload: &(dyn std::any::Any + Send)) -> Option<Failure> {
     if let Some(e) = error::recover(payload) {
+        let _ = crate::spi::failed_statement();
         return Some(e.into());
     }
     let report = match payload.downcast_ref::<CaughtError>()? {
@@ -49,6 +53,7 @@ fn failure_of(payload: &(dyn std::any::Any + Send)) -> Option<Failure> {
         message: report.message().to_string(),
         detail: report.detail().map(str::to_string),
         hint: report.hint().map(str::to_string),
+        statement: crate::spi::failed_statement(),
     })
 }
 
