@@ -41,6 +41,20 @@ log "local PostgreSQL cluster"
 if ! pg_lsclusters -h 2>/dev/null | awk '{print $1" "$2}' | grep -q "^${PG_MAJOR} main$"; then
     $SUDO pg_createcluster "${PG_MAJOR}" main
 fi
+# pg_cron, so that lifecycle.run_due_jobs() can be scheduled inside the
+# database (jobs run in background workers: no password needed).
+conf="/etc/postgresql/${PG_MAJOR}/main/conf.d/lifecycle.conf"
+wanted="shared_preload_libraries = 'pg_cron'
+cron.database_name = 'postgres'
+cron.use_background_workers = on
+max_worker_processes = 16"
+if [ "$(cat "$conf" 2>/dev/null)" != "$wanted" ]; then
+    printf '%s\n' "$wanted" | $SUDO tee "$conf" >/dev/null
+    $SUDO chown postgres: "$conf"
+    if pg_lsclusters -h | awk -v v="${PG_MAJOR}" '$1==v && $2=="main" {print $4}' | grep -q online; then
+        $SUDO pg_ctlcluster "${PG_MAJOR}" main restart
+    fi
+fi
 if ! pg_lsclusters -h | awk -v v="${PG_MAJOR}" '$1==v && $2=="main" {print $4}' | grep -q online; then
     $SUDO pg_ctlcluster "${PG_MAJOR}" main start
 fi
@@ -53,7 +67,8 @@ sudo -u postgres "$PG_BIN/psql" -X -q -p "$LIFECYCLE_PGPORT" -d postgres -v ON_E
 SELECT format('CREATE ROLE %I LOGIN SUPERUSER PASSWORD %L', :'role', :'pw')
  WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :'role') \gexec
 SQL
-echo "cluster ${PG_MAJOR}/main online on port ${LIFECYCLE_PGPORT}, role ${LIFECYCLE_PGUSER}"
+lc_psql postgres -c "CREATE EXTENSION IF NOT EXISTS pg_cron"
+echo "cluster ${PG_MAJOR}/main online on port ${LIFECYCLE_PGPORT}, role ${LIFECYCLE_PGUSER}, pg_cron in database postgres"
 
 if [ "$INSTALL_EXTENSION" = 1 ]; then
     log "extension lifecycle (release build) into PostgreSQL ${PG_MAJOR}"
