@@ -622,7 +622,7 @@ fn hold_on_target(job: &Value) -> LcResult<Option<(String, String)>> {
 }
 
 /// The hold id named in a refusal's DETAIL ("Legal hold <uuid> ...").
-fn hold_in_detail(detail: Option<&str>) -> Option<String> {
+pub fn hold_in_detail(detail: Option<&str>) -> Option<String> {
     let d = detail?;
     let rest = &d[d.find("Legal hold ")? + "Legal hold ".len()..];
     let id: String = rest.chars().take(36).collect();

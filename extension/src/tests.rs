@@ -471,4 +471,224 @@ mod tests {
             Spi::get_one::<String>("SELECT t.sqlstate_of($$DELETE FROM t.posts WHERE id = 1$$)");
         assert_eq!(state, Ok(Some("LC001".to_string())));
     }
+
+    // ----- jobs and erasure ---------------------------------------------------
+
+    fn job_row(status: &str) -> crate::jobs::JobRow {
+        crate::jobs::JobRow {
+            id: "j1".into(),
+            job_type: "erase".into(),
+            target_type: "user".into(),
+            target_id: "1".into(),
+            tenant_id: None,
+            status: status.into(),
+            requested_by: "alice".into(),
+            requires_approval: true,
+            approved_by: None,
+            rejection_reason: None,
+        }
+    }
+
+    #[pg_test]
+    fn job_state_machine_allows_exactly_the_documented_transitions() {
+        use crate::jobs::{transition_allowed, STATUSES};
+        let allowed = [
+            ("pending", "approved"),
+            ("pending", "rejected"),
+            ("pending", "cancelled"),
+            ("approved", "cancelled"),
+            ("approved", "processing"),
+            ("processing", "completed"),
+            ("processing", "failed"),
+            ("processing", "approved"),
+        ];
+        for from in STATUSES {
+            for to in STATUSES {
+                let expected = from == to || allowed.contains(&(*from, *to));
+                assert_eq!(transition_allowed(from, to), expected, "{from} -> {to}");
+            }
+        }
+        assert!(!transition_allowed("pending", "exploded"));
+    }
+
+    #[pg_test]
+    fn job_trigger_refuses_with_its_sqlstates() {
+        use crate::jobs::check_update;
+        let code = |r: Result<(), LcError>| r.unwrap_err().sqlstate;
+        // INSERT: only pending, or approved without approval.
+        assert_eq!(
+            code(check_update(None, Some(&job_row("completed")))),
+            "LC030"
+        );
+        let mut auto = job_row("approved");
+        auto.requires_approval = false;
+        assert!(check_update(None, Some(&auto)).is_ok());
+        assert_eq!(
+            code(check_update(None, Some(&job_row("approved")))),
+            "LC030"
+        );
+        // Approval by the requester, or by nobody.
+        let mut self_approved = job_row("approved");
+        self_approved.approved_by = Some("alice".into());
+        assert_eq!(
+            code(check_update(
+                Some(&job_row("pending")),
+                Some(&self_approved)
+            )),
+            "LC031"
+        );
+        assert_eq!(
+            code(check_update(
+                Some(&job_row("pending")),
+                Some(&job_row("approved"))
+            )),
+            "22004"
+        );
+        // Rejection needs a reason.
+        let mut rejected = job_row("rejected");
+        rejected.rejection_reason = Some("  ".into());
+        assert_eq!(
+            code(check_update(Some(&job_row("pending")), Some(&rejected))),
+            "22023"
+        );
+        // Finished is finished; what a job is about never changes; no DELETE.
+        assert_eq!(
+            code(check_update(
+                Some(&job_row("completed")),
+                Some(&job_row("approved"))
+            )),
+            "LC030"
+        );
+        let mut other_target = job_row("pending");
+        other_target.target_id = "2".into();
+        assert_eq!(
+            code(check_update(Some(&job_row("pending")), Some(&other_target))),
+            "LC030"
+        );
+        assert_eq!(
+            code(check_update(Some(&job_row("cancelled")), None)),
+            "LC030"
+        );
+        assert!(check_update(Some(&job_row("processing")), Some(&job_row("completed"))).is_ok());
+    }
+
+    #[pg_test]
+    fn delete_order_puts_children_before_parents() {
+        use crate::fkeys::delete_order;
+        // 1 users <- 2 posts <- 3 comments; 4 alone; self edge on 3.
+        let order = delete_order(&[1u32, 2, 3, 4], &[(2, 1), (3, 2), (3, 3), (3, 1)]);
+        let pos = |t: u32| order.iter().position(|x| *x == t).unwrap();
+        assert!(pos(3) < pos(2) && pos(2) < pos(1), "{order:?}");
+        assert_eq!(order.len(), 4);
+        // A cycle keeps every table.
+        let cyc = delete_order(&[1u32, 2, 3], &[(1, 2), (2, 1)]);
+        assert_eq!(cyc.len(), 3);
+        assert_eq!(cyc[0], 3);
+        // Edges to tables outside the set do not matter.
+        assert_eq!(delete_order(&[5u32, 6], &[(5, 99), (6, 5)]), vec![6, 5]);
+    }
+
+    #[pg_test]
+    fn sqlstates_unpack_and_holds_are_found_in_details() {
+        use crate::error::sqlstate_code;
+        use crate::subxact::unpack_sqlstate;
+        for s in ["LC001", "LC041", "23503", "40P01", "XX000", "22023"] {
+            assert_eq!(unpack_sqlstate(sqlstate_code(s)), s);
+        }
+        let id = "0b7e6c1e-8a63-4a3c-9a57-4f3c0e6a1b2c";
+        assert_eq!(
+            crate::jobs::hold_in_detail(Some(&format!("Legal hold {id} (user 1) placed by x: y"))),
+            Some(id.to_string())
+        );
+        assert_eq!(
+            crate::jobs::hold_in_detail(Some("Legal hold nothing here")),
+            None
+        );
+        assert_eq!(crate::jobs::hold_in_detail(None), None);
+        assert!(crate::jobs::is_self_service("user", "42", "user:42"));
+        assert!(crate::jobs::is_self_service("user", "42", "42"));
+        assert!(!crate::jobs::is_self_service("user", "42", "dba@corp"));
+    }
+
+    #[pg_test]
+    fn subtransaction_undoes_only_the_failed_part() {
+        Spi::run("CREATE TABLE sx (v int)").unwrap();
+        let ok = crate::subxact::run(|| {
+            Spi::run("INSERT INTO sx VALUES (1)")?;
+            Ok(1)
+        });
+        assert_eq!(ok, Ok(1));
+        let failed = crate::subxact::run(|| {
+            Spi::run("INSERT INTO sx VALUES (2)")?;
+            Spi::run("SELECT 1 / 0")?;
+            Ok(2)
+        });
+        let f = failed.unwrap_err();
+        assert_eq!(f.sqlstate, "22012");
+        assert!(
+            f.statement.is_none(),
+            "not run through the extension's helpers"
+        );
+        let ours = crate::subxact::run(|| -> Result<(), LcError> {
+            Spi::run("INSERT INTO sx VALUES (3)")?;
+            Err(LcError::job_not_found("x"))
+        });
+        assert_eq!(ours.unwrap_err().sqlstate, "LC035");
+        let via_helper = crate::subxact::run(|| crate::spi::exec("SELECT 1 / 0", &[]));
+        assert_eq!(
+            via_helper.unwrap_err().statement.as_deref(),
+            Some("SELECT 1 / 0")
+        );
+        let rows =
+            Spi::get_one::<String>("SELECT string_agg(v::text, ',' ORDER BY v) FROM sx").unwrap();
+        assert_eq!(rows.as_deref(), Some("1"));
+    }
+
+    #[pg_test]
+    fn erasure_of_a_small_schema_through_the_runner() {
+        setup_schema();
+        Spi::run(
+            "SELECT lifecycle.set_column_rule('t.users', 'email', 'deleted_email');
+             UPDATE t.posts SET deleted_at = now() WHERE id = 3;",
+        )
+        .unwrap();
+        let id = Spi::get_one::<String>(
+            "SELECT lifecycle.request_erasure('user', '1', NULL, 'dba', cooling_off => '0', \
+                                              requires_approval => false)::text",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT lifecycle.run_due_jobs()").unwrap(),
+            Some(1)
+        );
+        let status = Spi::get_one_with_args::<String>(
+            "SELECT status FROM lifecycle.jobs WHERE id = $1::uuid",
+            &[id.as_str().into()],
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("completed"));
+        assert_eq!(
+            Spi::get_one::<String>("SELECT email FROM t.users WHERE id = 1")
+                .unwrap()
+                .as_deref(),
+            Some("deleted-1@deleted.local")
+        );
+        // The soft-deleted post is gone for real; the other stays (delete is
+        // the default for posts here: both rows of user 1 are removed).
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM t.posts WHERE author_id = 1").unwrap(),
+            Some(0)
+        );
+        assert_eq!(
+            Spi::get_one::<i64>("SELECT count(*) FROM t.posts WHERE author_id = 2").unwrap(),
+            Some(1)
+        );
+        assert_eq!(
+            Spi::get_one::<String>("SELECT lifecycle.subject_state('user', '1')")
+                .unwrap()
+                .as_deref(),
+            Some("erased")
+        );
+    }
 }
