@@ -25,6 +25,10 @@ use crate::audit::{self, Event};
 use crate::error::{LcError, LcResult};
 use crate::fkeys::{self, ForeignKey};
 use crate::holds::quote_ident;
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
 use crate::spi;
 
 /// One registered table, as the engine needs it.
@@ -548,33 +552,6 @@ impl Run<'_> {
         Ok(out)
     }
 
-    /// Record steps to delete stored objects named by `storage_object`
-    /// columns of the rows about to be removed.
-    fn record_storage_steps(&mut self, table: &MapTable, pred: &str) -> LcResult<()> {
-        let cols: Vec<String> = table.storage_columns().map(str::to_string).collect();
-        for c in cols {
-            let sql = format!(
-                "INSERT INTO lifecycle.external_steps (job_id, kind, relation, column_name, reference) \
-                 SELECT $2::uuid, 'delete_object', $3::regclass, $4, t.{q}::text FROM {name} t \
-                  WHERE {pred} AND t.{q} IS NOT NULL \
-                 ON CONFLICT (job_id, kind, reference) DO NOTHING",
-                q = quote_ident(&c),
-                name = table.name,
-            );
-            let n = spi::exec(
-                &sql,
-                &[
-                    self.work.target_id.into(),
-                    self.work.job_id.into(),
-                    table.name.as_str().into(),
-                    c.as_str().into(),
-                ],
-            )?;
-            self.external_steps += n;
-        }
-        Ok(())
-    }
-
     /// Delete the rows of `oid` matching `pred` (over `$1`), after handling
     /// every row elsewhere that references them.
     fn delete_rows(
@@ -589,9 +566,6 @@ impl Run<'_> {
             return Err(LcError::internal(format!(
                 "foreign keys into {name} nest more than 16 levels deep"
             )));
-        }
-        if let Some(t) = self.map.iter().find(|t| t.oid == oid).cloned() {
-            self.record_storage_steps(&t, pred)?;
         }
         let refs: Vec<ForeignKey> = self
             .fks
@@ -647,7 +621,40 @@ impl Run<'_> {
                 self.delete_rows(fk.referencing, &rname, &others, Some(&why), depth + 1)?;
             }
         }
-        let n = spi::exec(&format!("DELETE FROM {name} WHERE {pred}"), &self.args())?;
+        let storage: Vec<String> = self
+            .map
+            .iter()
+            .find(|t| t.oid == oid)
+            .map(|t| t.storage_columns().map(str::to_string).collect())
+            .unwrap_or_default();
+        let n = if storage.is_empty() {
+            spi::exec(&format!("DELETE FROM {name} WHERE {pred}"), &self.args())?
+        } else {
+            // Stored objects named by the removed rows: one step each, for the
+            // control plane to delete and confirm. Taken from the DELETE
+            // itself, so the rows are read once.
+            let returning: Vec<String> = storage.iter().map(|c| quote_ident(c)).collect();
+            let refs: Vec<String> = storage
+                .iter()
+                .map(|c| format!("({}, d.{}::text)", quote_literal(c), quote_ident(c)))
+                .collect();
+            let sql = format!(
+                "WITH d AS (DELETE FROM {name} WHERE {pred} RETURNING {}), \
+                      s AS (INSERT INTO lifecycle.external_steps (job_id, kind, relation, column_name, reference) \
+                            SELECT $4::uuid, 'delete_object', $5::regclass, r.col, r.ref \
+                              FROM d CROSS JOIN LATERAL (VALUES {}) AS r(col, ref) \
+                             WHERE r.ref IS NOT NULL RETURNING 1) \
+                 SELECT jsonb_build_array((SELECT count(*) FROM d), (SELECT count(*) FROM s))",
+                returning.join(", "),
+                refs.join(", ")
+            );
+            let mut args = self.args();
+            args.push(self.work.job_id.into());
+            args.push(name.into());
+            let counts = spi::json(&sql, &args)?.unwrap_or(Value::Null);
+            self.external_steps += counts[1].as_u64().unwrap_or(0);
+            counts[0].as_u64().unwrap_or(0)
+        };
         self.note(name, "deleted", n, why);
         Ok(n)
     }

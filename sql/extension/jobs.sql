@@ -84,9 +84,13 @@ COMMENT ON TABLE lifecycle.retention IS
 
 -- Work outside the database (stored files, third parties) that a job waits
 -- for, item by item.
+-- job_id has no foreign key on purpose: an erasure records one step per
+-- stored object (thousands for a heavy user) and jobs are never deleted
+-- (their trigger refuses it), so a per-row referential check would only
+-- cost time.
 CREATE TABLE lifecycle.external_steps (
     id            bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    job_id        uuid        NOT NULL REFERENCES lifecycle.jobs (id),
+    job_id        uuid        NOT NULL,
     kind          text        NOT NULL,
     relation      regclass,
     column_name   name,
@@ -96,9 +100,9 @@ CREATE TABLE lifecycle.external_steps (
     confirmed_at  timestamptz,
     confirmed_by  text,
     attempts      integer     NOT NULL DEFAULT 0,
-    last_error    text,
-    UNIQUE (job_id, kind, reference)
+    last_error    text
 );
+CREATE INDEX external_steps_job ON lifecycle.external_steps (job_id);
 CREATE INDEX external_steps_pending ON lifecycle.external_steps (job_id) WHERE status = 'pending';
 COMMENT ON TABLE lifecycle.external_steps IS
     'Steps outside the database (stored files, third-party deletions) a job waits for until each is confirmed.';
