@@ -81,6 +81,24 @@ async fn request_id_from_client_is_echoed() {
 }
 
 #[tokio::test]
+async fn readyz_is_200_with_the_extension_installed() {
+    let db = TestDatabase::create().await;
+    db.connect()
+        .await
+        .batch_execute("CREATE EXTENSION lifecycle")
+        .await
+        .expect("CREATE EXTENSION lifecycle (run scripts/setup.sh first)");
+    let response = get(build_router(db.state()), "/readyz").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    assert_eq!(response.body["status"], "ready");
+    assert_eq!(response.body["database"], db.name.as_str());
+    assert_eq!(response.body["extension_version"], "0.1.0");
+    assert!(response.body["server_version"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("15")));
+}
+
+#[tokio::test]
 async fn readyz_is_503_when_extension_is_not_installed() {
     let db = TestDatabase::create().await;
     let response = get(build_router(db.state()), "/readyz").await;
