@@ -85,6 +85,18 @@ pub struct TableGuard {
     pub signature: String,
 }
 
+/// A 64-bit digest of a signature (FNV-1a): what the row guard's `WHEN`
+/// condition carries, so that the trigger's stored expression stays small
+/// (PostgreSQL reads it back for every statement).
+pub fn signature_digest(signature: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in signature.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h as i64
+}
+
 /// The signature of a list of (scope type, column) pairs.
 pub fn scope_signature<'a>(scopes: impl Iterator<Item = (&'a str, &'a str)>) -> String {
     scopes

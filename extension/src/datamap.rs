@@ -814,10 +814,10 @@ fn row_guard_ddl(relid: pg_sys::Oid, root: &str, scopes: &[(String, String)]) ->
         .join(", ");
     format!(
         "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
-         WHEN (lifecycle.row_may_be_held({}::oid::regclass, {}, {keys})) \
+         WHEN (lifecycle.row_may_be_held({}::oid, {}::bigint, {keys})) \
          EXECUTE FUNCTION lifecycle.guard_row()",
         relid.to_u32(),
-        pgrx::spi::quote_literal(&signature)
+        cache::signature_digest(&signature)
     )
 }
 

@@ -85,7 +85,7 @@ enum KeySet {
 struct RowMemo {
     relid: pg_sys::Oid,
     gens: (u64, u64),
-    signature: Option<String>,
+    signature: Option<i64>,
     keysets: Vec<KeySet>,
     any: bool,
 }
@@ -144,7 +144,7 @@ fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
     Ok(RowMemo {
         relid,
         gens,
-        signature: Some(guard.signature.clone()),
+        signature: Some(cache::signature_digest(&guard.signature)),
         keysets,
         any,
     })
@@ -160,8 +160,8 @@ fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
 /// Each key datum must be of the type of its scope column.
 pub unsafe fn row_may_be_held(
     registered: pg_sys::Oid,
-    signature: &str,
-    keys: &[(pg_sys::Datum, bool)],
+    signature: i64,
+    keys: &[pg_sys::NullableDatum],
 ) -> LcResult<bool> {
     let gens = cache::generations();
     let cached = ROW_MEMO.with(|m| m.borrow().clone());
@@ -176,13 +176,14 @@ pub unsafe fn row_may_be_held(
     if !memo.any {
         return Ok(false);
     }
-    if memo.signature.as_deref() != Some(signature) || memo.keysets.len() != keys.len() {
+    if memo.signature != Some(signature) || memo.keysets.len() != keys.len() {
         return Ok(true);
     }
-    for (set, (datum, isnull)) in memo.keysets.iter().zip(keys) {
-        if *isnull {
+    for (set, key) in memo.keysets.iter().zip(keys) {
+        if key.isnull {
             continue;
         }
+        let datum = &key.value;
         let hit = match set {
             KeySet::Empty => false,
             KeySet::Unknown => true,

@@ -637,6 +637,8 @@ pub enum Outcome {
     WaitingForSteps,
     Failed,
     Blocked,
+    /// A transient error: back to wait for the next run.
+    Retry,
 }
 
 fn mark_blocked(job: &Value, hold_id: &str, reason: &str) -> LcResult<()> {
@@ -695,11 +697,38 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
             mark_blocked(job, &hold, &f.message)?;
             Ok(Outcome::Blocked)
         }
+        Err(f) if is_transient(&f.sqlstate) && attempts_so_far(job) + 1 < MAX_ATTEMPTS => {
+            // A deadlock, a serialization failure or a lock timeout: the
+            // job goes back to wait for the next run, the error recorded.
+            spi::exec(
+                "UPDATE lifecycle.jobs SET status = 'approved', worker = NULL, lease_expires_at = NULL, \
+                        error = $2, error_sqlstate = $3, updated_at = now() WHERE id = $1::uuid",
+                &[
+                    s(job, "id").into(),
+                    f.message.as_str().into(),
+                    f.sqlstate.as_str().into(),
+                ],
+            )?;
+            Ok(Outcome::Retry)
+        }
         Err(f) => {
             fail(job, &f)?;
             Ok(Outcome::Failed)
         }
     }
+}
+
+/// A job that hits a transient error is tried again, up to this many times.
+pub const MAX_ATTEMPTS: i64 = 5;
+
+/// Errors worth trying again: serialization failures, deadlocks, lock
+/// timeouts, query cancellation by a timeout.
+pub fn is_transient(sqlstate: &str) -> bool {
+    matches!(sqlstate, "40001" | "40P01" | "55P03" | "57014")
+}
+
+fn attempts_so_far(job: &Value) -> i64 {
+    job["attempts"].as_i64().unwrap_or(0)
 }
 
 fn fail(job: &Value, f: &subxact::Failure) -> LcResult<()> {
@@ -817,7 +846,7 @@ pub fn run_due_jobs(max_jobs: Option<i32>) -> LcResult<i32> {
             let Some(job) = job else { break };
             seen.push(s(&job, "id").to_string());
             match execute(&job, &worker)? {
-                Outcome::Blocked => {}
+                Outcome::Blocked | Outcome::Retry => {}
                 _ => ran += 1,
             }
         }

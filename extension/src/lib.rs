@@ -509,13 +509,13 @@ v1_function!(
     |fcinfo| unsafe {
         let relid =
             pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
-        let signature = pgrx::fcinfo::pg_getarg::<&str>(fcinfo, 1).unwrap_or("");
+        let signature = pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 1).unwrap_or(0);
         let nargs = (*fcinfo).nargs as usize;
         let args = (*fcinfo).args.as_slice(nargs);
-        let keys: Vec<(pg_sys::Datum, bool)> =
-            args.iter().skip(2).map(|a| (a.value, a.isnull)).collect();
         Ok(pg_sys::Datum::from(guard::row_may_be_held(
-            relid, signature, &keys,
+            relid,
+            signature,
+            args.get(2..).unwrap_or(&[]),
         )?))
     }
 );

@@ -605,6 +605,8 @@ mod tests {
             None
         );
         assert_eq!(crate::jobs::hold_in_detail(None), None);
+        assert!(crate::jobs::is_transient("40P01") && crate::jobs::is_transient("40001"));
+        assert!(!crate::jobs::is_transient("23503") && !crate::jobs::is_transient("LC040"));
         assert!(crate::jobs::is_self_service("user", "42", "user:42"));
         assert!(crate::jobs::is_self_service("user", "42", "42"));
         assert!(!crate::jobs::is_self_service("user", "42", "dba@corp"));

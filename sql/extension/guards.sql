@@ -6,9 +6,9 @@ CREATE FUNCTION lifecycle.guard_row() RETURNS trigger
 COMMENT ON FUNCTION lifecycle.guard_row() IS
     'Row guard of registered tables: refuses UPDATE and DELETE of rows under legal hold.';
 
-CREATE FUNCTION lifecycle.row_may_be_held(regclass, text, VARIADIC "any") RETURNS boolean
+CREATE FUNCTION lifecycle.row_may_be_held(oid, bigint, VARIADIC "any") RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'lifecycle_row_may_be_held';
-COMMENT ON FUNCTION lifecycle.row_may_be_held(regclass, text, VARIADIC "any") IS
+COMMENT ON FUNCTION lifecycle.row_may_be_held(oid, bigint, VARIADIC "any") IS
     'The row guard''s WHEN condition: whether a row with these scope keys may be under legal hold.';
 
 CREATE FUNCTION lifecycle.hold_in_force(regclass) RETURNS boolean
