@@ -179,3 +179,4 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.retention_disclosure(),
     lifecycle.compliance_report(timestamptz, timestamptz)
   FROM PUBLIC;
+REVOKE EXECUTE ON PROCEDURE lifecycle.run_due_jobs_each(integer) FROM PUBLIC;

@@ -140,3 +140,28 @@ SELECT j.job_type, j.status, count(*), count(*) FILTER (WHERE j.status = 'comple
 $$;
 COMMENT ON FUNCTION lifecycle.compliance_report(timestamptz, timestamptz) IS
     'Requests by type and status: counts, mean and worst time to completion, deadlines missed and why.';
+
+-- run_due_jobs() is a function: the jobs of one call commit together (each in
+-- a subtransaction of its own). This procedure commits after every job, so
+-- each job is one transaction: CALL lifecycle.run_due_jobs_each();
+-- (not inside an explicit transaction block).
+-- (No SET clause: a procedure with one cannot commit.)
+CREATE PROCEDURE lifecycle.run_due_jobs_each(max_jobs integer DEFAULT 100)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    done integer := 0;
+BEGIN
+    IF max_jobs IS NULL OR max_jobs OPERATOR(pg_catalog.<) 1 THEN
+        RAISE EXCEPTION 'max_jobs must be at least 1, not %', max_jobs
+              USING ERRCODE = '22023';
+    END IF;
+    WHILE done OPERATOR(pg_catalog.<) max_jobs LOOP
+        EXIT WHEN lifecycle.run_due_jobs(1) OPERATOR(pg_catalog.=) 0;
+        COMMIT;
+        done := done OPERATOR(pg_catalog.+) 1;
+    END LOOP;
+    RAISE NOTICE 'lifecycle.run_due_jobs_each: % job(s) run', done;
+END $$;
+COMMENT ON PROCEDURE lifecycle.run_due_jobs_each(integer) IS
+    'Runs due erase and purge jobs like run_due_jobs(), committing after each one.';

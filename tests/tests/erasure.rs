@@ -79,6 +79,26 @@ async fn ordinary_user(c: &Client, skip: &[i64]) -> i64 {
     .await
 }
 
+/// `n` users who administer no workspace: erasing one never makes another
+/// the last admin of a workspace (whose job would then fail with LC034 when
+/// it runs, as the run checks again).
+async fn non_admins(c: &Client, n: i64) -> Vec<i64> {
+    let rows = c
+        .query(
+            "SELECT u.id FROM app.users u WHERE NOT EXISTS (SELECT 1 FROM app.memberships m \
+              WHERE m.user_id = u.id AND m.role IN ('owner', 'admin')) ORDER BY u.id LIMIT $1",
+            &[&n],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("non_admins: {}", describe(&e)));
+    assert_eq!(
+        rows.len() as i64,
+        n,
+        "not enough users without an admin role"
+    );
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 async fn request_now(c: &Client, target_type: &str, id: &str, by: &str) -> Uuid {
     c.query_one(
         "SELECT lifecycle.request_erasure($1, $2, NULL, $3, 'test', cooling_off => '0', \
@@ -655,10 +675,7 @@ async fn a_crash_in_the_middle_leaves_everything_and_the_job_is_taken_again() {
 async fn concurrent_runners_never_run_a_job_twice() {
     let (db, c) = demo("erasure_concurrent", 30).await;
     let mut ids = Vec::new();
-    let mut skip = Vec::new();
-    for _ in 0..6 {
-        let uid = ordinary_user(&c, &skip).await;
-        skip.push(uid);
+    for uid in non_admins(&c, 6).await {
         ids.push(request_now(&c, "user", &uid.to_string(), "dba").await);
     }
     let mut runners = Vec::new();
@@ -1154,5 +1171,40 @@ async fn crm_schema_customer_erasure() {
         );
     }
     assert!(verify_audit_log(&c).await.0);
+    db.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn run_due_jobs_each_commits_every_job_on_its_own() {
+    let (db, c) = demo("erasure_each", 12).await;
+    let mut ids = Vec::new();
+    for uid in non_admins(&c, 3).await {
+        ids.push(request_now(&c, "user", &uid.to_string(), "dba").await);
+    }
+    exec(&c, "CALL lifecycle.run_due_jobs_each()").await;
+    let mut xmins = Vec::new();
+    for id in &ids {
+        let j = job(&c, *id).await;
+        assert!(j["result"].is_object(), "{j}");
+        xmins.push(
+            text(
+                &c,
+                &format!("SELECT xmin::text FROM lifecycle.jobs WHERE id = '{id}'"),
+            )
+            .await,
+        );
+    }
+    xmins.sort();
+    xmins.dedup();
+    assert_eq!(
+        xmins.len(),
+        3,
+        "each job was finished by a transaction of its own"
+    );
+    expect_sqlstate(
+        c.execute("CALL lifecycle.run_due_jobs_each(0)", &[]).await,
+        "22023",
+        "max_jobs 0",
+    );
     db.cleanup().await.unwrap();
 }
