@@ -16,7 +16,7 @@
 //! Every statement takes the target id as its parameter `$1`, cast to the
 //! type of the column it is compared with; identifiers are quoted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use pgrx::pg_sys;
 use serde_json::{json, Value};
@@ -273,15 +273,41 @@ pub fn resolve_target(map: &[MapTable], target_type: &str) -> LcResult<Target> {
             subject_type: target_type.to_string(),
         });
     }
-    let mut known: Vec<String> = map
-        .iter()
-        .filter(|t| t.kind == "subject")
-        .filter_map(|t| t.subject_type.clone())
-        .collect();
-    if map.iter().any(|t| t.kind == "tenant") {
+    Err(unknown_target_type(target_type)?)
+}
+
+/// The stored name of a target type ('workspace' is an alias of 'tenant'),
+/// from the registration tables alone: cheaper than loading the data map,
+/// for callers that do not run the engine (`subject_state` on every login).
+pub fn target_type_name(target_type: &str) -> LcResult<String> {
+    let name = spi::one::<String>(
+        "SELECT CASE WHEN $1 IN ('tenant', 'workspace') \
+                      AND EXISTS (SELECT 1 FROM lifecycle.tenant_tables) THEN 'tenant' \
+                     WHEN EXISTS (SELECT 1 FROM lifecycle.subject_tables WHERE subject_type = $1) \
+                      AND $1 NOT IN ('tenant', 'workspace') THEN $1 END",
+        &[target_type.into()],
+    )?;
+    match name {
+        Some(n) => Ok(n),
+        None => Err(unknown_target_type(target_type)?),
+    }
+}
+
+/// LC032 naming the known target types.
+fn unknown_target_type(target_type: &str) -> LcResult<LcError> {
+    let mut known: Vec<String> = spi::json(
+        "SELECT coalesce(jsonb_agg(subject_type ORDER BY relation::regclass::text), '[]') \
+           FROM lifecycle.subject_tables",
+        &[],
+    )?
+    .and_then(|v| serde_json::from_value(v).ok())
+    .unwrap_or_default();
+    if spi::one::<bool>("SELECT EXISTS (SELECT 1 FROM lifecycle.tenant_tables)", &[])?
+        .unwrap_or(false)
+    {
         known.push("tenant".into());
     }
-    Err(LcError::unknown_target_type(target_type, &known))
+    Ok(LcError::unknown_target_type(target_type, &known))
 }
 
 /// Whether the target's row exists. An id that is not a valid value of the
@@ -311,7 +337,7 @@ pub fn last_admin_tenants(
     for m in memberships(map, subject_type) {
         let (Some(role), Some(subj), Some(ten)) = (
             m.role_column.as_deref(),
-            membership_subject_column(m),
+            m.subject_column.as_deref(),
             m.tenant_column.as_deref(),
         ) else {
             continue;
@@ -346,10 +372,6 @@ fn memberships<'a>(
         .filter(move |t| t.role_column.is_some() && t.subject_type.as_deref() == Some(subject_type))
 }
 
-fn membership_subject_column(m: &MapTable) -> Option<&str> {
-    m.subject_column.as_deref()
-}
-
 /// Whether `member` belongs to `tenant` in some membership table of the type.
 pub fn is_member(
     map: &[MapTable],
@@ -358,7 +380,7 @@ pub fn is_member(
     member: &str,
 ) -> LcResult<bool> {
     for m in memberships(map, subject_type) {
-        let (Some(subj), Some(ten)) = (membership_subject_column(m), m.tenant_column.as_deref())
+        let (Some(subj), Some(ten)) = (m.subject_column.as_deref(), m.tenant_column.as_deref())
         else {
             continue;
         };
@@ -390,8 +412,6 @@ struct Run<'a> {
     work: &'a Work<'a>,
     map: Vec<MapTable>,
     fks: Vec<ForeignKey>,
-    registered: HashSet<pg_sys::Oid>,
-    names: HashMap<pg_sys::Oid, String>,
     salt: String,
     actions: Vec<Value>,
     retained: Vec<Value>,
@@ -407,29 +427,14 @@ struct Run<'a> {
 pub fn execute(work: &Work<'_>) -> LcResult<Value> {
     let map = load_map()?;
     let target = resolve_target(&map, work.target_type)?;
-    let registered: HashSet<pg_sys::Oid> = map.iter().map(|t| t.oid).collect();
-    let names = map.iter().map(|t| (t.oid, t.name.clone())).collect();
-    let oids: Vec<pg_sys::Oid> = registered.iter().copied().collect();
+    let oids: Vec<pg_sys::Oid> = map.iter().map(|t| t.oid).collect();
     let fks = fkeys::referencing(&oids)?;
     let salt = spi::one::<String>(
         "SELECT md5(gen_random_uuid()::text || clock_timestamp()::text)",
         &[],
     )?
     .unwrap_or_default();
-    let mut run = Run {
-        work,
-        map,
-        fks,
-        registered,
-        names,
-        salt,
-        actions: Vec::new(),
-        retained: Vec::new(),
-        workspaces: Vec::new(),
-        external_steps: 0,
-        second: None,
-        list: Vec::new(),
-    };
+    let mut run = Run::new(work, map, fks, salt);
     let id = work.target_id;
     let verification = match (work.job_type, &target) {
         (
@@ -468,7 +473,30 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
     }))
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(work: &'a Work<'a>, map: Vec<MapTable>, fks: Vec<ForeignKey>, salt: String) -> Self {
+        Run {
+            work,
+            map,
+            fks,
+            salt,
+            actions: Vec::new(),
+            retained: Vec::new(),
+            workspaces: Vec::new(),
+            external_steps: 0,
+            second: None,
+            list: Vec::new(),
+        }
+    }
+
+    /// Foreign keys as (referencing, referenced) pairs, for the delete order.
+    fn edges(&self) -> Vec<(u32, u32)> {
+        self.fks
+            .iter()
+            .map(|f| (f.referencing.to_u32(), f.referenced.to_u32()))
+            .collect()
+    }
+
     /// Parameters of every statement: `$1` the target id, `$2` the second value.
     fn args(&self) -> Vec<pgrx::datum::DatumWithOid<'_>> {
         vec![
@@ -503,12 +531,7 @@ impl Run<'_> {
 
     fn order(&self, tables: &[MapTable]) -> Vec<MapTable> {
         let oids: Vec<u32> = tables.iter().map(|t| t.oid.to_u32()).collect();
-        let edges: Vec<(u32, u32)> = self
-            .fks
-            .iter()
-            .map(|f| (f.referencing.to_u32(), f.referenced.to_u32()))
-            .collect();
-        fkeys::delete_order(&oids, &edges)
+        fkeys::delete_order(&oids, &self.edges())
             .into_iter()
             .filter_map(|o| tables.iter().find(|t| t.oid.to_u32() == o).cloned())
             .collect()
@@ -596,18 +619,14 @@ impl Run<'_> {
             if !exists {
                 continue;
             }
-            if !self.registered.contains(&fk.referencing) {
+            if !self.map.iter().any(|t| t.oid == fk.referencing) {
                 return Err(LcError::unmapped_reference(
                     &fk.referencing_name,
                     &fk.name,
                     name,
                 ));
             }
-            let rname = self
-                .names
-                .get(&fk.referencing)
-                .cloned()
-                .unwrap_or_else(|| fk.referencing_name.clone());
+            let rname = fk.referencing_name.clone();
             if fk.nullable {
                 let sets: Vec<String> = fk.cols.iter().map(|c| format!("{c} = NULL")).collect();
                 let n = spi::exec(
@@ -1008,7 +1027,7 @@ impl Run<'_> {
                 continue;
             }
             let Some(tc) = &t.tenant_column else { continue };
-            let n = self.count_with(&t.name, &t.eq_param(tc), id)?;
+            let n = self.count(&t.name, &t.eq_param(tc))?;
             checked.push(json!({ "table": t.name, "check": "rows removed", "found": n }));
             if n > 0 {
                 findings.push(format!(
@@ -1048,14 +1067,6 @@ impl Run<'_> {
         Ok(json!({ "ok": true, "identifiers_checked": identifiers.len(), "checked": checked }))
     }
 
-    fn count_with(&self, name: &str, pred: &str, id: &str) -> LcResult<u64> {
-        Ok(spi::one::<i64>(
-            &format!("SELECT count(*) FROM {name} WHERE {pred}"),
-            &[id.into()],
-        )?
-        .unwrap_or(0) as u64)
-    }
-
     /// Remove a workspace's content; `id` may differ from the job's target
     /// (a workspace erased along with its last admin).
     fn erase_tenant_inner(&mut self, ten: &MapTable, id: &str) -> LcResult<()> {
@@ -1069,20 +1080,7 @@ impl Run<'_> {
             requested_by: self.work.requested_by,
             options: self.work.options,
         };
-        let mut inner = Run {
-            work: &work,
-            map: self.map.clone(),
-            fks: self.fks.clone(),
-            registered: self.registered.clone(),
-            names: self.names.clone(),
-            salt: self.salt.clone(),
-            actions: Vec::new(),
-            retained: Vec::new(),
-            workspaces: Vec::new(),
-            external_steps: 0,
-            second: None,
-            list: Vec::new(),
-        };
+        let mut inner = Run::new(&work, self.map.clone(), self.fks.clone(), self.salt.clone());
         let scoped: Vec<MapTable> = inner
             .map
             .iter()
@@ -1171,12 +1169,7 @@ impl Run<'_> {
     fn purge_retained(&mut self, records: Vec<Value>) -> LcResult<u64> {
         let relation = |r: &Value| r["relation"].as_u64().unwrap_or_default() as u32;
         let oids: Vec<u32> = records.iter().map(relation).collect();
-        let edges: Vec<(u32, u32)> = self
-            .fks
-            .iter()
-            .map(|f| (f.referencing.to_u32(), f.referenced.to_u32()))
-            .collect();
-        let mut order = fkeys::delete_order(&oids, &edges);
+        let mut order = fkeys::delete_order(&oids, &self.edges());
         order.dedup();
         let mut total = 0;
         for oid in order {
@@ -1375,20 +1368,7 @@ pub fn retention_sweep() -> LcResult<i64> {
             requested_by: "lifecycle.retention_sweep",
             options: &options,
         };
-        let mut run = Run {
-            work: &work,
-            map: map.clone(),
-            fks: fks.clone(),
-            registered: oids.iter().copied().collect(),
-            names: map.iter().map(|t| (t.oid, t.name.clone())).collect(),
-            salt: String::new(),
-            actions: Vec::new(),
-            retained: Vec::new(),
-            workspaces: Vec::new(),
-            external_steps: 0,
-            second: None,
-            list: Vec::new(),
-        };
+        let mut run = Run::new(&work, map.clone(), fks.clone(), String::new());
         let removed = run.purge_retained(records)?;
         audit::record(Event {
             event_type: "retention.purged",

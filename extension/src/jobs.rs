@@ -209,11 +209,6 @@ fn open_job(
     Ok(id.zip(status))
 }
 
-/// Canonical target type stored in jobs ('workspace' is an alias of 'tenant').
-fn canonical(target: &Target) -> String {
-    target.type_name().to_string()
-}
-
 /// Create a job; returns its id.
 pub fn request(r: Request<'_>) -> LcResult<String> {
     let f = function_name(r.job_type);
@@ -252,7 +247,7 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
     privilege::as_extension_owner(|| {
         let map = erasure::load_map()?;
         let target = erasure::resolve_target(&map, target_type)?;
-        let tt = canonical(&target);
+        let tt = target.type_name().to_string();
         let target_desc = format!("{tt} \"{target_id}\"");
         // One request at a time per target and kind.
         spi::exec(
@@ -590,9 +585,7 @@ pub fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> Lc
     let subject_type = require(subject_type, "subject_type", F)?;
     let subject_id = require(subject_id, "subject_id", F)?;
     privilege::as_extension_owner(|| {
-        let map = erasure::load_map()?;
-        let target = erasure::resolve_target(&map, subject_type)?;
-        let tt = canonical(&target);
+        let tt = erasure::target_type_name(subject_type)?;
         Ok(spi::one::<String>(
             "SELECT CASE \
                  WHEN bool_or(status = 'completed' OR (status = 'processing' AND result IS NOT NULL)) THEN 'erased' \

@@ -52,6 +52,15 @@ async fn text(c: &Client, sql: &str) -> String {
     one::<String>(c, sql).await
 }
 
+/// `lifecycle.subject_state()` of a target.
+async fn state(c: &Client, target_type: &str, id: &dyn std::fmt::Display) -> String {
+    text(
+        c,
+        &format!("SELECT lifecycle.subject_state('{target_type}', '{id}')"),
+    )
+    .await
+}
+
 /// A user of the demo who is not the last admin of any workspace, with rows
 /// in as many tables as possible.
 async fn ordinary_user(c: &Client, skip: &[i64]) -> i64 {
@@ -195,14 +204,7 @@ async fn user_erasure_end_to_end_leaves_nothing_personal() {
         .await
         .unwrap_or_else(|e| panic!("request: {}", describe(&e)))
         .get(0);
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "pending_deletion"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "pending_deletion");
     let j = job(&c, id).await;
     assert_eq!(j["status"], "pending");
     assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 0);
@@ -228,14 +230,7 @@ async fn user_erasure_end_to_end_leaves_nothing_personal() {
     let j = job(&c, id).await;
     assert_eq!(j["status"], "processing", "waits for the stored files: {j}");
     assert!(j["result"]["external_steps"].as_u64().unwrap() > 0);
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "erased"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "erased");
     confirm_steps(&c, id).await;
     let j = job(&c, id).await;
     assert_eq!(j["status"], "completed");
@@ -404,27 +399,13 @@ async fn cancel_during_cooling_off_restores_the_subject() {
         "45 days"
     );
     assert_eq!(j["jurisdiction"], "ccpa");
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "pending_deletion"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "pending_deletion");
     exec(
         &c,
         &format!("SELECT lifecycle.cancel('{id}', 'user:{uid}')"),
     )
     .await;
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "active"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "active");
     assert_eq!(owned(&c, uid).await, before);
     assert_eq!(
         text(
@@ -460,14 +441,7 @@ async fn cancel_during_cooling_off_restores_the_subject() {
         &format!("SELECT lifecycle.reject('{again}', 'dpo', 'identity not verified')"),
     )
     .await;
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "active"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "active");
     db.cleanup().await.unwrap();
 }
 
@@ -804,14 +778,7 @@ async fn verification_refuses_an_erasure_that_leaves_personal_data() {
         "{j}"
     );
     assert_eq!(owned(&c, uid).await, before);
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('user', '{uid}')")
-        )
-        .await,
-        "active"
-    );
+    assert_eq!(state(&c, "user", &uid).await, "active");
     db.cleanup().await.unwrap();
 }
 
@@ -866,14 +833,7 @@ async fn workspace_erasure_purge_and_retention_sweep() {
         invoices,
         "billing retained"
     );
-    assert_eq!(
-        text(
-            &c,
-            &format!("SELECT lifecycle.subject_state('tenant', '{ws}')")
-        )
-        .await,
-        "erased"
-    );
+    assert_eq!(state(&c, "tenant", &ws).await, "erased");
     assert_eq!(count(&c, &format!("SELECT 1 FROM lifecycle.audit_log WHERE event_type = 'workspace.permanently_deleted' AND subject_id = '{ws}'")).await, 1);
 
     // Purge now: the retained billing and the workspace row stay.
