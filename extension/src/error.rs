@@ -61,6 +61,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("XX000", "internal_error"),
 ];
 
+/// The job state machine, as the DETAIL of refused job actions.
+const JOB_STATES: &str = "Jobs go pending -> approved -> processing -> completed | failed; \
+                          pending -> rejected; pending or approved -> cancelled.";
+
 impl LcError {
     fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
         LcError {
@@ -201,10 +205,7 @@ impl LcError {
             "LC030",
             format!("cannot move job {job} from {from} to {to}"),
         )
-        .detail(
-            "Jobs go pending -> approved -> processing -> completed | failed; \
-             pending -> rejected; pending or approved -> cancelled.",
-        )
+        .detail(JOB_STATES)
     }
 
     /// LC030: an action on a job whose status does not allow it.
@@ -213,6 +214,7 @@ impl LcError {
             "LC030",
             format!("cannot {action} job {job}: it is {status}"),
         )
+        .detail(JOB_STATES)
     }
 
     /// LC031: the approver of a job is the one who requested it.
@@ -268,6 +270,7 @@ impl LcError {
     /// LC035: a job id that does not exist.
     pub fn job_not_found(id: &str) -> Self {
         Self::new("LC035", format!("job {id} does not exist"))
+            .detail("No row of lifecycle.jobs has this id.")
             .hint("List jobs with SELECT * FROM lifecycle.jobs.")
     }
 
