@@ -1,4 +1,4 @@
--- guards benchmark: the two guarded variants.
+-- guards benchmark: the guarded variants.
 --
 -- posts_guarded: registered with the extension, with legal holds on users
 -- outside the hot set (so the row guard matches every row against the holds
@@ -7,6 +7,12 @@
 -- posts_plpgsql: what a user would write instead: a holds table with an
 -- index, and a BEFORE UPDATE OR DELETE row trigger that looks up an active,
 -- unexpired hold on the row's author or workspace and raises if it finds one.
+--
+-- posts_floor: not a guard but the least any row trigger on UPDATE and
+-- DELETE costs: an AFTER row trigger whose WHEN condition reads the row's
+-- scope columns and is never true, so its function never runs. PostgreSQL
+-- still fetches the old row again for every updated or deleted row to
+-- evaluate the condition; the extension's guard pays that too.
 
 SELECT lifecycle.register_tenant('bench.workspaces', 'id');
 SELECT lifecycle.register_subject('bench.users', 'id', tenant_column => 'workspace_id');
@@ -54,3 +60,14 @@ $$;
 
 CREATE TRIGGER refuse_held_row BEFORE UPDATE OR DELETE ON bench.posts_plpgsql
     FOR EACH ROW EXECUTE FUNCTION bench.refuse_held_row();
+
+CREATE FUNCTION bench.never_called() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'the floor trigger''s condition is never true';
+END
+$$;
+
+CREATE TRIGGER floor AFTER UPDATE OR DELETE ON bench.posts_floor
+    FOR EACH ROW WHEN (OLD.author_id < 0 AND OLD.workspace_id IS NULL)
+    EXECUTE FUNCTION bench.never_called();

@@ -83,13 +83,16 @@ INSERT INTO bench.posts_guarded SELECT * FROM bench.posts_plain;
 CREATE TABLE bench.posts_plpgsql (LIKE bench.posts_plain INCLUDING ALL);
 INSERT INTO bench.posts_plpgsql SELECT * FROM bench.posts_plain;
 
+CREATE TABLE bench.posts_floor (LIKE bench.posts_plain INCLUDING ALL);
+INSERT INTO bench.posts_floor SELECT * FROM bench.posts_plain;
+
 -- The same realistic index set on each: primary key, author (for "posts of
 -- a user"), workspace feed by time, and live posts of a workspace.
 DO $$
 DECLARE
     t text;
 BEGIN
-    FOREACH t IN ARRAY ARRAY['posts_plain', 'posts_guarded', 'posts_plpgsql'] LOOP
+    FOREACH t IN ARRAY ARRAY['posts_plain', 'posts_guarded', 'posts_plpgsql', 'posts_floor'] LOOP
         EXECUTE format('ALTER TABLE bench.%I ADD PRIMARY KEY (id)', t);
         EXECUTE format('CREATE INDEX %I ON bench.%I (author_id)', t || '_author', t);
         EXECUTE format('CREATE INDEX %I ON bench.%I (workspace_id, created_at DESC)', t || '_feed', t);

@@ -1,9 +1,11 @@
 //! `guards`: what the row guard costs on UPDATE and DELETE.
 //!
-//! Three identical posts tables: `posts_plain` (no guard: the limit),
+//! Four identical posts tables: `posts_plain` (no guard: the limit),
 //! `posts_guarded` (registered with the extension, holds in force on other
-//! users) and `posts_plpgsql` (the PL/pgSQL trigger a user would write
-//! instead, over a holds table with an index).
+//! users), `posts_plpgsql` (the PL/pgSQL trigger a user would write
+//! instead, over a holds table with an index) and `posts_floor` (an AFTER
+//! row trigger whose condition is never true: what PostgreSQL charges for
+//! any row trigger on UPDATE and DELETE, the floor of a row-trigger guard).
 
 use std::time::{Duration, Instant};
 
@@ -23,11 +25,17 @@ const UPDATE: &str = include_str!("../sql/guards_update.pgbench");
 const DELETE: &str = include_str!("../sql/guards_delete.pgbench");
 const BULK_DELETE: &str = include_str!("../sql/guards_bulk_delete.sql");
 
-const VARIANTS: [(&str, &str); 3] = [
+const VARIANTS: [(&str, &str); 4] = [
     ("plain", "posts_plain"),
     ("guarded", "posts_guarded"),
     ("plpgsql", "posts_plpgsql"),
+    ("floor", "posts_floor"),
 ];
+
+/// Variants that must refuse to change a held user's rows.
+fn guards(variant: &str) -> bool {
+    matches!(variant, "guarded" | "plpgsql")
+}
 
 const WORKSPACES: u64 = 1_000;
 const HELD_USERS: u64 = 5;
@@ -103,7 +111,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         .await?
         .get(0);
     println!(
-        "  built 3 x {} posts ({} each with indexes), {} users in {} workspaces, {} active holds on users outside the hot set, in {:.0} s",
+        "  built {} x {} posts ({} each with indexes), {} users in {} workspaces, {} active holds on users outside the hot set, in {:.0} s",
+        VARIANTS.len(),
         ctx.rows,
         size,
         users + HELD_USERS,
@@ -132,6 +141,8 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
             Ratio::new("guarded", "plain", Some(0.9)),
             Ratio::new("plpgsql", "plain", None),
             Ratio::new("guarded", "plpgsql", Some(1.0)),
+            Ratio::new("floor", "plain", None),
+            Ratio::new("guarded", "floor", None),
         ]
     };
     let update = pgbench_rounds(
@@ -179,7 +190,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
 }
 
 /// Both guarded variants must refuse to change a held user's posts, and the
-/// plain table must not: otherwise the comparison is meaningless.
+/// plain and floor tables must not: otherwise the comparison is meaningless.
 async fn check_guards(
     client: &tokio_postgres::Client,
     held_user: u64,
@@ -206,7 +217,7 @@ async fn check_guards(
                 Ok(n) => (false, format!("changed {n} rows")),
                 Err(e) => (true, format!("refused: {}", describe(&e))),
             };
-            let expected = variant != "plain";
+            let expected = guards(variant);
             println!("  check: {op} of a held user's posts in {table}: {text}");
             if refused != expected {
                 failed = Some(format!(
@@ -287,6 +298,8 @@ async fn bulk_delete(ctx: &Ctx) -> Result<Vec<Measurement>> {
             Ratio::new("guarded", "plain", Some(0.8)),
             Ratio::new("plpgsql", "plain", None),
             Ratio::new("guarded", "plpgsql", None),
+            Ratio::new("floor", "plain", None),
+            Ratio::new("guarded", "floor", None),
         ]
     };
     Ok(vec![
@@ -315,7 +328,7 @@ async fn bulk_delete(ctx: &Ctx) -> Result<Vec<Measurement>> {
     ])
 }
 
-/// A connection with the three bulk DELETEs prepared; reconnects when the
+/// A connection with the bulk DELETEs prepared; reconnects when the
 /// server went through a restart (an extension reinstall).
 struct BulkRunner<'a> {
     ctx: &'a Ctx,

@@ -221,6 +221,14 @@ pub fn generations() -> (u64, u64) {
     (HOLDS_GEN.with(|g| g.get()), MAP_GEN.with(|g| g.get()))
 }
 
+/// [`generations`] without making sure the invalidation callback is
+/// registered: for callers that only compare with generations obtained from
+/// [`generations`] earlier in this backend (which registered it).
+#[inline]
+pub fn generations_unchecked() -> (u64, u64) {
+    (HOLDS_GEN.with(|g| g.get()), MAP_GEN.with(|g| g.get()))
+}
+
 /// Queue an invalidation of one of the extension's tables: every backend
 /// (this one at the next command, the others at commit) reloads its cache.
 ///

@@ -12,9 +12,7 @@
 //!   keeps registered columns in place, installs guards on new partitions,
 //!   refuses DROP/DETACH of relations that may hold held rows.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
-use std::rc::Rc;
+use std::cell::Cell;
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -72,16 +70,38 @@ pub fn hold_in_force(registered: pg_sys::Oid) -> LcResult<bool> {
 
 /// The held scope ids of one scope column, in the column's own binary form,
 /// so that the row guard's condition compares keys without converting them.
+/// Few holds are in force at a time: the ids are kept sorted and searched
+/// linearly, or by bisection when there are many, which is cheaper than
+/// hashing the key of every row.
 enum KeySet {
     /// No hold in force for this scope type.
     Empty,
-    Ints(HashSet<i64>),
-    Uuids(HashSet<[u8; 16]>),
-    Texts(HashSet<Vec<u8>>),
+    Ints(Vec<i64>),
+    Uuids(Vec<[u8; 16]>),
+    Texts(Vec<Box<[u8]>>),
     /// A type compared only as text by the guard itself: always "maybe".
     Unknown,
 }
 
+/// Up to this many ids a linear search beats bisection.
+const LINEAR_SEARCH_MAX: usize = 16;
+
+fn sorted_set<T: Ord>(mut ids: Vec<T>) -> Vec<T> {
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn set_contains<T: Ord + ?Sized, E: std::borrow::Borrow<T> + Ord>(ids: &[E], key: &T) -> bool {
+    if ids.len() <= LINEAR_SEARCH_MAX {
+        ids.iter().any(|id| id.borrow() == key)
+    } else {
+        ids.binary_search_by(|id| id.borrow().cmp(key)).is_ok()
+    }
+}
+
+/// What the row guard's condition knows about one relation, valid while the
+/// cache generations it was built under are current.
 struct RowMemo {
     relid: pg_sys::Oid,
     gens: (u64, u64),
@@ -91,7 +111,10 @@ struct RowMemo {
 }
 
 thread_local! {
-    static ROW_MEMO: RefCell<Option<Rc<RowMemo>>> = const { RefCell::new(None) };
+    /// The memo of the relation the condition was last evaluated for. A raw
+    /// pointer in a `Cell` (owned: built by `Box::into_raw`, freed when
+    /// replaced) keeps the per-row access to one thread-local read.
+    static ROW_MEMO: Cell<*mut RowMemo> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
@@ -125,18 +148,18 @@ fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
             any = true;
             match scope.type_oid {
                 t if t == pg_sys::INT2OID || t == pg_sys::INT4OID || t == pg_sys::INT8OID => {
-                    KeySet::Ints(
+                    KeySet::Ints(sorted_set(
                         ids.iter()
                             .filter_map(|s| s.trim().parse::<i64>().ok())
                             .collect(),
-                    )
+                    ))
                 }
-                t if t == pg_sys::UUIDOID => {
-                    KeySet::Uuids(ids.iter().filter_map(|s| holds::uuid_bytes(s)).collect())
-                }
-                t if t == pg_sys::TEXTOID || t == pg_sys::VARCHAROID => {
-                    KeySet::Texts(ids.iter().map(|s| s.as_bytes().to_vec()).collect())
-                }
+                t if t == pg_sys::UUIDOID => KeySet::Uuids(sorted_set(
+                    ids.iter().filter_map(|s| holds::uuid_bytes(s)).collect(),
+                )),
+                t if t == pg_sys::TEXTOID || t == pg_sys::VARCHAROID => KeySet::Texts(sorted_set(
+                    ids.iter().map(|s| s.as_bytes().into()).collect(),
+                )),
                 _ => KeySet::Unknown,
             }
         })
@@ -150,11 +173,97 @@ fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
     })
 }
 
+/// Whether `key` (not null) is among the held ids of `set`. `None` when
+/// the key is a compressed or out-of-line text and `expand` is false.
+///
+/// # Safety
+/// The datum must be of the type of the set's scope column.
+unsafe fn keyset_hit(set: &KeySet, key: pg_sys::Datum, expand: bool) -> Option<bool> {
+    Some(match set {
+        KeySet::Empty => false,
+        KeySet::Unknown => true,
+        KeySet::Ints(ids) => set_contains(ids, &(key.value() as i64)),
+        KeySet::Uuids(ids) => set_contains(ids, &*key.cast_mut_ptr::<[u8; 16]>()),
+        KeySet::Texts(ids) => {
+            let mut v = key.cast_mut_ptr::<pg_sys::varlena>();
+            if pgrx::varlena::varatt_is_1b_e(v) || pgrx::varlena::varatt_is_4b_c(v) {
+                if !expand {
+                    return None;
+                }
+                v = pg_sys::pg_detoast_datum_packed(v);
+            }
+            let bytes = std::slice::from_raw_parts(
+                pgrx::varlena::vardata_any(v) as *const u8,
+                pgrx::varlena::varsize_any_exhdr(v),
+            );
+            set_contains::<[u8], _>(ids, bytes)
+        }
+    })
+}
+
+/// Answer from a memo: `None` when a key needs PostgreSQL to read it and
+/// `expand` is false.
+///
+/// # Safety
+/// Each key datum must be of the type of its scope column.
+unsafe fn answer(
+    memo: &RowMemo,
+    signature: i64,
+    keys: &[pg_sys::NullableDatum],
+    expand: bool,
+) -> Option<bool> {
+    if !memo.any {
+        return Some(false);
+    }
+    if memo.signature != Some(signature) || memo.keysets.len() != keys.len() {
+        return Some(true);
+    }
+    for (set, key) in memo.keysets.iter().zip(keys) {
+        if !key.isnull && keyset_hit(set, key.value, expand)? {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+/// The row guard's `WHEN` condition, per row, when this backend already
+/// knows the relation's held ids under the current cache generations:
+/// could this old row be held? `None` when the memo must be (re)built, or a
+/// key needs PostgreSQL to read it (a compressed or out-of-line text);
+/// [`row_may_be_held`] answers then.
+///
+/// It runs for every row an UPDATE or DELETE of a guarded table touches,
+/// outside the error boundary: it never calls into PostgreSQL, never
+/// allocates and cannot panic.
+///
+/// # Safety
+/// Each key datum must be of the type of its scope column.
+pub unsafe fn row_may_be_held_memoized(
+    registered: pg_sys::Oid,
+    signature: i64,
+    keys: &[pg_sys::NullableDatum],
+) -> Option<bool> {
+    let memo = ROW_MEMO.with(|m| m.get());
+    if memo.is_null() {
+        return None;
+    }
+    // SAFETY: owned by ROW_MEMO and only freed when replaced, in
+    // `row_may_be_held`, never while this reference is alive.
+    let memo = &*memo;
+    if memo.relid != registered || memo.gens != cache::generations_unchecked() {
+        return None;
+    }
+    answer(memo, signature, keys, false)
+}
+
 /// The row guard's `WHEN` condition: could this old row be held? `keys` are
 /// the row's scope-column values (datum, is-null), in the order `signature`
 /// names. False means certainly not held; true queues the row guard, which
 /// decides with tenant and expiry. A signature that no longer matches the
 /// data map (the trigger predates a data-map change) answers true.
+///
+/// Builds this relation's memo when needed; [`row_may_be_held_memoized`]
+/// answers every other row.
 ///
 /// # Safety
 /// Each key datum must be of the type of its scope column.
@@ -164,44 +273,17 @@ pub unsafe fn row_may_be_held(
     keys: &[pg_sys::NullableDatum],
 ) -> LcResult<bool> {
     let gens = cache::generations();
-    let cached = ROW_MEMO.with(|m| m.borrow().clone());
-    let memo = match cached {
-        Some(m) if m.relid == registered && m.gens == gens => m,
-        _ => {
-            let m = Rc::new(build_row_memo(registered, gens)?);
-            ROW_MEMO.with(|c| *c.borrow_mut() = Some(m.clone()));
-            m
+    let mut memo = ROW_MEMO.with(|m| m.get());
+    // SAFETY: see `row_may_be_held_memoized`.
+    if memo.is_null() || (*memo).relid != registered || (*memo).gens != gens {
+        let fresh = Box::into_raw(Box::new(build_row_memo(registered, gens)?));
+        let old = ROW_MEMO.with(|m| m.replace(fresh));
+        if !old.is_null() {
+            drop(Box::from_raw(old));
         }
-    };
-    if !memo.any {
-        return Ok(false);
+        memo = fresh;
     }
-    if memo.signature != Some(signature) || memo.keysets.len() != keys.len() {
-        return Ok(true);
-    }
-    for (set, key) in memo.keysets.iter().zip(keys) {
-        if key.isnull {
-            continue;
-        }
-        let datum = &key.value;
-        let hit = match set {
-            KeySet::Empty => false,
-            KeySet::Unknown => true,
-            KeySet::Ints(ids) => ids.contains(&(datum.value() as i64)),
-            KeySet::Uuids(ids) => {
-                let p = datum.cast_mut_ptr::<[u8; 16]>();
-                ids.contains(&*p)
-            }
-            KeySet::Texts(ids) => {
-                let v = pg_sys::pg_detoast_datum_packed(datum.cast_mut_ptr());
-                ids.contains(pgrx::varlena::varlena_to_byte_slice(v))
-            }
-        };
-        if hit {
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    Ok(answer(&*memo, signature, keys, true).unwrap_or(true))
 }
 
 /// Row guard (`AFTER UPDATE OR DELETE ... FOR EACH ROW`): refuses the

@@ -503,10 +503,47 @@ v1_function!(
     }
 );
 
-v1_function!(
-    lifecycle_row_may_be_held,
-    pg_finfo_lifecycle_row_may_be_held,
-    |fcinfo| unsafe {
+/// The row guard's `WHEN` condition (`lifecycle.row_may_be_held`). It runs
+/// for every row an UPDATE or DELETE of a guarded table touches, so the
+/// common case (this relation's held ids already known to the backend) is
+/// answered without the error boundary: that path neither calls into
+/// PostgreSQL nor can panic. Everything else goes through
+/// `row_may_be_held_full`, which is guarded like every other entry point.
+#[no_mangle]
+#[doc(hidden)]
+pub extern "C" fn pg_finfo_lifecycle_row_may_be_held() -> &'static pg_sys::Pg_finfo_record {
+    const V1: pg_sys::Pg_finfo_record = pg_sys::Pg_finfo_record { api_version: 1 };
+    &V1
+}
+
+/// # Safety
+/// Called by PostgreSQL's function manager as `row_may_be_held(oid, bigint,
+/// VARIADIC "any")`, from the row guard's `WHEN` condition.
+#[no_mangle]
+#[doc(hidden)]
+pub unsafe extern "C-unwind" fn lifecycle_row_may_be_held(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    let nargs = (*fcinfo).nargs as usize;
+    let args = (*fcinfo).args.as_slice(nargs);
+    if let [relid, signature, keys @ ..] = args {
+        if !relid.isnull && !signature.isnull {
+            let relid = pg_sys::Oid::from(relid.value.value() as u32);
+            if let Some(answer) =
+                guard::row_may_be_held_memoized(relid, signature.value.value() as i64, keys)
+            {
+                return pg_sys::Datum::from(answer);
+            }
+        }
+    }
+    row_may_be_held_full(fcinfo)
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn row_may_be_held_full(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> pg_sys::Datum {
+    boundary(|| unsafe {
         let relid =
             pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
         let signature = pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 1).unwrap_or(0);
@@ -517,8 +554,8 @@ v1_function!(
             signature,
             args.get(2..).unwrap_or(&[]),
         )?))
-    }
-);
+    })
+}
 
 v1_function!(
     lifecycle_hold_in_force,
