@@ -158,6 +158,12 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         },
     )
     .await?;
+    // The UPDATE rounds leave each table with a different number of dead
+    // row versions and HOT chains (each variant ran at its own speed, and
+    // autovacuum may have visited some tables and not others): clean them
+    // all before the next measurement, so that no variant inherits more
+    // pruning work than another.
+    settle(&client).await?;
     let delete = pgbench_rounds(
         ctx,
         PgbenchSpec {
@@ -171,6 +177,7 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         },
     )
     .await?;
+    settle(&client).await?;
     let bulk = bulk_delete(ctx).await?;
 
     update.print();
@@ -187,6 +194,19 @@ pub async fn run(ctx: &Ctx) -> Result<Outcome> {
         extra: json!({ "checks": checks, "held_users": HELD_USERS, "users": users, "workspaces": WORKSPACES }),
         check_failed,
     })
+}
+
+/// `VACUUM` every posts table and `CHECKPOINT` (untimed), so that the
+/// variants start the next measurement from the same state.
+async fn settle(client: &tokio_postgres::Client) -> Result<()> {
+    let tables: Vec<String> = VARIANTS.iter().map(|(_, t)| format!("bench.{t}")).collect();
+    batch(
+        client,
+        &format!("VACUUM {}", tables.join(", ")),
+        "vacuuming between measurements",
+    )
+    .await?;
+    batch(client, "CHECKPOINT", "checkpoint").await
 }
 
 /// Both guarded variants must refuse to change a held user's posts, and the

@@ -79,6 +79,33 @@ mod tests {
     }
 
     #[pg_test]
+    fn retain_for_is_compared_whatever_the_interval_style() {
+        setup_schema();
+        Spi::run("CREATE TABLE t.invoices (id bigint PRIMARY KEY, customer bigint)").unwrap();
+        let register = |style: &str| {
+            Spi::run(&format!("SET LOCAL IntervalStyle = {style}")).unwrap();
+            let mut r = table_reg("t.invoices", "customer");
+            r.on_erase = Some("retain");
+            r.retain_for = Some(pgrx::datum::Interval::new(90, 2, 0).unwrap());
+            r.legal_basis = Some("tax law");
+            datamap::register_table(r)
+        };
+        register("iso_8601").expect("first registration");
+        register("postgres").expect("the same registration under another IntervalStyle");
+        register("sql_standard").expect("and under a third");
+        let stored = Spi::get_one::<bool>(
+            "SELECT retain_for = interval '7 years 6 mons 2 days'
+               FROM lifecycle.data_map WHERE table_name = 'invoices'",
+        );
+        assert_eq!(stored, Ok(Some(true)));
+        let events = Spi::get_one::<i64>(
+            "SELECT count(*) FROM lifecycle.audit_log
+              WHERE event_type = 'data_map.table_registered' AND details::text LIKE '%invoices%'",
+        );
+        assert_eq!(events, Ok(Some(1)), "one registration, recorded once");
+    }
+
+    #[pg_test]
     fn registration_validates_columns_and_types() {
         setup_schema();
         Spi::run("CREATE TABLE t.notes (id int PRIMARY KEY, owner bigint, flags jsonb, body text NOT NULL)")
@@ -229,6 +256,43 @@ mod tests {
         Spi::run("DELETE FROM t.posts WHERE id = 3").unwrap();
         let soft = Spi::get_one::<bool>("SELECT deleted_at IS NOT NULL FROM t.posts WHERE id = 3");
         assert_eq!(soft, Ok(Some(true)));
+    }
+
+    /// The row guard's condition reads keys in every stored form: a text key
+    /// compressed in the row, and held ids past the linear-search size.
+    #[pg_test]
+    fn row_condition_reads_compressed_keys_and_many_holds() {
+        setup_schema();
+        Spi::run(
+            "INSERT INTO t.posts VALUES (10, 2, repeat('x', 5000), 'long', NULL, NULL),
+                                        (11, 2, repeat('y', 5000), 'long', NULL, NULL)",
+        )
+        .unwrap();
+        let compressed = Spi::get_one::<bool>(
+            "SELECT pg_column_compression(ws) IS NOT NULL FROM t.posts WHERE id = 10",
+        );
+        assert_eq!(compressed, Ok(Some(true)), "the key is stored compressed");
+        let long_tenant = "x".repeat(5000);
+        holds::place(hold("tenant", &long_tenant, None)).unwrap();
+        for user in 100..120 {
+            holds::place(hold("user", &user.to_string(), None)).unwrap();
+        }
+        holds::place(hold("user", "1", None)).unwrap();
+        // Twice each: the first statement builds the memo, the second is
+        // answered from it.
+        for _ in 0..2 {
+            Spi::run("UPDATE t.posts SET body = 'free' WHERE id IN (2, 11)")
+                .expect("rows outside every hold stay writable");
+            let refused = |sql: &str| {
+                let r = Spi::run(&format!(
+                    "DO $$ BEGIN {sql}; RAISE EXCEPTION 'not refused'; \
+                     EXCEPTION WHEN SQLSTATE 'LC001' THEN NULL; END $$"
+                ));
+                assert!(r.is_ok(), "{sql} must be refused by the row guard: {r:?}");
+            };
+            refused("UPDATE t.posts SET body = 'no' WHERE id = 10");
+            refused("UPDATE t.posts SET body = 'no' WHERE id = 1");
+        }
     }
 
     #[pg_test]
