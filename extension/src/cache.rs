@@ -22,6 +22,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -137,9 +138,14 @@ impl Holds {
     }
 }
 
+/// Cache generations, bumped by the invalidation callback. A backend runs
+/// one thread; plain statics (relaxed atomics, an ordinary load) rather than
+/// thread-locals, because the row guard's condition reads them for every
+/// row and a thread-local in a shared library costs a call each time.
+static HOLDS_GEN: AtomicU64 = AtomicU64::new(1);
+static MAP_GEN: AtomicU64 = AtomicU64::new(1);
+
 thread_local! {
-    static HOLDS_GEN: Cell<u64> = const { Cell::new(1) };
-    static MAP_GEN: Cell<u64> = const { Cell::new(1) };
     static HOLDS: RefCell<Option<(u64, Rc<Holds>)>> = const { RefCell::new(None) };
     static TABLES: RefCell<(u64, GuardMap)> = RefCell::new((0, HashMap::new()));
     static GUARDED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
@@ -161,8 +167,8 @@ const WATCHED_TABLES: [&str; 7] = [
     "column_rules",
 ];
 
-fn bump(gen: &'static std::thread::LocalKey<Cell<u64>>) {
-    gen.with(|g| g.set(g.get().wrapping_add(1)));
+fn bump(gen: &AtomicU64) {
+    gen.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Relcache invalidation callback. Runs inside invalidation processing:
@@ -218,7 +224,10 @@ fn resolve_watched() -> LcResult<()> {
 /// both caches stays valid while these are unchanged.
 pub fn generations() -> (u64, u64) {
     ensure_callback();
-    (HOLDS_GEN.with(|g| g.get()), MAP_GEN.with(|g| g.get()))
+    (
+        HOLDS_GEN.load(Ordering::Relaxed),
+        MAP_GEN.load(Ordering::Relaxed),
+    )
 }
 
 /// [`generations`] without making sure the invalidation callback is
@@ -226,7 +235,10 @@ pub fn generations() -> (u64, u64) {
 /// [`generations`] earlier in this backend (which registered it).
 #[inline]
 pub fn generations_unchecked() -> (u64, u64) {
-    (HOLDS_GEN.with(|g| g.get()), MAP_GEN.with(|g| g.get()))
+    (
+        HOLDS_GEN.load(Ordering::Relaxed),
+        MAP_GEN.load(Ordering::Relaxed),
+    )
 }
 
 /// Queue an invalidation of one of the extension's tables: every backend
@@ -324,7 +336,7 @@ fn load_holds() -> LcResult<Holds> {
 
 pub fn current_holds() -> LcResult<Rc<Holds>> {
     ensure_callback();
-    let gen = HOLDS_GEN.with(|g| g.get());
+    let gen = HOLDS_GEN.load(Ordering::Relaxed);
     if let Some((g, h)) = HOLDS.with(|h| h.borrow().clone()) {
         if g == gen {
             return Ok(h);
@@ -366,7 +378,7 @@ pub fn table_is_unheld(guard: &TableGuard) -> LcResult<bool> {
 /// its partition ancestors is registered.
 pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
     ensure_callback();
-    let gen = MAP_GEN.with(|g| g.get());
+    let gen = MAP_GEN.load(Ordering::Relaxed);
     let cached = TABLES.with(|t| {
         let t = t.borrow();
         if t.0 == gen {

@@ -13,6 +13,7 @@
 //!   refuses DROP/DETACH of relations that may hold held rows.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -110,12 +111,11 @@ struct RowMemo {
     any: bool,
 }
 
-thread_local! {
-    /// The memo of the relation the condition was last evaluated for. A raw
-    /// pointer in a `Cell` (owned: built by `Box::into_raw`, freed when
-    /// replaced) keeps the per-row access to one thread-local read.
-    static ROW_MEMO: Cell<*mut RowMemo> = const { Cell::new(std::ptr::null_mut()) };
-}
+/// The memo of the relation the condition was last evaluated for: owned
+/// (built by `Box::into_raw`, freed when replaced). A backend runs one
+/// thread; a static rather than a thread-local keeps the per-row access to
+/// an ordinary load (a thread-local in a shared library costs a call).
+static ROW_MEMO: AtomicPtr<RowMemo> = AtomicPtr::new(std::ptr::null_mut());
 
 fn build_row_memo(relid: pg_sys::Oid, gens: (u64, u64)) -> LcResult<RowMemo> {
     let Some(guard) = cache::table_guard(relid)? else {
@@ -243,7 +243,7 @@ pub unsafe fn row_may_be_held_memoized(
     signature: i64,
     keys: &[pg_sys::NullableDatum],
 ) -> Option<bool> {
-    let memo = ROW_MEMO.with(|m| m.get());
+    let memo = ROW_MEMO.load(Ordering::Relaxed);
     if memo.is_null() {
         return None;
     }
@@ -273,11 +273,11 @@ pub unsafe fn row_may_be_held(
     keys: &[pg_sys::NullableDatum],
 ) -> LcResult<bool> {
     let gens = cache::generations();
-    let mut memo = ROW_MEMO.with(|m| m.get());
+    let mut memo = ROW_MEMO.load(Ordering::Relaxed);
     // SAFETY: see `row_may_be_held_memoized`.
     if memo.is_null() || (*memo).relid != registered || (*memo).gens != gens {
         let fresh = Box::into_raw(Box::new(build_row_memo(registered, gens)?));
-        let old = ROW_MEMO.with(|m| m.replace(fresh));
+        let old = ROW_MEMO.swap(fresh, Ordering::Relaxed);
         if !old.is_null() {
             drop(Box::from_raw(old));
         }
