@@ -124,9 +124,30 @@ SELECT NULL, NULL, evtname::text,
 UNION ALL
 SELECT NULL, NULL, x.evtname, 'event trigger missing'
   FROM (VALUES ('lifecycle_ddl_guard'), ('lifecycle_drop_guard')) AS x(evtname)
- WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e WHERE e.evtname = x.evtname);
+ WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e WHERE e.evtname = x.evtname)
+UNION ALL
+-- The extension's own protections: the append-only audit log, immutable
+-- holds, the job state machine and the cache invalidation of every backend.
+SELECT NULL, pg_catalog.to_regclass(x.relation), x.tgname,
+       CASE WHEN tg.oid IS NULL THEN 'missing'
+            WHEN tg.tgenabled <> 'A' THEN 'not enable always (' || tg.tgenabled::text || ')'
+            ELSE 'ok' END
+  FROM (VALUES ('lifecycle.audit_log', 'audit_log_append_only'),
+               ('lifecycle.audit_log', 'audit_log_no_truncate'),
+               ('lifecycle.legal_holds', 'legal_holds_immutable'),
+               ('lifecycle.legal_holds', 'legal_holds_no_truncate'),
+               ('lifecycle.jobs', 'jobs_state_machine'),
+               ('lifecycle.legal_holds', 'invalidate_cache'),
+               ('lifecycle.subject_tables', 'invalidate_cache'),
+               ('lifecycle.tenant_tables', 'invalidate_cache'),
+               ('lifecycle.tables', 'invalidate_cache'),
+               ('lifecycle.memberships', 'invalidate_cache'),
+               ('lifecycle.scopes', 'invalidate_cache'),
+               ('lifecycle.column_rules', 'invalidate_cache')) AS x(relation, tgname)
+  LEFT JOIN pg_catalog.pg_trigger tg
+         ON tg.tgrelid = pg_catalog.to_regclass(x.relation) AND tg.tgname = x.tgname;
 COMMENT ON VIEW lifecycle.guard_status IS
-    'State of every guard trigger; any status but ok means a guard was disabled or dropped.';
+    'State of every guard trigger, including the extension''s own (audit log, holds, jobs, cache invalidation); any status but ok means a guard was disabled or dropped.';
 
 -- Jobs follow their state machine, whoever writes them.
 CREATE FUNCTION lifecycle.jobs_guard() RETURNS trigger

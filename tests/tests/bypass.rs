@@ -582,6 +582,38 @@ async fn record_events(c: &Client, n: usize) -> Vec<i64> {
 }
 
 #[tokio::test]
+async fn superuser_disabling_the_extensions_own_triggers_is_shown() {
+    let f = fixture("bypass_own_triggers").await;
+    assert_eq!(guards_not_ok(&f.su).await, Vec::<String>::new());
+    exec(
+        &f.su,
+        "ALTER TABLE lifecycle.jobs DISABLE TRIGGER jobs_state_machine;
+         ALTER TABLE lifecycle.audit_log ENABLE TRIGGER audit_log_append_only;
+         DROP TRIGGER invalidate_cache ON lifecycle.column_rules;",
+    )
+    .await;
+    assert_eq!(
+        guards_not_ok(&f.su).await,
+        vec![
+            "lifecycle.audit_log audit_log_append_only: not enable always (O)".to_string(),
+            "lifecycle.column_rules invalidate_cache: missing".to_string(),
+            "lifecycle.jobs jobs_state_machine: not enable always (D)".to_string(),
+        ]
+    );
+    exec(
+        &f.su,
+        "ALTER TABLE lifecycle.jobs ENABLE ALWAYS TRIGGER jobs_state_machine;
+         ALTER TABLE lifecycle.audit_log ENABLE ALWAYS TRIGGER audit_log_append_only;
+         CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE
+             ON lifecycle.column_rules FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.invalidate_cache();
+         ALTER TABLE lifecycle.column_rules ENABLE ALWAYS TRIGGER invalidate_cache;",
+    )
+    .await;
+    assert_eq!(guards_not_ok(&f.su).await, Vec::<String>::new());
+    f.db.cleanup().await.expect("cleanup");
+}
+
+#[tokio::test]
 async fn audit_log_edited_with_triggers_disabled_fails_verification() {
     let f = fixture("bypass_audit_edit").await;
     let ids = record_events(&f.su, 12).await;
