@@ -896,17 +896,18 @@ async fn workspace_erasure_purge_and_retention_sweep() {
     db.cleanup().await.unwrap();
 }
 
-#[tokio::test]
-async fn pg_cron_runs_due_jobs() {
-    let (db, c) = demo("erasure_cron", 12).await;
+/// Schedules `command` with pg_cron in a demo database of its own and waits
+/// for it to run a due erasure.
+async fn pg_cron_runs(prefix: &str, command: &str) {
+    let (db, c) = demo(prefix, 12).await;
     let uid = ordinary_user(&c, &[]).await;
     let id = request_now(&c, "user", &uid.to_string(), "dba").await;
     let admin = connect_admin().await.unwrap();
     let name = format!("lifecycle-{}", db.name);
     admin
         .query_one(
-            "SELECT cron.schedule_in_database($1, '* * * * *', 'SELECT lifecycle.run_due_jobs()', $2)",
-            &[&name, &db.name],
+            "SELECT cron.schedule_in_database($1, '* * * * *', $2, $3)",
+            &[&name, &command, &db.name],
         )
         .await
         .unwrap_or_else(|e| panic!("pg_cron (run scripts/setup.sh): {}", describe(&e)));
@@ -919,10 +920,23 @@ async fn pg_cron_runs_due_jobs() {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+    let runs = admin
+        .query(
+            "SELECT status || ': ' || coalesce(return_message, '') FROM cron.job_run_details d
+               JOIN cron.job j USING (jobid) WHERE j.jobname = $1",
+            &[&name],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     let _ = admin.execute("SELECT cron.unschedule($1)", &[&name]).await;
     assert!(
         ran,
-        "pg_cron did not run the job within 150 s: {}",
+        "pg_cron did not run the job with {command} within 150 s: {}; pg_cron runs: {runs:?}",
         job(&c, id).await
     );
     assert_eq!(
@@ -932,6 +946,18 @@ async fn pg_cron_runs_due_jobs() {
         Some(true)
     );
     db.cleanup().await.unwrap();
+}
+
+#[tokio::test]
+async fn pg_cron_runs_due_jobs() {
+    pg_cron_runs("erasure_cron", "SELECT lifecycle.run_due_jobs()").await;
+}
+
+/// The procedure commits after every job; pg_cron's background workers run
+/// it like a top-level `CALL`.
+#[tokio::test]
+async fn pg_cron_calls_the_committing_procedure() {
+    pg_cron_runs("erasure_cron_each", "CALL lifecycle.run_due_jobs_each()").await;
 }
 
 #[tokio::test]
