@@ -25,7 +25,7 @@ const UPDATE: &str = include_str!("../sql/guards_update.pgbench");
 const DELETE: &str = include_str!("../sql/guards_delete.pgbench");
 const BULK_DELETE: &str = include_str!("../sql/guards_bulk_delete.sql");
 
-const VARIANTS: [(&str, &str); 4] = [
+pub const VARIANTS: [(&str, &str); 4] = [
     ("plain", "posts_plain"),
     ("guarded", "posts_guarded"),
     ("plpgsql", "posts_plpgsql"),

@@ -234,7 +234,9 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
     let run_audit = matches!(cli.command, Command::Audit | Command::All);
     let mut estimate = 0;
     if run_guards {
-        estimate += 6 * (ctx.rounds * ctx.seconds + ctx.warmup) + 90;
+        // Two pgbench measurements per variant, then the data and the bulk DELETEs.
+        let variants = guards::VARIANTS.len() as u32;
+        estimate += 2 * variants * (ctx.rounds * ctx.seconds + ctx.warmup) + 120;
     }
     if run_audit {
         estimate += 2 * (ctx.rounds * ctx.seconds + ctx.warmup) + 15;
