@@ -87,6 +87,7 @@ pub const SQLSTATE_TABLE: &[SqlStateMapping] = &[
     map("LC040", "unmapped_reference", StatusCode::CONFLICT),
     map("LC041", "erasure_incomplete", StatusCode::CONFLICT),
     // Standard PostgreSQL errors.
+    map("0A000", "feature_not_supported", StatusCode::CONFLICT),
     map(
         "22023",
         "invalid_parameter_value",
@@ -562,6 +563,7 @@ mod tests {
             ("LC039", 409, "job_lease_held"),
             ("LC040", 409, "unmapped_reference"),
             ("LC041", 409, "erasure_incomplete"),
+            ("0A000", 409, "feature_not_supported"),
             ("22023", 422, "invalid_parameter_value"),
             ("22004", 422, "null_value_not_allowed"),
             ("22P02", 422, "invalid_text_representation"),

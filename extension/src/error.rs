@@ -53,6 +53,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("LC039", "job_lease_held"),
     ("LC040", "unmapped_reference"),
     ("LC041", "erasure_incomplete"),
+    ("0A000", "feature_not_supported"),
     ("22023", "invalid_parameter_value"),
     ("22004", "null_value_not_allowed"),
     ("42703", "undefined_column"),
@@ -335,6 +336,12 @@ impl LcError {
     }
 
     // ----- input validation (PostgreSQL's own codes) -------------------------
+
+    /// 0A000: a schema shape the guards cannot protect (inheritance
+    /// children of a registered table).
+    pub fn feature_not_supported(message: impl Into<String>) -> Self {
+        Self::new("0A000", message)
+    }
 
     /// 22023: a parameter has a value outside what the function accepts.
     pub fn invalid_parameter(message: impl Into<String>) -> Self {

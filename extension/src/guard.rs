@@ -544,6 +544,26 @@ fn check_relation(relid: pg_sys::Oid, tag: &str) -> LcResult<()> {
     let name = rel_name(relid)?;
     let is_root = root == relid;
 
+    // 0. Inheritance children of a registered table (CREATE TABLE ...
+    //    INHERITS, ALTER TABLE ... INHERIT) would not be guarded.
+    if !is_root {
+        let is_partition = crate::spi::one::<bool>(
+            "SELECT relispartition FROM pg_catalog.pg_class WHERE oid = $1",
+            &[relid.into()],
+        )?
+        .unwrap_or(false);
+        if !is_partition {
+            let root_name = rel_name(root)?;
+            return Err(LcError::feature_not_supported(format!(
+                "table {name} cannot inherit from registered table {root_name}"
+            ))
+            .detail(format!(
+                "Statements on {root_name} would reach the rows of {name}, but PostgreSQL does not give inheritance children the parent's guard triggers."
+            ))
+            .hint("Create it as a partition (PARTITION OF) of a partitioned table, or as a table of its own and register it."));
+        }
+    }
+
     // 1. Registered columns must still exist.
     if is_root {
         let missing = privilege::as_extension_owner(|| {

@@ -106,6 +106,30 @@ mod tests {
     }
 
     #[pg_test]
+    fn inheritance_children_of_registered_tables_are_refused() {
+        setup_schema();
+        Spi::run(
+            "CREATE TABLE t.notes (id int PRIMARY KEY, owner bigint);
+             CREATE TABLE t.notes_old () INHERITS (t.notes);",
+        )
+        .unwrap();
+        assert_eq!(
+            code(datamap::register_table(table_reg("t.notes", "owner"))),
+            "0A000"
+        );
+        let n = Spi::get_one::<i64>(
+            "SELECT count(*) FROM lifecycle.data_map WHERE table_name = 'notes'",
+        );
+        assert_eq!(n, Ok(Some(0)), "a refused registration stores nothing");
+        let refused = Spi::get_one::<String>(
+            "DO $$ BEGIN CREATE TABLE t.posts_archive () INHERITS (t.posts); \
+             RAISE EXCEPTION 'not refused'; EXCEPTION WHEN feature_not_supported THEN NULL; END $$; \
+             SELECT to_regclass('t.posts_archive')::text",
+        );
+        assert_eq!(refused, Ok(None), "the child table was not created");
+    }
+
+    #[pg_test]
     fn registration_validates_columns_and_types() {
         setup_schema();
         Spi::run("CREATE TABLE t.notes (id int PRIMARY KEY, owner bigint, flags jsonb, body text NOT NULL)")

@@ -51,6 +51,17 @@ SELECT id FROM app.events ORDER BY id;
 SELECT relation, trigger_name, status FROM lifecycle.guard_status
  WHERE registered = 'app.events'::regclass ORDER BY 1, 2;
 
+-- Inheritance children would not get the guards: refused both ways.
+SELECT try($$CREATE TABLE app.tickets_archive () INHERITS (app.tickets)$$);
+CREATE TABLE app.legacy (id bigint NOT NULL, requester_id bigint, workspace_id text, body text, priority int);
+SELECT try($$ALTER TABLE app.legacy INHERIT app.tickets$$);
+SELECT count(*) AS children FROM pg_inherits WHERE inhparent = 'app.tickets'::regclass;
+CREATE TABLE app.notes_base (id bigint, user_id bigint);
+CREATE TABLE app.notes_2024 () INHERITS (app.notes_base);
+SELECT try($$SELECT lifecycle.register_table('app.notes_base', 'user', 'user_id')$$);
+SELECT count(*) AS registered FROM lifecycle.data_map WHERE table_name = 'notes_base';
+DROP TABLE app.notes_base, app.notes_2024, app.legacy;
+
 -- Once the hold is released, the owner may unregister and drop.
 SELECT lifecycle.release_hold(:'h', 'legal@acme.example', 'Settled');
 SET ROLE regress_owner;
