@@ -224,10 +224,7 @@ fn resolve_watched() -> LcResult<()> {
 /// both caches stays valid while these are unchanged.
 pub fn generations() -> (u64, u64) {
     ensure_callback();
-    (
-        HOLDS_GEN.load(Ordering::Relaxed),
-        MAP_GEN.load(Ordering::Relaxed),
-    )
+    generations_unchecked()
 }
 
 /// [`generations`] without making sure the invalidation callback is

@@ -248,7 +248,7 @@ fn store(
     wanted: serde_json::Value,
     conflicting_roles: &[&str],
 ) -> LcResult<bool> {
-    refuse_inheritance_children(rel.oid)?;
+    refuse_inheritance_children(rel)?;
     let roles = roles_of(rel.oid)?;
     if let Some(r) = roles.iter().find(|r| conflicting_roles.contains(r)) {
         return Err(LcError::data_map_conflict(format!(
@@ -771,29 +771,29 @@ pub fn trigger_exists(rel: &str, name: &str) -> LcResult<bool> {
 /// Refuse a relation with inheritance children (not partitions): its
 /// UPDATE, DELETE and TRUNCATE reach their rows, but PostgreSQL gives them
 /// none of the parent's triggers, so rows under hold there would not be
-/// guarded.
-pub fn refuse_inheritance_children(relid: pg_sys::Oid) -> LcResult<()> {
-    let (children, count) = crate::spi::two::<String, i64>(
-        "SELECT pg_catalog.string_agg(c.oid::regclass::text, ', ' ORDER BY c.oid::regclass::text), \
-                pg_catalog.count(*) \
+/// guarded. The DDL guard keeps new ones from appearing once registered.
+fn refuse_inheritance_children(rel: &Relation) -> LcResult<()> {
+    let children = crate::spi::one::<Vec<String>>(
+        "SELECT pg_catalog.array_agg(c.oid::regclass::text ORDER BY c.oid::regclass::text) \
            FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid \
           WHERE i.inhparent = $1 AND NOT c.relispartition",
-        &[relid.into()],
-    )?;
-    let Some(children) = children else {
+        &[rel.oid.into()],
+    )?
+    .unwrap_or_default();
+    if children.is_empty() {
         return Ok(());
+    }
+    let who = match children.len() {
+        1 => "The table inheriting from it is".to_string(),
+        n => format!("The {n} tables inheriting from it are"),
     };
-    let name = crate::spi::one::<String>("SELECT $1::regclass::text", &[relid.into()])?
-        .unwrap_or_default();
-    let who = match count {
-        Some(1) => "The table inheriting from it is".to_string(),
-        n => format!("The {} tables inheriting from it are", n.unwrap_or(0)),
-    };
+    let name = &rel.name;
     Err(LcError::feature_not_supported(format!(
         "table {name} has inheritance children"
     ))
     .detail(format!(
-        "{who} {children}. Statements on {name} reach their rows, but PostgreSQL does not give inheritance children the parent's triggers."
+        "{who} {}. Statements on {name} reach their rows, but PostgreSQL does not give inheritance children the parent's triggers.",
+        children.join(", ")
     ))
     .hint("Use declarative partitioning (PARTITION OF), whose partitions are guarded, or detach the children with ALTER TABLE ... NO INHERIT and register them on their own."))
 }
@@ -801,7 +801,6 @@ pub fn refuse_inheritance_children(relid: pg_sys::Oid) -> LcResult<()> {
 /// Install the guard triggers of a registered relation (and its partitions)
 /// that are missing. Idempotent.
 pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
-    refuse_inheritance_children(relid)?;
     let soft_delete = privilege::as_extension_owner(|| {
         crate::spi::one::<String>(
             "SELECT soft_delete_column::text FROM lifecycle.tables WHERE relation = $1",

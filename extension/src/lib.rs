@@ -278,20 +278,42 @@ fn request_export(
     requires_approval: default!(Option<bool>, "false"),
 ) -> Uuid {
     boundary(|| {
-        let id = jobs::request(jobs::Request {
-            job_type: "export",
+        unscheduled_request(
+            "export",
             target_type,
             target_id,
             tenant_id,
             requested_by,
             reason,
-            cooling_off: None,
-            jurisdiction: None,
             requires_approval,
-            workspaces: None,
-        })?;
-        parse_uuid(&id)
+        )
     })
+}
+
+/// A request with no cooling-off, deadline or workspace decisions (export,
+/// purge).
+fn unscheduled_request(
+    job_type: &'static str,
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: Option<&str>,
+    requested_by: Option<&str>,
+    reason: Option<&str>,
+    requires_approval: Option<bool>,
+) -> Result<Uuid, LcError> {
+    let id = jobs::request(jobs::Request {
+        job_type,
+        target_type,
+        target_id,
+        tenant_id,
+        requested_by,
+        reason,
+        cooling_off: None,
+        jurisdiction: None,
+        requires_approval,
+        workspaces: None,
+    })?;
+    parse_uuid(&id)
 }
 
 /// Request the erasure of a subject or a workspace; returns the job id. The
@@ -337,19 +359,15 @@ fn request_purge(
     requires_approval: default!(Option<bool>, "true"),
 ) -> Uuid {
     boundary(|| {
-        let id = jobs::request(jobs::Request {
-            job_type: "purge",
+        unscheduled_request(
+            "purge",
             target_type,
             target_id,
             tenant_id,
             requested_by,
             reason,
-            cooling_off: None,
-            jurisdiction: None,
             requires_approval,
-            workspaces: None,
-        })?;
-        parse_uuid(&id)
+        )
     })
 }
 
