@@ -64,7 +64,10 @@ pub struct ScopeColumn {
     pub scope_type: String,
     pub column: String,
     pub attnum: i16,
+    /// The column's type (a domain, if it is declared with one).
     pub type_oid: pg_sys::Oid,
+    /// The column's collation (`InvalidOid` for types without one).
+    pub collation: pg_sys::Oid,
 }
 
 /// What the guards need to know about one relation (a registered table or
@@ -128,6 +131,15 @@ impl Holds {
             .into_iter()
             .flatten()
             .filter(move |h| h.scope_id == scope_id)
+    }
+
+    /// Holds of `scope_type` in force at `now`.
+    pub fn in_force<'a>(&'a self, scope_type: &str, now: i64) -> impl Iterator<Item = &'a Hold> {
+        self.by_scope
+            .get(scope_type)
+            .into_iter()
+            .flatten()
+            .filter(move |h| h.in_force_at(now))
     }
 
     /// Whether any hold of `scope_type` is in force at `now`.
@@ -447,12 +459,13 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
         for row in client.select(SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
             let scope_type: String = row.get(1)?.unwrap_or_default();
             let column: String = row.get(2)?.unwrap_or_default();
-            if let Some((attnum, type_oid)) = attribute(client, relid, &column)? {
+            if let Some((attnum, type_oid, collation)) = attribute(client, relid, &column)? {
                 scopes.push(ScopeColumn {
                     scope_type,
                     column,
                     attnum,
                     type_oid,
+                    collation,
                 });
             }
         }
@@ -463,7 +476,7 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
             &[registered.into()],
         )?)?;
         let soft_delete = match soft_delete_column {
-            Some(col) => attribute(client, relid, &col)?.map(|(n, t)| (col, n, t)),
+            Some(col) => attribute(client, relid, &col)?.map(|(n, t, _)| (col, n, t)),
             None => None,
         };
         let signature = scope_signature(
@@ -487,11 +500,12 @@ fn attribute(
     client: &pgrx::spi::SpiClient<'_>,
     relid: pg_sys::Oid,
     column: &str,
-) -> LcResult<Option<(i16, pg_sys::Oid)>> {
+) -> LcResult<Option<(i16, pg_sys::Oid, pg_sys::Oid)>> {
     let row = client
         .select(
-            "SELECT attnum, atttypid FROM pg_catalog.pg_attribute \
-              WHERE attrelid = $1 AND attname = $2::name AND NOT attisdropped AND attnum > 0",
+            "SELECT attnum, atttypid, attcollation FROM pg_catalog.pg_attribute \
+              WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                AND NOT attisdropped AND attnum OPERATOR(pg_catalog.>) 0",
             None,
             &[relid.into(), column.into()],
         )?
@@ -499,6 +513,9 @@ fn attribute(
     if row.is_empty() {
         return Ok(None);
     }
-    let (n, t) = row.get_two::<i16, pg_sys::Oid>()?;
-    Ok(n.zip(t))
+    let (n, t, c) = row.get_three::<i16, pg_sys::Oid, pg_sys::Oid>()?;
+    Ok(match (n, t) {
+        (Some(n), Some(t)) => Some((n, t, c.unwrap_or(pg_sys::Oid::INVALID))),
+        _ => None,
+    })
 }

@@ -685,23 +685,13 @@ pub fn unregister_table(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
     if roles_of(rel.oid)?.is_empty() {
         return Err(LcError::not_registered(&rel.name));
     }
-    let scopes = scope_columns(rel.oid)?;
-    let tenant = scopes
-        .iter()
-        .find(|(t, _)| t == "tenant")
-        .map(|(_, c)| c.clone());
-    for part in partition_tree(rel.oid)? {
-        if let Some(h) = holds::hold_covering_any_row(&part, &scopes, tenant.as_deref())? {
-            return Err(LcError::held_table_drop("unregister", &rel.name)
-                .detail(format!(
-                    "Rows of {part} are under legal hold {} ({}) placed by {}: {}",
-                    h.id,
-                    h.describe_scope(),
-                    h.created_by,
-                    h.reason
-                ))
-                .hint(holds::release_hint(&h)));
-        }
+    if let Some((part, h)) = holds::hold_covering_tree(rel.oid, rel.oid)? {
+        return Err(LcError::held_table_drop("unregister", &rel.name)
+            .detail(format!(
+                "Rows of {part} are under {}",
+                crate::guard::lower_first(&holds::hold_detail(&h))
+            ))
+            .hint(holds::release_hint(&h)));
     }
     forget(rel.oid)?;
     drop_guards(rel.oid)?;
@@ -751,11 +741,29 @@ pub fn partition_tree(relid: pg_sys::Oid) -> LcResult<Vec<String>> {
     })
 }
 
-/// [`partition_tree`] of a relation given by its quoted name.
-pub fn partition_tree_of_name(name: &str) -> LcResult<Vec<String>> {
-    let oid = crate::spi::one::<pg_sys::Oid>("SELECT $1::regclass::oid", &[name.into()])?
-        .ok_or_else(|| LcError::internal(format!("relation {name} vanished")))?;
-    partition_tree(oid)
+/// The relation and every partition below it: (oid, quoted name).
+pub fn partitions(relid: pg_sys::Oid) -> LcResult<Vec<(pg_sys::Oid, String)>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT p.relid, p.relid::pg_catalog.regclass::text \
+               FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) p \
+              ORDER BY p.level, p.relid",
+            None,
+            &[relid.into()],
+        )? {
+            if let (Some(oid), Some(name)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                out.push((oid, name));
+            }
+        }
+        if out.is_empty() {
+            let name =
+                crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
+                    .unwrap_or_default();
+            out.push((relid, name));
+        }
+        Ok(out)
+    })
 }
 
 /// Whether `rel` has a trigger named `name`.
@@ -813,7 +821,7 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
     privilege::as_extension_owner(|| {
         guard::with_internal_write(|| {
             if !trigger_exists(&root, ROW_GUARD)? {
-                Spi::run(&row_guard_ddl(relid, &root, &scopes))?;
+                Spi::run(&row_guard_ddl(&root, &scopes))?;
             }
             if soft_delete.is_some() && !trigger_exists(&root, SOFT_DELETE)? {
                 Spi::run(&format!(
@@ -836,18 +844,20 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
 
 /// The row guard: `AFTER UPDATE OR DELETE ... FOR EACH ROW`, queued only
 /// when the old row's scope keys may be held (see `guard::row_may_be_held`).
-fn row_guard_ddl(relid: pg_sys::Oid, root: &str, scopes: &[(String, String)]) -> String {
+fn row_guard_ddl(root: &str, scopes: &[(String, String)]) -> String {
     let signature = cache::scope_signature(scopes.iter().map(|(t, c)| (t.as_str(), c.as_str())));
     let keys = scopes
         .iter()
         .map(|(_, c)| format!("OLD.{}", quote_ident(c)))
         .collect::<Vec<_>>()
         .join(", ");
+    // The relation as a regclass constant: stored as its OID, printed (by
+    // pg_dump) as its name, so a restored copy binds to the new table.
     format!(
         "CREATE TRIGGER {ROW_GUARD} AFTER UPDATE OR DELETE ON {root} FOR EACH ROW \
-         WHEN (lifecycle.row_may_be_held({}::oid, {}::bigint, {keys})) \
+         WHEN (lifecycle.row_may_be_held({}::pg_catalog.regclass, {}::pg_catalog.int8, {keys})) \
          EXECUTE FUNCTION lifecycle.guard_row()",
-        relid.to_u32(),
+        pgrx::spi::quote_literal(root),
         cache::signature_digest(&signature)
     )
 }
@@ -862,7 +872,7 @@ fn refresh_row_guard(relid: pg_sys::Oid) -> LcResult<()> {
             if trigger_exists(&root, ROW_GUARD)? {
                 Spi::run(&format!("DROP TRIGGER {ROW_GUARD} ON {root}"))?;
             }
-            Spi::run(&row_guard_ddl(relid, &root, &scopes))?;
+            Spi::run(&row_guard_ddl(&root, &scopes))?;
             Spi::run(&format!(
                 "ALTER TABLE {root} ENABLE ALWAYS TRIGGER {ROW_GUARD}"
             ))?;

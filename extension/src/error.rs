@@ -35,6 +35,8 @@ pub const CODES: &[(&str, &str)] = &[
     ("LC004", "guard_tampering"),
     ("LC005", "audit_log_append_only"),
     ("LC006", "legal_hold_immutable"),
+    ("LC007", "held_table_alter"),
+    ("LC008", "extension_table_write"),
     ("LC010", "data_map_conflict"),
     ("LC011", "data_map_column_in_use"),
     ("LC012", "not_registered"),
@@ -55,6 +57,7 @@ pub const CODES: &[(&str, &str)] = &[
     ("LC041", "erasure_incomplete"),
     ("0A000", "feature_not_supported"),
     ("22023", "invalid_parameter_value"),
+    ("22P02", "invalid_text_representation"),
     ("22004", "null_value_not_allowed"),
     ("42703", "undefined_column"),
     ("42804", "datatype_mismatch"),
@@ -142,6 +145,29 @@ impl LcError {
         )
         .detail("Legal holds are records: they are placed and released, never edited or deleted.")
         .hint("Use lifecycle.place_hold() and lifecycle.release_hold().")
+    }
+
+    /// LC007: DDL that would rewrite, drop or endanger the values of rows a
+    /// legal hold covers (a column's type changed or dropped, the table made
+    /// unlogged, an enum label the rows use renamed). `action` says what was
+    /// refused ("drop column \"body\" of table app.posts").
+    pub fn held_table_alter(action: &str, table: &str) -> Self {
+        Self::new(
+            "LC007",
+            format!("cannot {action}: table {table} holds rows under legal hold"),
+        )
+    }
+
+    /// LC008: a write to one of the extension's own tables (or DDL that
+    /// would hook into them) by code that is not the extension's, whatever
+    /// was granted on them.
+    pub fn extension_table_write(operation: &str, table: &str) -> Self {
+        Self::new(
+            "LC008",
+            format!(
+                "cannot {operation} {table}: the extension's tables change only through its functions"
+            ),
+        )
     }
 
     // ----- data map ----------------------------------------------------------
@@ -348,6 +374,12 @@ impl LcError {
         Self::new("22023", message)
     }
 
+    /// 22P02: a value that is not valid input for the type it must be
+    /// compared with (a legal hold's scope id that no key column can hold).
+    pub fn invalid_text_representation(message: impl Into<String>) -> Self {
+        Self::new("22P02", message)
+    }
+
     /// 22004: NULL passed where a value is required.
     pub fn null_value(parameter: &str, function: &str) -> Self {
         Self::new(
@@ -482,8 +514,11 @@ pub(crate) fn recover(payload: &(dyn std::any::Any + Send)) -> Option<LcError> {
 /// own SQLSTATE, DETAIL and HINT. Panics (including PostgreSQL errors caught
 /// by pgrx) keep unwinding to pgrx's own boundary, except that errors of ours
 /// that passed through nested SPI get their SQLSTATE back.
+///
+/// The body runs with the search path pinned ([`crate::namespace::pinned`]):
+/// nothing it parses can be redirected to objects of the caller's choosing.
 pub fn boundary<R>(f: impl FnOnce() -> LcResult<R>) -> R {
-    let outcome = catch_unwind(AssertUnwindSafe(f));
+    let outcome = catch_unwind(AssertUnwindSafe(|| crate::namespace::pinned(f)));
     let err = match outcome {
         Ok(Ok(v)) => return v,
         Ok(Err(e)) => e,

@@ -5,9 +5,10 @@ use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::audit::{self, Event};
-use crate::cache::{self, Hold, TableGuard};
+use crate::cache::{self, Hold, ScopeColumn, TableGuard};
 use crate::datamap;
 use crate::error::{LcError, LcResult};
+use crate::keys;
 use crate::privilege;
 
 pub struct NewHold<'a> {
@@ -38,7 +39,7 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
     let scope_id = required(h.scope_id, "scope_id", F)?;
     let reason = required(h.reason, "reason", F)?;
     let created_by = required(h.created_by, "created_by", F)?;
-    let mut tenant_id = match h.tenant_id {
+    let tenant_id = match h.tenant_id {
         Some(t) if t.trim().is_empty() => {
             return Err(LcError::invalid_parameter(
                 "parameter \"tenant_id\" of lifecycle.place_hold() must not be empty",
@@ -47,18 +48,6 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
         }
         other => other,
     };
-    if scope_type == "tenant" {
-        if let Some(t) = tenant_id {
-            if t != scope_id {
-                return Err(LcError::invalid_parameter(
-                    "a tenant hold must name the same tenant in scope_id and tenant_id",
-                )
-                .detail(format!("scope_id is \"{scope_id}\", tenant_id is \"{t}\"."))
-                .hint("Pass tenant_id => NULL or the same value as scope_id."));
-            }
-        }
-        tenant_id = Some(scope_id);
-    }
     if let Some(exp) = h.expires_at {
         let now = unsafe { pg_sys::GetCurrentTransactionStartTimestamp() };
         if exp.into_inner() <= now {
@@ -73,6 +62,26 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
     if !known.iter().any(|k| k == scope_type) {
         return Err(LcError::unknown_scope_type(scope_type, &known));
     }
+    // Ids as their key columns' types read them: '042' and '42' are one
+    // bigint, an upper-case uuid is the uuid.
+    let scope_id = normalise_id(scope_type, scope_id, "scope_id")?;
+    let mut tenant_id = tenant_id
+        .map(|t| normalise_id("tenant", t, "tenant_id"))
+        .transpose()?;
+    let scope_id = scope_id.as_str();
+    if scope_type == "tenant" {
+        if let Some(t) = &tenant_id {
+            if t != scope_id {
+                return Err(LcError::invalid_parameter(
+                    "a tenant hold must name the same tenant in scope_id and tenant_id",
+                )
+                .detail(format!("scope_id is \"{scope_id}\", tenant_id is \"{t}\"."))
+                .hint("Pass tenant_id => NULL or the same value as scope_id."));
+            }
+        }
+        tenant_id = Some(scope_id.to_string());
+    }
+    let tenant_id = tenant_id.as_deref();
 
     // Serialize against writers on every relation the scope reaches.
     let relations = datamap::relations_with_scope(scope_type)?;
@@ -124,6 +133,74 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
         ..Event::default()
     })?;
     Ok(id)
+}
+
+/// `id` of `scope_type` in the form its key columns' type prints it. The
+/// id must be a valid value of the column that defines the scope (the
+/// subject table's id column, the tenant table's), or, for a scope with no
+/// such table, of at least one column mapped to it; otherwise no row could
+/// ever match and the hold would protect nothing, so it is refused.
+fn normalise_id(scope_type: &str, id: &str, param: &str) -> LcResult<String> {
+    // Key columns of the scope: the defining column first, then the others
+    // in relation order.
+    let columns: Vec<(String, pg_sys::Oid)> = privilege::as_extension_owner(|| {
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(
+                "SELECT k.relation::text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
+                        pg_catalog.quote_ident(k.column_name), a.atttypid \
+                   FROM (SELECT relation, id_column AS column_name, 0 AS rank \
+                           FROM lifecycle.subject_tables WHERE subject_type OPERATOR(pg_catalog.=) $1 \
+                         UNION ALL \
+                         SELECT relation, id_column, 0 FROM lifecycle.tenant_tables \
+                          WHERE $1 OPERATOR(pg_catalog.=) 'tenant' \
+                         UNION ALL \
+                         SELECT relation, column_name, 1 FROM lifecycle.scope_columns \
+                          WHERE scope_type OPERATOR(pg_catalog.=) $1) k \
+                   JOIN pg_catalog.pg_attribute a \
+                     ON a.attrelid OPERATOR(pg_catalog.=) k.relation \
+                    AND a.attname OPERATOR(pg_catalog.=) k.column_name AND NOT a.attisdropped \
+                  ORDER BY k.rank, k.relation::pg_catalog.oid, k.column_name",
+                None,
+                &[scope_type.into()],
+            )? {
+                if let (Some(c), Some(t)) = (row.get::<String>(1)?, row.get::<pg_sys::Oid>(2)?) {
+                    out.push((c, t));
+                }
+            }
+            Ok(out)
+        })
+    })?;
+    let defining = privilege::as_extension_owner(|| {
+        Ok(crate::spi::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM lifecycle.subject_tables WHERE subject_type OPERATOR(pg_catalog.=) $1) \
+                 OR ($1 OPERATOR(pg_catalog.=) 'tenant' AND EXISTS (SELECT 1 FROM lifecycle.tenant_tables))",
+            &[scope_type.into()],
+        )?
+        .unwrap_or(false))
+    })?;
+    let candidates = if defining {
+        &columns[..columns.len().min(1)]
+    } else {
+        &columns[..]
+    };
+    for (_, type_oid) in candidates {
+        if let Some(c) = keys::canonical(*type_oid, id)? {
+            return Ok(c);
+        }
+    }
+    let Some((column, type_oid)) = columns.first() else {
+        // Nothing maps the scope (a tenant id with no tenant table): kept as given.
+        return Ok(id.to_string());
+    };
+    let type_name = crate::namespace::type_name(*type_oid)?;
+    Err(LcError::invalid_text_representation(format!(
+        "invalid {param} \"{id}\" for {scope_type}: not a value of type {type_name}"
+    ))
+    .detail(format!(
+        "{column} holds the {scope_type} ids, and no row can have this one, so the hold would protect nothing."
+    ))
+    .hint(format!("Pass the id as {column} holds it.")))
 }
 
 /// Build a flat JSON object of optional strings (absent values are left out).
@@ -212,34 +289,39 @@ pub fn release(
     Ok(())
 }
 
-/// The text form of column `attnum` of `tuple`, or None for NULL.
+/// Column `attnum` of `tuple`, or None for NULL.
 ///
 /// # Safety
 /// `tuple` and `tupdesc` must describe the same valid row.
-unsafe fn column_text(
+unsafe fn column_value(
     tuple: *mut pg_sys::HeapTupleData,
     tupdesc: pg_sys::TupleDesc,
     attnum: i16,
-    type_oid: pg_sys::Oid,
-) -> Option<String> {
+) -> Option<pg_sys::Datum> {
     let mut isnull = false;
     let datum = pg_sys::heap_getattr(tuple, attnum as i32, tupdesc, &mut isnull);
-    if isnull {
-        return None;
-    }
-    let mut out = pg_sys::Oid::INVALID;
-    let mut varlena = false;
-    pg_sys::getTypeOutputInfo(type_oid, &mut out, &mut varlena);
-    let cstr = pg_sys::OidOutputFunctionCall(out, datum);
-    let s = std::ffi::CStr::from_ptr(cstr)
-        .to_string_lossy()
-        .into_owned();
-    pg_sys::pfree(cstr.cast());
-    Some(s)
+    (!isnull).then_some(datum)
 }
 
-/// The hold covering this row, if any. Allocates only the key's text and,
-/// when a hold matches, a copy of it.
+/// Whether the row's value of `column` equals `id` in the column's type.
+///
+/// # Safety
+/// `tuple` and `tupdesc` must describe the same valid row.
+unsafe fn row_matches(
+    tuple: *mut pg_sys::HeapTupleData,
+    tupdesc: pg_sys::TupleDesc,
+    column: &ScopeColumn,
+    id: &str,
+) -> LcResult<bool> {
+    match column_value(tuple, tupdesc, column.attnum) {
+        None => Ok(false),
+        Some(v) => keys::equals(column.type_oid, column.collation, v, id),
+    }
+}
+
+/// The hold covering this row, if any: for some scope column, the row's
+/// value equals the hold's scope id in the column's own type, and the hold
+/// names no tenant, the table has none, or the row's tenant equals it.
 ///
 /// # Safety
 /// `tuple` must be a valid row of `guard.relid` described by `tupdesc`.
@@ -250,25 +332,14 @@ pub unsafe fn hold_covering_row(
 ) -> LcResult<Option<Hold>> {
     let holds = cache::current_holds()?;
     let now = pg_sys::GetCurrentTimestamp();
-    let mut tenant_value: Option<Option<String>> = None;
     for scope in &guard.scopes {
-        if !holds.any_in_force(&scope.scope_type, now) {
-            continue;
-        }
-        let Some(value) = column_text(tuple, tupdesc, scope.attnum, scope.type_oid) else {
-            continue;
-        };
-        for h in holds.matching(&scope.scope_type, &value) {
-            if !h.in_force_at(now) {
+        for h in holds.in_force(&scope.scope_type, now) {
+            if !row_matches(tuple, tupdesc, scope, &h.scope_id)? {
                 continue;
             }
             let tenant_ok = match (&h.tenant_id, &guard.tenant) {
                 (None, _) | (_, None) => true,
-                (Some(t), Some(tc)) => {
-                    let tv = tenant_value
-                        .get_or_insert_with(|| column_text(tuple, tupdesc, tc.attnum, tc.type_oid));
-                    tv.as_deref() == Some(t.as_str())
-                }
+                (Some(t), Some(tc)) => row_matches(tuple, tupdesc, tc, t)?,
             };
             if tenant_ok {
                 return Ok(Some(h.clone()));
@@ -278,16 +349,22 @@ pub unsafe fn hold_covering_row(
     Ok(None)
 }
 
+/// "Legal hold <id> (<scope>) placed by <who>: <reason>": the DETAIL of a
+/// refusal because of `h`.
+pub fn hold_detail(h: &Hold) -> String {
+    format!(
+        "Legal hold {} ({}) placed by {}: {}",
+        h.id,
+        h.describe_scope(),
+        h.created_by,
+        h.reason
+    )
+}
+
 /// The error for a row the hold covers.
 pub fn row_refusal(op: &str, guard: &TableGuard, h: &Hold) -> LcError {
     LcError::held_row_modification(op, &guard.name)
-        .detail(format!(
-            "Legal hold {} ({}) placed by {}: {}",
-            h.id,
-            h.describe_scope(),
-            h.created_by,
-            h.reason
-        ))
+        .detail(hold_detail(h))
         .hint(release_hint(h))
 }
 
@@ -298,35 +375,109 @@ pub fn release_hint(h: &Hold) -> String {
     }
 }
 
-/// The first hold in force that covers at least one row of `relation`
-/// (scanned without descending into partitions; each partition has its own
-/// guard). `scopes` are (scope type, column) pairs; `tenant_column` is the
-/// column mapped to the tenant scope.
+/// A scope column of a relation as the scans below need it.
+struct ScannedColumn {
+    scope_type: String,
+    /// Quoted name.
+    column: String,
+    /// Base type (a domain's values compare as its base type's).
+    type_oid: pg_sys::Oid,
+    /// `OPERATOR(schema.=)` of that type.
+    equals: String,
+    /// Schema-qualified name of that type.
+    type_name: String,
+}
+
+fn scanned_column(
+    relid: pg_sys::Oid,
+    scope_type: &str,
+    column: &str,
+) -> LcResult<Option<ScannedColumn>> {
+    let type_oid = crate::spi::one::<pg_sys::Oid>(
+        "SELECT atttypid FROM pg_catalog.pg_attribute \
+          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+            AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
+        &[relid.into(), column.into()],
+    )?;
+    let Some(type_oid) = type_oid else {
+        return Ok(None);
+    };
+    let base = keys::base_type(type_oid);
+    Ok(Some(ScannedColumn {
+        scope_type: scope_type.to_string(),
+        column: quote_ident(column),
+        type_oid: base,
+        equals: crate::namespace::equality_operator(base)?,
+        type_name: crate::namespace::type_name(base)?,
+    }))
+}
+
+/// The first hold in force that covers at least one row of `relid` itself
+/// (scanned without descending into partitions), with the scope columns the
+/// data map gives `registered` (the relation or its registered ancestor).
+/// Keys compare in their columns' own types.
 pub fn hold_covering_any_row(
-    relation: &str,
-    scopes: &[(String, String)],
-    tenant_column: Option<&str>,
+    relid: pg_sys::Oid,
+    registered: pg_sys::Oid,
 ) -> LcResult<Option<Hold>> {
-    for (scope_type, column) in scopes {
-        for h in cache::holds_for(scope_type)? {
-            let tenant_clause = match (&h.tenant_id, tenant_column) {
-                (Some(_), Some(tc)) => format!(" AND {}::text = $2", quote_ident(tc)),
-                _ => String::new(),
+    let scopes = datamap::scope_columns(registered)?;
+    let mut columns = Vec::new();
+    for (scope_type, column) in &scopes {
+        if let Some(c) = scanned_column(relid, scope_type, column)? {
+            columns.push(c);
+        }
+    }
+    let tenant = columns.iter().position(|c| c.scope_type == "tenant");
+    let relation =
+        crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
+            .unwrap_or_default();
+    for c in &columns {
+        for h in cache::holds_for(&c.scope_type)? {
+            let Some(id) = keys::canonical(c.type_oid, &h.scope_id)? else {
+                continue;
+            };
+            let (tenant_clause, tenant_id) = match (&h.tenant_id, tenant) {
+                (Some(t), Some(i)) => {
+                    let tc = &columns[i];
+                    let Some(t) = keys::canonical(tc.type_oid, t)? else {
+                        continue;
+                    };
+                    (
+                        format!(" AND {} {} $2::{}", tc.column, tc.equals, tc.type_name),
+                        Some(t),
+                    )
+                }
+                _ => (String::new(), None),
             };
             let sql = format!(
-                "SELECT EXISTS (SELECT 1 FROM ONLY {relation} WHERE {}::text = $1{tenant_clause})",
-                quote_ident(column)
+                "SELECT EXISTS (SELECT 1 FROM ONLY {relation} WHERE {} {} $1::{}{tenant_clause})",
+                c.column, c.equals, c.type_name
             );
             let found = privilege::as_extension_owner(|| {
                 Ok(crate::spi::one::<bool>(
                     &sql,
-                    &[h.scope_id.as_str().into(), h.tenant_id.as_deref().into()],
+                    &[id.as_str().into(), tenant_id.as_deref().into()],
                 )?
                 .unwrap_or(false))
             })?;
             if found {
                 return Ok(Some(h));
             }
+        }
+    }
+    Ok(None)
+}
+
+/// The first hold in force covering a row of `relid` or of a partition
+/// below it, with the scope columns of `registered`: (the name of the
+/// relation holding the row, the hold).
+pub fn hold_covering_tree(
+    relid: pg_sys::Oid,
+    registered: pg_sys::Oid,
+) -> LcResult<Option<(String, Hold)>> {
+    for (part, name) in datamap::partitions(relid)? {
+        if let Some(h) = hold_covering_any_row(part, registered)? {
+            return Ok(Some((name, h)));
         }
     }
     Ok(None)

@@ -6,14 +6,19 @@
 //!
 //! * [`datamap`]: registration of subject, tenant and data tables
 //! * [`holds`]: legal holds and what they cover
-//! * [`guard`]: the triggers and event triggers that enforce holds
+//! * [`guard`]: the row, truncate and soft-delete triggers, and the guards of
+//!   the extension's own tables
+//! * [`ddl`]: the event triggers that guard DDL
 //! * [`cache`]: per-backend caches and their invalidation
+//! * [`condition`]: the row guard's `WHEN` condition
+//! * [`keys`]: key values compared in their column's own type
 //! * [`audit`]: the hash-chained audit log
 //! * [`jobs`]: requests, their state machine, leases and the job runner
 //! * [`erasure`]: user and workspace erasure and purge, from the data map
 //! * [`fkeys`]: foreign keys, the order of deletions
 //! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`error`]: SQLSTATEs and error reporting
+//! * [`namespace`]: the pinned search path every entry point runs under
 //! * [`privilege`]: acting as the extension owner
 
 use pgrx::datum::{Interval, TimestampWithTimeZone, Uuid};
@@ -23,13 +28,17 @@ use pgrx::PgRelation;
 
 pub mod audit;
 pub mod cache;
+pub mod condition;
 pub mod datamap;
+pub mod ddl;
 pub mod erasure;
 pub mod error;
 pub mod fkeys;
 pub mod guard;
 pub mod holds;
 pub mod jobs;
+pub mod keys;
+pub mod namespace;
 pub mod privilege;
 pub mod spi;
 pub mod subxact;
@@ -501,14 +510,16 @@ unsafe fn trigger_data<'a>(
     Ok(&*(ctx as *const pg_sys::TriggerData))
 }
 
-unsafe fn require_event_trigger(fcinfo: pg_sys::FunctionCallInfo) -> Result<(), LcError> {
+unsafe fn event_trigger_data<'a>(
+    fcinfo: pg_sys::FunctionCallInfo,
+) -> Result<&'a pg_sys::EventTriggerData, LcError> {
     let ctx = (*fcinfo).context;
     if ctx.is_null() || (*ctx).type_ != pg_sys::NodeTag::T_EventTriggerData {
         return Err(LcError::internal(
             "function was not called as an event trigger",
         ));
     }
-    Ok(())
+    Ok(&*(ctx as *const pg_sys::EventTriggerData))
 }
 
 v1_function!(
@@ -523,7 +534,8 @@ v1_function!(
 
 /// The row guard's `WHEN` condition (`lifecycle.row_may_be_held`). It runs
 /// for every row an UPDATE or DELETE of a guarded table touches, so the
-/// common case (this relation's held ids already known to the backend) is
+/// common case (this relation's held ids already known to the backend, and
+/// this call site's argument types already checked against them) is
 /// answered without the error boundary: that path neither calls into
 /// PostgreSQL nor can panic. Everything else goes through
 /// `row_may_be_held_full`, which is guarded like every other entry point.
@@ -535,22 +547,34 @@ pub extern "C" fn pg_finfo_lifecycle_row_may_be_held() -> &'static pg_sys::Pg_fi
 }
 
 /// # Safety
-/// Called by PostgreSQL's function manager as `row_may_be_held(oid, bigint,
-/// VARIADIC "any")`, from the row guard's `WHEN` condition.
+/// Called by PostgreSQL's function manager as `row_may_be_held(regclass,
+/// bigint, VARIADIC "any")`, from the row guard's `WHEN` condition or by
+/// anyone in SQL.
 #[no_mangle]
 #[doc(hidden)]
 pub unsafe extern "C-unwind" fn lifecycle_row_may_be_held(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
-    let nargs = (*fcinfo).nargs as usize;
-    let args = (*fcinfo).args.as_slice(nargs);
-    if let [relid, signature, keys @ ..] = args {
-        if !relid.isnull && !signature.isnull {
-            let relid = pg_sys::Oid::from(relid.value.value() as u32);
-            if let Some(answer) =
-                guard::row_may_be_held_memoized(relid, signature.value.value() as i64, keys)
-            {
-                return pg_sys::Datum::from(answer);
+    let flinfo = (*fcinfo).flinfo;
+    let checked = if flinfo.is_null() {
+        std::ptr::null()
+    } else {
+        (*flinfo).fn_extra as *const u64
+    };
+    if !checked.is_null() {
+        let nargs = (*fcinfo).nargs as usize;
+        let args = (*fcinfo).args.as_slice(nargs);
+        if let [relid, signature, keys @ ..] = args {
+            if !relid.isnull && !signature.isnull {
+                let relid = pg_sys::Oid::from(relid.value.value() as u32);
+                if let Some(answer) = condition::row_may_be_held_memoized(
+                    *checked,
+                    relid,
+                    signature.value.value() as i64,
+                    keys,
+                ) {
+                    return pg_sys::Datum::from(answer);
+                }
             }
         }
     }
@@ -562,28 +586,24 @@ unsafe extern "C-unwind" fn row_may_be_held_full(
     fcinfo: pg_sys::FunctionCallInfo,
 ) -> pg_sys::Datum {
     boundary(|| unsafe {
-        let relid =
-            pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
-        let signature = pgrx::fcinfo::pg_getarg::<i64>(fcinfo, 1).unwrap_or(0);
         let nargs = (*fcinfo).nargs as usize;
         let args = (*fcinfo).args.as_slice(nargs);
-        Ok(pg_sys::Datum::from(guard::row_may_be_held(
+        let (relid, signature) = match args {
+            [r, s, ..] if !r.isnull && !s.isnull => (
+                pg_sys::Oid::from(r.value.value() as u32),
+                s.value.value() as i64,
+            ),
+            // NULL relation or signature: nothing to look up.
+            _ => return Ok(pg_sys::Datum::from(false)),
+        };
+        Ok(pg_sys::Datum::from(condition::row_may_be_held(
+            (*fcinfo).flinfo,
             relid,
             signature,
             args.get(2..).unwrap_or(&[]),
         )?))
     })
 }
-
-v1_function!(
-    lifecycle_hold_in_force,
-    pg_finfo_lifecycle_hold_in_force,
-    |fcinfo| unsafe {
-        let relid =
-            pgrx::fcinfo::pg_getarg::<pg_sys::Oid>(fcinfo, 0).unwrap_or(pg_sys::Oid::INVALID);
-        Ok(pg_sys::Datum::from(guard::hold_in_force(relid)?))
-    }
-);
 
 v1_function!(
     lifecycle_guard_truncate,
@@ -638,8 +658,8 @@ v1_function!(
     lifecycle_ddl_guard,
     pg_finfo_lifecycle_ddl_guard,
     |fcinfo| unsafe {
-        require_event_trigger(fcinfo)?;
-        guard::ddl_command_end()?;
+        let ev = event_trigger_data(fcinfo)?;
+        ddl::ddl_command_end(ev.parsetree)?;
         Ok(pg_sys::Datum::from(0))
     }
 );
@@ -648,8 +668,18 @@ v1_function!(
     lifecycle_drop_guard,
     pg_finfo_lifecycle_drop_guard,
     |fcinfo| unsafe {
-        require_event_trigger(fcinfo)?;
-        guard::sql_drop()?;
+        event_trigger_data(fcinfo)?;
+        ddl::sql_drop()?;
+        Ok(pg_sys::Datum::from(0))
+    }
+);
+
+v1_function!(
+    lifecycle_own_table_guard,
+    pg_finfo_lifecycle_own_table_guard,
+    |fcinfo| unsafe {
+        let td = trigger_data(fcinfo)?;
+        guard::own_table_write(td)?;
         Ok(pg_sys::Datum::from(0))
     }
 );
@@ -663,10 +693,27 @@ v1_function!(
             .map_err(|e| LcError::internal(format!("jobs trigger: {e}")))?;
         let old = t.old().map(|r| job_row(&r)).transpose()?;
         let new = t.new().map(|r| job_row(&r)).transpose()?;
-        jobs::check_update(old.as_ref(), new.as_ref())?;
+        // A superuser's COPY is how pg_restore (and psql, for a plain
+        // dump) reloads the jobs of a dump, in whatever state they had
+        // reached. Every other new job starts at the beginning.
+        let restoring = old.is_none()
+            && !privilege::extension_acting()
+            && privilege::is_superuser()
+            && copying();
+        if !restoring {
+            jobs::check_update(old.as_ref(), new.as_ref())?;
+        }
         Ok(row_result(td))
     }
 );
+
+/// Whether the statement being run is a `COPY`.
+fn copying() -> bool {
+    unsafe {
+        let portal = pg_sys::ActivePortal;
+        !portal.is_null() && (*portal).commandTag == pg_sys::CommandTag::CMDTAG_COPY
+    }
+}
 
 fn job_row(
     r: &pgrx::heap_tuple::PgHeapTuple<'_, pgrx::AllocatedByPostgres>,

@@ -15,6 +15,19 @@ use crate::error::{LcError, LcResult};
 
 thread_local! {
     static OWNER: Cell<Option<pg_sys::Oid>> = const { Cell::new(None) };
+    /// Depth of [`as_extension_owner`]: while it is above zero the
+    /// extension's own code is writing, which is what the guards on the
+    /// extension's tables let through (see [`extension_acting`]).
+    static ACTING: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether the extension's own code is acting as the extension owner right
+/// now. Writes to the extension's tables are accepted only then (or from a
+/// superuser, who can do anything and whose direct writes are the restore
+/// path): a role that was granted INSERT or UPDATE on them still cannot
+/// write them.
+pub fn extension_acting() -> bool {
+    ACTING.with(|a| a.get() > 0)
 }
 
 /// Forget cached catalog facts (the extension was dropped or altered).
@@ -47,7 +60,9 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
             saved_ctx | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32,
         );
     }
+    ACTING.with(|a| a.set(a.get() + 1));
     let result = catch_unwind(AssertUnwindSafe(f));
+    ACTING.with(|a| a.set(a.get().saturating_sub(1)));
     unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
     match result {
         Ok(r) => r,

@@ -6,15 +6,15 @@ CREATE FUNCTION lifecycle.guard_row() RETURNS trigger
 COMMENT ON FUNCTION lifecycle.guard_row() IS
     'Row guard of registered tables: refuses UPDATE and DELETE of rows under legal hold.';
 
-CREATE FUNCTION lifecycle.row_may_be_held(oid, bigint, VARIADIC "any") RETURNS boolean
+-- The relation is a regclass, so that pg_dump writes the guard's condition
+-- with the table's name and a restore binds it to the new table's OID.
+-- Executable by PUBLIC (a WHEN condition runs with the rights of whoever
+-- writes the table): it checks its arguments against the data map before
+-- reading any of them.
+CREATE FUNCTION lifecycle.row_may_be_held(regclass, bigint, VARIADIC "any") RETURNS boolean
     LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'lifecycle_row_may_be_held';
-COMMENT ON FUNCTION lifecycle.row_may_be_held(oid, bigint, VARIADIC "any") IS
+COMMENT ON FUNCTION lifecycle.row_may_be_held(regclass, bigint, VARIADIC "any") IS
     'The row guard''s WHEN condition: whether a row with these scope keys may be under legal hold.';
-
-CREATE FUNCTION lifecycle.hold_in_force(regclass) RETURNS boolean
-    LANGUAGE c VOLATILE STRICT AS 'MODULE_PATHNAME', 'lifecycle_hold_in_force';
-COMMENT ON FUNCTION lifecycle.hold_in_force(regclass) IS
-    'Whether a legal hold is in force for any scope the registered table maps (the row guard''s WHEN condition).';
 
 CREATE FUNCTION lifecycle.guard_truncate() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_guard_truncate';
@@ -40,6 +40,42 @@ CREATE FUNCTION lifecycle.ddl_guard() RETURNS event_trigger
 
 CREATE FUNCTION lifecycle.drop_guard() RETURNS event_trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_drop_guard';
+
+CREATE FUNCTION lifecycle.own_table_guard() RETURNS trigger
+    LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_own_table_guard';
+COMMENT ON FUNCTION lifecycle.own_table_guard() IS
+    'Refuses writes to the extension''s own tables that do not come from the extension''s functions (superusers excepted).';
+
+-- The extension's own tables: the ordinary tables that belong to it.
+CREATE VIEW lifecycle.own_tables AS
+    SELECT c.oid::regclass AS relation
+      FROM pg_catalog.pg_class c
+      JOIN pg_catalog.pg_depend d
+        ON d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+       AND d.objid OPERATOR(pg_catalog.=) c.oid
+       AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass
+       AND d.deptype OPERATOR(pg_catalog.=) 'e'
+      JOIN pg_catalog.pg_extension e
+        ON e.oid OPERATOR(pg_catalog.=) d.refobjid AND e.extname OPERATOR(pg_catalog.=) 'lifecycle'
+     WHERE c.relkind OPERATOR(pg_catalog.=) 'r';
+COMMENT ON VIEW lifecycle.own_tables IS
+    'The extension''s own tables (data map, holds, audit log, jobs): written only by its functions.';
+
+-- Whatever was granted on them, only the extension's functions (and
+-- superusers, whose direct writes are how pg_restore reloads them) write the
+-- extension's tables.
+DO $own$
+DECLARE
+    t pg_catalog.regclass;
+BEGIN
+    FOR t IN SELECT relation FROM lifecycle.own_tables LOOP
+        EXECUTE pg_catalog.format(
+            'CREATE TRIGGER own_table_guard BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON %s '
+            'FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.own_table_guard()', t);
+        EXECUTE pg_catalog.format('ALTER TABLE %s ENABLE ALWAYS TRIGGER own_table_guard', t);
+    END LOOP;
+END
+$own$;
 
 -- The audit log is append-only.
 CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON lifecycle.audit_log
@@ -84,7 +120,7 @@ ALTER TABLE lifecycle.column_rules ENABLE ALWAYS TRIGGER invalidate_cache;
 
 -- DDL guards. ENABLE ALWAYS: they also fire under session_replication_role = replica.
 CREATE EVENT TRIGGER lifecycle_ddl_guard ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'ALTER TYPE')
     EXECUTE FUNCTION lifecycle.ddl_guard();
 ALTER EVENT TRIGGER lifecycle_ddl_guard ENABLE ALWAYS;
 
@@ -93,7 +129,9 @@ CREATE EVENT TRIGGER lifecycle_drop_guard ON sql_drop
 ALTER EVENT TRIGGER lifecycle_drop_guard ENABLE ALWAYS;
 
 -- Guard status: every registered relation and partition with the state of
--- its guard triggers. Anything but 'ok' means a superuser bypassed a guard.
+-- its guard triggers, the extension's own protections, and registered
+-- relations whose rows would not survive a crash. Anything but 'ok' means a
+-- superuser bypassed a guard (or a table lost its durability).
 CREATE VIEW lifecycle.guard_status AS
 WITH tree AS (
     SELECT r.relation AS registered, r.relation::oid AS relation, 0 AS level
@@ -118,6 +156,12 @@ SELECT e.registered, e.relation::regclass AS relation, e.tgname::text AS trigger
   FROM expected e
   LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = e.relation AND tg.tgname = e.tgname
 UNION ALL
+-- An unlogged relation loses its rows in a crash, held or not.
+SELECT t.registered, t.relation::regclass, '(persistence)',
+       'unlogged: its rows are lost in a crash, including rows under legal hold'
+  FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relation
+ WHERE c.relpersistence = 'u'
+UNION ALL
 SELECT NULL, NULL, evtname::text,
        CASE WHEN evtenabled <> 'A' THEN 'event trigger not enable always (' || evtenabled::text || ')' ELSE 'ok' END
   FROM pg_catalog.pg_event_trigger WHERE evtname IN ('lifecycle_ddl_guard', 'lifecycle_drop_guard')
@@ -127,27 +171,30 @@ SELECT NULL, NULL, x.evtname, 'event trigger missing'
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e WHERE e.evtname = x.evtname)
 UNION ALL
 -- The extension's own protections: the append-only audit log, immutable
--- holds, the job state machine and the cache invalidation of every backend.
-SELECT NULL, pg_catalog.to_regclass(x.relation), x.tgname,
+-- holds, the job state machine, the cache invalidation of every backend and
+-- the guard that keeps writes to its tables to its own functions.
+SELECT NULL, x.relation, x.tgname,
        CASE WHEN tg.oid IS NULL THEN 'missing'
             WHEN tg.tgenabled <> 'A' THEN 'not enable always (' || tg.tgenabled::text || ')'
             ELSE 'ok' END
-  FROM (VALUES ('lifecycle.audit_log', 'audit_log_append_only'),
-               ('lifecycle.audit_log', 'audit_log_no_truncate'),
-               ('lifecycle.legal_holds', 'legal_holds_immutable'),
-               ('lifecycle.legal_holds', 'legal_holds_no_truncate'),
-               ('lifecycle.jobs', 'jobs_state_machine'),
-               ('lifecycle.legal_holds', 'invalidate_cache'),
-               ('lifecycle.subject_tables', 'invalidate_cache'),
-               ('lifecycle.tenant_tables', 'invalidate_cache'),
-               ('lifecycle.tables', 'invalidate_cache'),
-               ('lifecycle.memberships', 'invalidate_cache'),
-               ('lifecycle.scopes', 'invalidate_cache'),
-               ('lifecycle.column_rules', 'invalidate_cache')) AS x(relation, tgname)
-  LEFT JOIN pg_catalog.pg_trigger tg
-         ON tg.tgrelid = pg_catalog.to_regclass(x.relation) AND tg.tgname = x.tgname;
+  FROM (SELECT pg_catalog.to_regclass(v.relation) AS relation, v.tgname
+          FROM (VALUES ('lifecycle.audit_log', 'audit_log_append_only'),
+                       ('lifecycle.audit_log', 'audit_log_no_truncate'),
+                       ('lifecycle.legal_holds', 'legal_holds_immutable'),
+                       ('lifecycle.legal_holds', 'legal_holds_no_truncate'),
+                       ('lifecycle.jobs', 'jobs_state_machine'),
+                       ('lifecycle.legal_holds', 'invalidate_cache'),
+                       ('lifecycle.subject_tables', 'invalidate_cache'),
+                       ('lifecycle.tenant_tables', 'invalidate_cache'),
+                       ('lifecycle.tables', 'invalidate_cache'),
+                       ('lifecycle.memberships', 'invalidate_cache'),
+                       ('lifecycle.scopes', 'invalidate_cache'),
+                       ('lifecycle.column_rules', 'invalidate_cache')) AS v(relation, tgname)
+        UNION ALL
+        SELECT o.relation, 'own_table_guard' FROM lifecycle.own_tables o) AS x
+  LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = x.relation AND tg.tgname = x.tgname;
 COMMENT ON VIEW lifecycle.guard_status IS
-    'State of every guard trigger, including the extension''s own (audit log, holds, jobs, cache invalidation); any status but ok means a guard was disabled or dropped.';
+    'State of every guard trigger, including the extension''s own (audit log, holds, jobs, cache invalidation, writes to its tables), and registered relations that are unlogged; any status but ok means a guard was disabled or dropped or rows would not survive a crash.';
 
 -- Jobs follow their state machine, whoever writes them.
 CREATE FUNCTION lifecycle.jobs_guard() RETURNS trigger
@@ -161,13 +208,23 @@ ALTER TABLE lifecycle.jobs ENABLE ALWAYS TRIGGER jobs_state_machine;
 -- ----- privileges -----------------------------------------------------------------
 -- Reading: the data map, holds, guard status. Writing: only through functions.
 -- Administrative functions are not executable by PUBLIC; grant them to the
--- roles that need them (see docs/privileges.md).
+-- roles that need them (see docs/security.md).
 
 REVOKE ALL ON ALL TABLES IN SCHEMA lifecycle FROM PUBLIC;
 GRANT USAGE ON SCHEMA lifecycle TO PUBLIC;
 GRANT SELECT ON lifecycle.data_map, lifecycle.scope_columns, lifecycle.registered_relations,
-                lifecycle.legal_holds, lifecycle.holds_in_force, lifecycle.guard_status
+                lifecycle.legal_holds, lifecycle.holds_in_force, lifecycle.guard_status,
+                lifecycle.own_tables
    TO PUBLIC;
+
+-- Trigger functions fire whatever the privileges of the role that writes;
+-- nobody needs EXECUTE on them to attach them elsewhere.
+REVOKE EXECUTE ON FUNCTION
+    lifecycle.guard_row(), lifecycle.guard_truncate(), lifecycle.soft_delete_row(),
+    lifecycle.audit_append_only(), lifecycle.holds_immutable(), lifecycle.invalidate_cache(),
+    lifecycle.ddl_guard(), lifecycle.drop_guard(), lifecycle.jobs_guard(),
+    lifecycle.own_table_guard()
+  FROM PUBLIC;
 
 REVOKE EXECUTE ON FUNCTION
     lifecycle.register_subject(regclass, text, text, text, text),
