@@ -11,7 +11,7 @@ if [ "${#tests[@]}" -eq 0 ]; then
     mapfile -t tests < <(grep -Ev '^\s*(#|$)' "$DIR/schedule")
 fi
 lc_psql postgres -c "DROP DATABASE IF EXISTS ${DB} WITH (FORCE)"
-lc_psql postgres -c "DROP ROLE IF EXISTS regress_owner" -c "DROP ROLE IF EXISTS regress_app"
+lc_psql postgres -c "DROP ROLE IF EXISTS regress_owner" -c "DROP ROLE IF EXISTS regress_app" -c "DROP ROLE IF EXISTS regress_intruder"
 lc_psql postgres -c "CREATE DATABASE ${DB}"
 cd "$DIR"
 rm -rf results regression.diffs regression.out
@@ -22,4 +22,4 @@ PGPASSWORD="$LIFECYCLE_PGPASSWORD" "$PG_REGRESS" --use-existing \
     exit 1
 }
 lc_psql postgres -c "DROP DATABASE IF EXISTS ${DB} WITH (FORCE)"
-lc_psql postgres -c "DROP ROLE IF EXISTS regress_owner" -c "DROP ROLE IF EXISTS regress_app"
+lc_psql postgres -c "DROP ROLE IF EXISTS regress_owner" -c "DROP ROLE IF EXISTS regress_app" -c "DROP ROLE IF EXISTS regress_intruder"

@@ -321,7 +321,7 @@ pub unsafe fn row_may_be_held(
             let type_names = |ts: &[pg_sys::Oid]| -> LcResult<String> {
                 Ok(ts
                     .iter()
-                    .map(|t| crate::namespace::type_name(*t))
+                    .map(|t| crate::namespace::display_type(*t))
                     .collect::<LcResult<Vec<_>>>()?
                     .join(", "))
             };

@@ -390,7 +390,7 @@ fn check_relation(relid: pg_sys::Oid, statement: &Statement) -> LcResult<()> {
                 Endangering::ColumnType => "The new type's values are computed from the old ones for every row, without row triggers, so held rows would change unguarded.",
                 Endangering::Unlogged => "An unlogged table loses its rows in a crash, held rows included.",
             };
-            return Err(LcError::held_table_alter(&action, &part)
+            return Err(LcError::held_table_alter(&action, &holder(&part, &name))
                 .detail(format!("{why} {}", holds::hold_detail(&h)))
                 .hint(format!(
                     "Make the change once the hold no longer applies: {}",
@@ -488,10 +488,13 @@ fn check_enum_rename(type_oid: pg_sys::Oid) -> LcResult<()> {
             continue;
         };
         if let Some((part, h)) = holds::hold_covering_tree(relid, root)? {
-            let type_name = crate::namespace::type_name(type_oid)?;
+            let type_name = crate::namespace::display_type(type_oid)?;
+            let table = rel_name(relid)?;
             return Err(LcError::held_table_alter(
-                &format!("rename a value of type {type_name}, used by column \"{column}\""),
-                &part,
+                &format!(
+                    "rename a value of type {type_name}, used by column \"{column}\" of table {table}"
+                ),
+                &holder(&part, &table),
             )
             .detail(format!(
                 "Every row holding the old label would read as the new one. {}",
@@ -655,9 +658,10 @@ pub fn sql_drop() -> LcResult<()> {
         }
         if let Some((part, h)) = holds::hold_covering_tree(c.objid, root)? {
             let column = c.column.as_deref().unwrap_or(&c.identity);
+            let table = rel_name(c.objid)?;
             return Err(LcError::held_table_alter(
-                &format!("drop column \"{column}\" of table {}", rel_name(c.objid)?),
-                &part,
+                &format!("drop column \"{column}\" of table {table}"),
+                &holder(&part, &table),
             )
             .detail(format!(
                 "The column's values in held rows would be gone. {}",
@@ -698,6 +702,16 @@ pub fn sql_drop() -> LcResult<()> {
         record_superuser_bypass("guard.dropped", table, tg)?;
     }
     Ok(())
+}
+
+/// Where held rows are, for a refusal about `table`: the table itself or
+/// one of its partitions.
+fn holder(part: &str, table: &str) -> String {
+    if part == table {
+        "the table".to_string()
+    } else {
+        format!("its partition {part}")
+    }
 }
 
 fn refuse_drop(table: &str, scope_type: &str, h: &Hold) -> LcError {

@@ -150,11 +150,12 @@ impl LcError {
     /// LC007: DDL that would rewrite, drop or endanger the values of rows a
     /// legal hold covers (a column's type changed or dropped, the table made
     /// unlogged, an enum label the rows use renamed). `action` says what was
-    /// refused ("drop column \"body\" of table app.posts").
-    pub fn held_table_alter(action: &str, table: &str) -> Self {
+    /// refused ("drop column \"body\" of table app.posts"), `holder` where
+    /// the held rows are ("the table", "its partition app.posts_2026").
+    pub fn held_table_alter(action: &str, holder: &str) -> Self {
         Self::new(
             "LC007",
-            format!("cannot {action}: table {table} holds rows under legal hold"),
+            format!("cannot {action}: {holder} holds rows under legal hold"),
         )
     }
 

@@ -193,7 +193,7 @@ fn normalise_id(scope_type: &str, id: &str, param: &str) -> LcResult<String> {
         // Nothing maps the scope (a tenant id with no tenant table): kept as given.
         return Ok(id.to_string());
     };
-    let type_name = crate::namespace::type_name(*type_oid)?;
+    let type_name = crate::namespace::display_type(*type_oid)?;
     Err(LcError::invalid_text_representation(format!(
         "invalid {param} \"{id}\" for {scope_type}: not a value of type {type_name}"
     ))

@@ -129,3 +129,13 @@ pub fn type_name(type_oid: pg_sys::Oid) -> LcResult<String> {
     )?
     .ok_or_else(|| LcError::internal(format!("type {} vanished", type_oid.to_u32())))
 }
+
+/// A type's name as people read it (`bigint`, `character(5)` without the
+/// modifier, `app.mood`): for messages.
+pub fn display_type(type_oid: pg_sys::Oid) -> LcResult<String> {
+    Ok(crate::spi::one::<String>(
+        "SELECT pg_catalog.format_type($1, NULL)",
+        &[type_oid.into()],
+    )?
+    .unwrap_or_else(|| format!("type {}", type_oid.to_u32())))
+}

@@ -10,6 +10,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+pub mod cluster;
+
 use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::DbError;
 use tokio_postgres::{Client, Config, NoTls};
@@ -139,6 +141,25 @@ impl TestDb {
     /// Create `lc_it_<prefix>_<random>` and run `CREATE EXTENSION lifecycle`
     /// in it.
     pub async fn create(prefix: &str) -> Result<TestDb> {
+        let db = TestDb::create_empty(prefix).await?;
+        let client = db.connect_superuser().await?;
+        let mut attempt = 0;
+        loop {
+            match client.batch_execute("CREATE EXTENSION lifecycle").await {
+                Ok(()) => break,
+                Err(e) if transient_install_error(&e) && attempt < 20 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(anyhow!(describe(&e))).context("CREATE EXTENSION lifecycle"),
+            }
+        }
+        Ok(db)
+    }
+
+    /// Create `lc_it_<prefix>_<random>` without the extension (a target to
+    /// restore a dump into, say).
+    pub async fn create_empty(prefix: &str) -> Result<TestDb> {
         let admin = connect_admin().await?;
         let name = format!("lc_it_{}_{}", sanitize(prefix), random_suffix());
         // Concurrent CREATE DATABASE calls can collide on the template.
@@ -158,25 +179,12 @@ impl TestDb {
         }
         let mut config = admin_config()?;
         config.dbname(&name);
-        let db = TestDb {
+        Ok(TestDb {
             name,
             config,
             roles: Vec::new(),
             cleaned: false,
-        };
-        let client = db.connect_superuser().await?;
-        let mut attempt = 0;
-        loop {
-            match client.batch_execute("CREATE EXTENSION lifecycle").await {
-                Ok(()) => break,
-                Err(e) if transient_install_error(&e) && attempt < 20 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                Err(e) => return Err(anyhow!(describe(&e))).context("CREATE EXTENSION lifecycle"),
-            }
-        }
-        Ok(db)
+        })
     }
 
     /// Connection configuration of this database for `role`.
