@@ -131,6 +131,12 @@ pub unsafe fn equals(
         // No equality to compare with: only identical text can match.
         return Ok(canonical(type_oid, id)?.is_some_and(|c| c == output(type_oid, datum)));
     }
+    // A collatable type compared without a column collation: its own.
+    let collation = if collation == pg_sys::Oid::INVALID {
+        pg_sys::get_typcollation(base)
+    } else {
+        collation
+    };
     let r = pg_sys::FunctionCall2Coll(&mut (*entry).eq_opr_finfo, collation, datum, held);
     Ok(r.value() != 0)
 }

@@ -781,4 +781,102 @@ mod tests {
             Some("erased")
         );
     }
+
+    #[pg_test]
+    fn key_values_compare_in_their_own_type() {
+        use crate::keys;
+        let t = |name: &str| {
+            Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regtype::oid", &[name.into()])
+                .unwrap()
+                .unwrap()
+        };
+        let canon = |ty: &str, id: &str| keys::canonical(t(ty), id).unwrap();
+        assert_eq!(
+            canon("uuid", "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11").as_deref(),
+            Some("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11")
+        );
+        assert_eq!(canon("bigint", " 0042").as_deref(), Some("42"));
+        assert_eq!(canon("integer", "99999999999"), None, "out of range");
+        assert_eq!(canon("bigint", "forty-two"), None);
+        assert_eq!(canon("uuid", "42"), None);
+        assert_eq!(canon("character", "K-1").as_deref(), Some("K-1"));
+        assert_eq!(
+            canon("text", "nul\0byte"),
+            None,
+            "no text value holds a NUL"
+        );
+        // A row's value compares by the type's equality and collation.
+        Spi::run(
+            "CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+             CREATE TABLE kv (c character(8), h text COLLATE nocase);
+             INSERT INTO kv VALUES ('K-1', 'alice');",
+        )
+        .unwrap();
+        let collation =
+            Spi::get_one::<pg_sys::Oid>("SELECT oid FROM pg_collation WHERE collname = 'nocase'")
+                .unwrap()
+                .unwrap();
+        Spi::connect(|client| {
+            let row = client
+                .select("SELECT c, h FROM kv", None, &[])
+                .unwrap()
+                .first();
+            let c = row.get_datum_by_ordinal(1).unwrap().unwrap();
+            let h = row.get_datum_by_ordinal(2).unwrap().unwrap();
+            unsafe {
+                assert!(keys::equals(t("character"), pg_sys::Oid::INVALID, c, "K-1").unwrap());
+                assert!(keys::equals(t("text"), collation, h, "ALICE").unwrap());
+                assert!(
+                    !keys::equals(t("text"), pg_sys::DEFAULT_COLLATION_OID, h, "ALICE").unwrap()
+                );
+                assert!(!keys::equals(t("character"), pg_sys::Oid::INVALID, c, "K-2").unwrap());
+            }
+        });
+    }
+
+    #[pg_test]
+    fn the_extension_parses_under_a_pinned_search_path() {
+        Spi::run(
+            "CREATE SCHEMA evil;
+             CREATE TABLE evil.calls (n int);
+             CREATE FUNCTION evil.eq(oid, oid) RETURNS boolean LANGUAGE sql
+                 AS 'INSERT INTO evil.calls VALUES (1) RETURNING $1 OPERATOR(pg_catalog.=) $2';
+             CREATE OPERATOR evil.= (LEFTARG = oid, RIGHTARG = oid, FUNCTION = evil.eq);
+             CREATE TEMP TABLE pg_class (oid oid);
+             SET search_path = evil, pg_temp, pg_catalog;",
+        )
+        .unwrap();
+        let calls = || Spi::get_one::<i64>("SELECT pg_catalog.count(*) FROM evil.calls").unwrap();
+        // Unpinned, the caller's operator and temporary table win...
+        Spi::run("SELECT 1 FROM pg_class WHERE oid = 1::oid").unwrap();
+        Spi::run("SELECT 1::oid = 1::oid").unwrap();
+        assert_eq!(calls(), Some(1));
+        // ... pinned, the catalog's.
+        let found = crate::namespace::pinned(|| {
+            Spi::get_one::<i64>(
+                "SELECT count(*) FROM pg_class WHERE oid = 'pg_catalog.pg_class'::regclass",
+            )
+            .unwrap()
+        });
+        assert_eq!(
+            found,
+            Some(1),
+            "pg_class is the catalog, not the temporary table"
+        );
+        assert_eq!(
+            calls(),
+            Some(1),
+            "the caller's operator ran under the pinned path"
+        );
+        // Nested pins and errors inside leave the caller's path as it was.
+        let failed = crate::subxact::run(|| {
+            crate::namespace::pinned(|| {
+                crate::namespace::pinned(|| crate::spi::exec("SELECT 1 / 0", &[]))
+            })
+        });
+        assert_eq!(failed.unwrap_err().sqlstate, "22012");
+        Spi::run("SELECT 1::oid = 1::oid").unwrap();
+        assert_eq!(calls(), Some(2), "the caller's path is back");
+        Spi::run("RESET search_path").unwrap();
+    }
 }
