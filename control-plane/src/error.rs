@@ -4,8 +4,10 @@
 //! `?`: the SQLSTATE raised by PostgreSQL (including the extension's own
 //! `LC` class) decides the HTTP status and the machine-readable `code`, and
 //! the database message, detail and hint are passed through to the client.
-//! SQLSTATEs that are not in the table are treated as internal errors: the
-//! client only sees `"internal error"`, the full error is logged.
+//! Both come from the product's error codes, [`lifecycle_core::Code`]
+//! (documented in `docs/sqlstates.md`). SQLSTATEs that are not there, and
+//! `XX000`, are treated as internal errors: the client only sees
+//! `"internal error"`, the full error is logged.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +17,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deadpool_postgres::PoolError;
+use lifecycle_core::Code;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::DbError;
 
@@ -30,10 +33,10 @@ pub const CODE_DATABASE_UNAVAILABLE: &str = "database_unavailable";
 /// Message sent to clients for every error whose details are hidden.
 pub const INTERNAL_MESSAGE: &str = "internal error";
 
-/// One row of the SQLSTATE mapping table.
+/// How the control plane answers one SQLSTATE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SqlStateMapping {
-    /// Five-character SQLSTATE.
+    /// Five-character SQLSTATE (`08000` for every SQLSTATE of class `08`).
     pub sqlstate: &'static str,
     /// Machine-readable error code sent to clients (snake_case).
     pub code: &'static str,
@@ -41,113 +44,29 @@ pub struct SqlStateMapping {
     pub status: StatusCode,
 }
 
-const fn map(sqlstate: &'static str, code: &'static str, status: StatusCode) -> SqlStateMapping {
-    SqlStateMapping {
-        sqlstate,
-        code,
-        status,
+impl SqlStateMapping {
+    /// The mapping of one of the product's codes; `None` for a code whose
+    /// status is 500, which is answered as an internal error (text hidden).
+    fn of(code: Code) -> Option<Self> {
+        let status = StatusCode::from_u16(code.http_status()).ok()?;
+        (status != StatusCode::INTERNAL_SERVER_ERROR).then_some(SqlStateMapping {
+            sqlstate: code.sqlstate(),
+            code: code.name(),
+            status,
+        })
     }
 }
 
-/// SQLSTATEs with a dedicated HTTP status. Class `08` (connection
-/// exceptions) is handled as a whole by [`sqlstate_mapping`]; every other
-/// SQLSTATE is an internal error (500).
-pub const SQLSTATE_TABLE: &[SqlStateMapping] = &[
-    // Extension errors (class LC), see the extension's error documentation.
-    map("LC001", "held_row_modification", StatusCode::LOCKED),
-    map("LC002", "held_table_truncate", StatusCode::LOCKED),
-    map("LC003", "held_table_drop", StatusCode::LOCKED),
-    map("LC004", "guard_tampering", StatusCode::FORBIDDEN),
-    map("LC005", "audit_log_append_only", StatusCode::FORBIDDEN),
-    map("LC006", "legal_hold_immutable", StatusCode::FORBIDDEN),
-    map("LC007", "held_table_alter", StatusCode::LOCKED),
-    map("LC008", "extension_table_write", StatusCode::FORBIDDEN),
-    map("LC010", "data_map_conflict", StatusCode::CONFLICT),
-    map("LC011", "data_map_column_in_use", StatusCode::CONFLICT),
-    map("LC012", "not_registered", StatusCode::NOT_FOUND),
-    map("LC020", "hold_not_found", StatusCode::NOT_FOUND),
-    map("LC021", "hold_already_released", StatusCode::CONFLICT),
-    map(
-        "LC022",
-        "unknown_scope_type",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map("LC030", "invalid_job_transition", StatusCode::CONFLICT),
-    map("LC031", "approver_is_requester", StatusCode::FORBIDDEN),
-    map(
-        "LC032",
-        "unknown_target_type",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map("LC033", "target_not_found", StatusCode::NOT_FOUND),
-    map("LC034", "last_admin", StatusCode::CONFLICT),
-    map("LC035", "job_not_found", StatusCode::NOT_FOUND),
-    map("LC036", "duplicate_request", StatusCode::CONFLICT),
-    map("LC037", "target_already_erased", StatusCode::CONFLICT),
-    map("LC038", "target_not_erased", StatusCode::CONFLICT),
-    map("LC039", "job_lease_held", StatusCode::CONFLICT),
-    map("LC040", "unmapped_reference", StatusCode::CONFLICT),
-    map("LC041", "erasure_incomplete", StatusCode::CONFLICT),
-    // Standard PostgreSQL errors.
-    map("0A000", "feature_not_supported", StatusCode::CONFLICT),
-    map(
-        "22023",
-        "invalid_parameter_value",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map(
-        "22004",
-        "null_value_not_allowed",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map(
-        "22P02",
-        "invalid_text_representation",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map(
-        "42703",
-        "undefined_column",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map(
-        "42804",
-        "datatype_mismatch",
-        StatusCode::UNPROCESSABLE_ENTITY,
-    ),
-    map("42P01", "undefined_table", StatusCode::NOT_FOUND),
-    map("42501", "insufficient_privilege", StatusCode::FORBIDDEN),
-    map("23505", "unique_violation", StatusCode::CONFLICT),
-    // Retryable.
-    map(
-        "40001",
-        "serialization_failure",
-        StatusCode::SERVICE_UNAVAILABLE,
-    ),
-    map(
-        "40P01",
-        "deadlock_detected",
-        StatusCode::SERVICE_UNAVAILABLE,
-    ),
-    map("57014", "query_canceled", StatusCode::SERVICE_UNAVAILABLE),
-];
+/// Every SQLSTATE with a dedicated HTTP status, in the order of
+/// [`Code::ALL`].
+pub fn sqlstate_table() -> impl Iterator<Item = SqlStateMapping> {
+    Code::ALL.iter().copied().filter_map(SqlStateMapping::of)
+}
 
-/// Mapping for class `08` (connection exception) SQLSTATEs.
-const CONNECTION_EXCEPTION: SqlStateMapping = map(
-    "08000",
-    "connection_exception",
-    StatusCode::SERVICE_UNAVAILABLE,
-);
-
-/// Look up the mapping of a SQLSTATE. `None` means "internal error".
+/// Look up the mapping of a SQLSTATE (class `08` is mapped as a whole, see
+/// [`Code::from_sqlstate`]). `None` means "internal error".
 pub fn sqlstate_mapping(sqlstate: &str) -> Option<SqlStateMapping> {
-    if let Some(mapping) = SQLSTATE_TABLE.iter().find(|m| m.sqlstate == sqlstate) {
-        return Some(*mapping);
-    }
-    if sqlstate.len() == 5 && sqlstate.starts_with("08") {
-        return Some(CONNECTION_EXCEPTION);
-    }
-    None
+    Code::from_sqlstate(sqlstate).and_then(SqlStateMapping::of)
 }
 
 /// HTTP status for a SQLSTATE (500 for anything not in the table).
@@ -541,13 +460,13 @@ mod tests {
     #[test]
     fn documented_sqlstates_map_to_documented_statuses() {
         let expected: &[(&str, u16, &str)] = &[
-            ("LC001", 423, "held_row_modification"),
-            ("LC002", 423, "held_table_truncate"),
-            ("LC003", 423, "held_table_drop"),
+            ("LC001", 409, "held_row_modification"),
+            ("LC002", 409, "held_table_truncate"),
+            ("LC003", 409, "held_table_drop"),
             ("LC004", 403, "guard_tampering"),
             ("LC005", 403, "audit_log_append_only"),
             ("LC006", 403, "legal_hold_immutable"),
-            ("LC007", 423, "held_table_alter"),
+            ("LC007", 409, "held_table_alter"),
             ("LC008", 403, "extension_table_write"),
             ("LC010", 409, "data_map_conflict"),
             ("LC011", 409, "data_map_column_in_use"),
@@ -590,7 +509,7 @@ mod tests {
             assert_eq!(code_for_sqlstate(sqlstate), code, "{sqlstate}");
         }
         // Every table row is covered above.
-        for row in SQLSTATE_TABLE {
+        for row in sqlstate_table() {
             assert!(
                 expected.iter().any(|(s, _, _)| *s == row.sqlstate),
                 "untested table row {row:?}"
@@ -612,20 +531,28 @@ mod tests {
         }
     }
 
+    /// The table is the core's codes: each with its own status and name,
+    /// except the internal error, which stays hidden.
     #[test]
-    fn table_is_well_formed() {
-        for (i, row) in SQLSTATE_TABLE.iter().enumerate() {
-            assert_eq!(row.sqlstate.len(), 5, "{row:?}");
-            assert!(
-                row.code.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
-                "{row:?}"
-            );
-            assert_ne!(row.status, StatusCode::INTERNAL_SERVER_ERROR, "{row:?}");
-            assert!(
-                SQLSTATE_TABLE[i + 1..]
-                    .iter()
-                    .all(|other| other.sqlstate != row.sqlstate),
-                "duplicate {row:?}"
+    fn table_follows_the_core_codes() {
+        for code in Code::ALL {
+            let mapping = sqlstate_mapping(code.sqlstate());
+            if *code == Code::InternalError {
+                assert_eq!(mapping, None);
+                continue;
+            }
+            let mapping = mapping.expect("mapped");
+            assert_eq!(mapping.sqlstate, code.sqlstate());
+            assert_eq!(mapping.code, code.name());
+            assert_eq!(mapping.status.as_u16(), code.http_status());
+        }
+        assert_eq!(sqlstate_table().count(), Code::ALL.len() - 1);
+        // The brief: a legal hold or a last-admin refusal is 409.
+        for sqlstate in ["LC001", "LC002", "LC003", "LC007", "LC034"] {
+            assert_eq!(
+                status_for_sqlstate(sqlstate),
+                StatusCode::CONFLICT,
+                "{sqlstate}"
             );
         }
     }
@@ -639,7 +566,7 @@ mod tests {
             serde_json::json!({"error": {"code": "not_found", "message": "no such hold"}})
         );
 
-        let err = ApiError::new(StatusCode::LOCKED, "held_row_modification", "held")
+        let err = ApiError::new(StatusCode::CONFLICT, "held_row_modification", "held")
             .with_detail("d")
             .with_hint("h")
             .with_sqlstate("LC001");

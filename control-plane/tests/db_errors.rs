@@ -58,10 +58,10 @@ async fn extension_sqlstate_keeps_message_detail_and_hint() {
         "DO $$BEGIN RAISE EXCEPTION 'held' USING ERRCODE = 'LC001', DETAIL = 'd', HINT = 'h'; END$$",
     )
     .await;
-    assert_eq!(err.status(), StatusCode::LOCKED);
+    assert_eq!(err.status(), StatusCode::CONFLICT);
 
     let (status, body) = render(err).await;
-    assert_eq!(status, StatusCode::LOCKED);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(
         body,
         json!({"error": {
@@ -79,7 +79,7 @@ async fn every_extension_sqlstate_round_trips_through_the_server() {
     let db = TestDatabase::create().await;
     let client = db.connect().await;
 
-    for row in lifecycled::error::SQLSTATE_TABLE {
+    for row in lifecycled::error::sqlstate_table() {
         let err = api_error_for(
             &client,
             &format!(

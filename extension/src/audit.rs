@@ -13,16 +13,20 @@
 //! (when its subject is erased) clears those fields and the salt but keeps
 //! the digest, so the chain still verifies while the data is gone and the
 //! digest cannot be brute-forced back to it.
+//!
+//! The hashes themselves (genesis, event hash, personal digest) are
+//! [`lifecycle_core::audit`]'s; this module stores and walks the chains.
 
 use pgrx::datum::TimestampWithTimeZone;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use pgrx::pg_sys::PgOid;
 use pgrx::spi::OwnedPreparedStatement;
+
+use lifecycle_core::audit::{event_hash, genesis, personal_digest};
 
 use crate::error::{LcError, LcResult};
 use crate::privilege;
@@ -41,70 +45,6 @@ pub struct Event<'a> {
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub reason: Option<&'a str>,
-}
-
-/// The genesis hash of chain `n`.
-pub fn genesis(chain: i32) -> Vec<u8> {
-    Sha256::digest(format!("lifecycle audit chain {chain}").as_bytes()).to_vec()
-}
-
-fn put(h: &mut Sha256, field: Option<&[u8]>) {
-    match field {
-        None => h.update([0u8]),
-        Some(b) => {
-            h.update([1u8]);
-            h.update((b.len() as u64).to_be_bytes());
-            h.update(b);
-        }
-    }
-}
-
-/// Digest of the personal fields, salted.
-pub fn personal_digest(
-    salt: &[u8],
-    actor: Option<&str>,
-    ip: Option<&str>,
-    user_agent: Option<&str>,
-    reason: Option<&str>,
-    details: &str,
-) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(b"lifecycle-audit-personal-v1");
-    put(&mut h, Some(salt));
-    put(&mut h, actor.map(str::as_bytes));
-    put(&mut h, ip.map(str::as_bytes));
-    put(&mut h, user_agent.map(str::as_bytes));
-    put(&mut h, reason.map(str::as_bytes));
-    put(&mut h, Some(details.as_bytes()));
-    h.finalize().to_vec()
-}
-
-/// Hash of one event: covers the previous hash, the public fields and the
-/// personal digest.
-#[allow(clippy::too_many_arguments)]
-pub fn event_hash(
-    prev: &[u8],
-    id: i64,
-    chain: i32,
-    occurred_at: i64,
-    event_type: &str,
-    subject_type: Option<&str>,
-    subject_id: Option<&str>,
-    tenant_id: Option<&str>,
-    personal: &[u8],
-) -> Vec<u8> {
-    let mut h = Sha256::new();
-    h.update(b"lifecycle-audit-event-v1");
-    put(&mut h, Some(prev));
-    h.update(id.to_be_bytes());
-    h.update(chain.to_be_bytes());
-    h.update(occurred_at.to_be_bytes());
-    put(&mut h, Some(event_type.as_bytes()));
-    put(&mut h, subject_type.map(str::as_bytes));
-    put(&mut h, subject_id.map(str::as_bytes));
-    put(&mut h, tenant_id.map(str::as_bytes));
-    put(&mut h, Some(personal));
-    h.finalize().to_vec()
 }
 
 fn random_salt() -> LcResult<Vec<u8>> {

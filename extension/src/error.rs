@@ -7,13 +7,16 @@
 //! single place where an `LcError` becomes a PostgreSQL `ERROR`; every
 //! `#[pg_extern]` and trigger entry point runs its body inside it.
 //!
-//! The table of codes is documented in `docs/sqlstates.md`; the two must agree
-//! (a test checks that every code below is listed there).
+//! The codes themselves (SQLSTATE, condition name, HTTP status) are
+//! [`lifecycle_core::Code`]; `docs/sqlstates.md` documents them, and a test
+//! in the core crate checks that the two agree.
 
 use std::cell::RefCell;
 use std::ffi::CString;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
+use lifecycle_core::jobs::STATE_MACHINE;
+use lifecycle_core::Code;
 use pgrx::pg_sys;
 
 /// An error the extension raises on purpose.
@@ -27,52 +30,10 @@ pub struct LcError {
 
 pub type LcResult<T> = Result<T, LcError>;
 
-/// The extension's SQLSTATEs, with their condition names, as documented.
-pub const CODES: &[(&str, &str)] = &[
-    ("LC001", "held_row_modification"),
-    ("LC002", "held_table_truncate"),
-    ("LC003", "held_table_drop"),
-    ("LC004", "guard_tampering"),
-    ("LC005", "audit_log_append_only"),
-    ("LC006", "legal_hold_immutable"),
-    ("LC007", "held_table_alter"),
-    ("LC008", "extension_table_write"),
-    ("LC010", "data_map_conflict"),
-    ("LC011", "data_map_column_in_use"),
-    ("LC012", "not_registered"),
-    ("LC020", "hold_not_found"),
-    ("LC021", "hold_already_released"),
-    ("LC022", "unknown_scope_type"),
-    ("LC030", "invalid_job_transition"),
-    ("LC031", "approver_is_requester"),
-    ("LC032", "unknown_target_type"),
-    ("LC033", "target_not_found"),
-    ("LC034", "last_admin"),
-    ("LC035", "job_not_found"),
-    ("LC036", "duplicate_request"),
-    ("LC037", "target_already_erased"),
-    ("LC038", "target_not_erased"),
-    ("LC039", "job_lease_held"),
-    ("LC040", "unmapped_reference"),
-    ("LC041", "erasure_incomplete"),
-    ("0A000", "feature_not_supported"),
-    ("22023", "invalid_parameter_value"),
-    ("22P02", "invalid_text_representation"),
-    ("22004", "null_value_not_allowed"),
-    ("42703", "undefined_column"),
-    ("42804", "datatype_mismatch"),
-    ("42501", "insufficient_privilege"),
-    ("XX000", "internal_error"),
-];
-
-/// The job state machine, as the DETAIL of refused job actions.
-const JOB_STATES: &str = "Jobs go pending -> approved -> processing -> completed | failed; \
-                          pending -> rejected; pending or approved -> cancelled.";
-
 impl LcError {
-    fn new(sqlstate: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: Code, message: impl Into<String>) -> Self {
         LcError {
-            sqlstate,
+            sqlstate: code.sqlstate(),
             message: message.into(),
             detail: None,
             hint: None,
@@ -94,7 +55,7 @@ impl LcError {
     /// LC001: a DELETE or UPDATE reached a row that a legal hold covers.
     pub fn held_row_modification(operation: &str, table: &str) -> Self {
         Self::new(
-            "LC001",
+            Code::HeldRowModification,
             format!("cannot {operation} row of table {table}: it is under legal hold"),
         )
     }
@@ -102,7 +63,7 @@ impl LcError {
     /// LC002: TRUNCATE of a table that holds rows under legal hold.
     pub fn held_table_truncate(table: &str) -> Self {
         Self::new(
-            "LC002",
+            Code::HeldTableTruncate,
             format!("cannot truncate table {table}: it holds rows under legal hold"),
         )
     }
@@ -111,7 +72,7 @@ impl LcError {
     /// under legal hold.
     pub fn held_table_drop(action: &str, table: &str) -> Self {
         Self::new(
-            "LC003",
+            Code::HeldTableDrop,
             format!("cannot {action} table {table}: it may hold rows under legal hold"),
         )
     }
@@ -120,7 +81,7 @@ impl LcError {
     /// is not a superuser.
     pub fn guard_tampering(action: &str, trigger: &str, table: &str) -> Self {
         Self::new(
-            "LC004",
+            Code::GuardTampering,
             format!(
                 "cannot {action} trigger \"{trigger}\" on table {table}: it is a lifecycle guard"
             ),
@@ -130,7 +91,7 @@ impl LcError {
     /// LC005: UPDATE, DELETE or TRUNCATE of the audit log.
     pub fn audit_log_append_only(operation: &str) -> Self {
         Self::new(
-            "LC005",
+            Code::AuditLogAppendOnly,
             format!("cannot {operation} lifecycle.audit_log: the audit log is append-only"),
         )
         .detail("Audit events are hash-chained; changing or removing one breaks the chain.")
@@ -140,7 +101,7 @@ impl LcError {
     /// LC006: direct modification of the legal holds table.
     pub fn legal_hold_immutable(operation: &str) -> Self {
         Self::new(
-            "LC006",
+            Code::LegalHoldImmutable,
             format!("cannot {operation} lifecycle.legal_holds directly"),
         )
         .detail("Legal holds are records: they are placed and released, never edited or deleted.")
@@ -154,7 +115,7 @@ impl LcError {
     /// the held rows are ("the table", "its partition app.posts_2026").
     pub fn held_table_alter(action: &str, holder: &str) -> Self {
         Self::new(
-            "LC007",
+            Code::HeldTableAlter,
             format!("cannot {action}: {holder} holds rows under legal hold"),
         )
     }
@@ -164,7 +125,7 @@ impl LcError {
     /// was granted on them.
     pub fn extension_table_write(operation: &str, table: &str) -> Self {
         Self::new(
-            "LC008",
+            Code::ExtensionTableWrite,
             format!(
                 "cannot {operation} {table}: the extension's tables change only through its functions"
             ),
@@ -175,13 +136,13 @@ impl LcError {
 
     /// LC010: a registration that contradicts an existing one.
     pub fn data_map_conflict(message: impl Into<String>) -> Self {
-        Self::new("LC010", message)
+        Self::new(Code::DataMapConflict, message)
     }
 
     /// LC011: DDL that would break a column the data map relies on.
     pub fn data_map_column_in_use(table: &str, column: &str, role: &str) -> Self {
         Self::new(
-            "LC011",
+            Code::DataMapColumnInUse,
             format!("column \"{column}\" of table {table} is used by the lifecycle data map"),
         )
         .detail(format!("The data map uses it as {role}."))
@@ -191,7 +152,7 @@ impl LcError {
     /// LC012: an operation on a table the data map does not know.
     pub fn not_registered(table: &str) -> Self {
         Self::new(
-            "LC012",
+            Code::NotRegistered,
             format!("table {table} is not registered in the lifecycle data map"),
         )
         .hint(
@@ -203,20 +164,26 @@ impl LcError {
 
     /// LC020: release of a hold id that does not exist.
     pub fn hold_not_found(id: &str) -> Self {
-        Self::new("LC020", format!("legal hold {id} does not exist"))
-            .hint("List holds with SELECT * FROM lifecycle.legal_holds.")
+        Self::new(
+            Code::HoldNotFound,
+            format!("legal hold {id} does not exist"),
+        )
+        .hint("List holds with SELECT * FROM lifecycle.legal_holds.")
     }
 
     /// LC021: release of a hold that was already released.
     pub fn hold_already_released(id: &str, at: &str, by: &str) -> Self {
-        Self::new("LC021", format!("legal hold {id} is already released"))
-            .detail(format!("It was released at {at} by {by}."))
-            .hint("Nothing to do; place a new hold if one is needed.")
+        Self::new(
+            Code::HoldAlreadyReleased,
+            format!("legal hold {id} is already released"),
+        )
+        .detail(format!("It was released at {at} by {by}."))
+        .hint("Nothing to do; place a new hold if one is needed.")
     }
 
     /// LC022: a hold whose scope type no registered table maps to a column.
     pub fn unknown_scope_type(scope_type: &str, known: &[String]) -> Self {
-        Self::new("LC022", format!("unknown legal hold scope type \"{scope_type}\""))
+        Self::new(Code::UnknownScopeType, format!("unknown legal hold scope type \"{scope_type}\""))
             .detail(if known.is_empty() {
                 "The data map is empty: no table maps any scope to a column.".to_string()
             } else {
@@ -230,25 +197,25 @@ impl LcError {
     /// LC030: a job state change the state machine does not allow.
     pub fn invalid_job_transition(job: &str, from: &str, to: &str) -> Self {
         Self::new(
-            "LC030",
+            Code::InvalidJobTransition,
             format!("cannot move job {job} from {from} to {to}"),
         )
-        .detail(JOB_STATES)
+        .detail(STATE_MACHINE)
     }
 
     /// LC030: an action on a job whose status does not allow it.
     pub fn job_not_in_state(job: &str, action: &str, status: &str) -> Self {
         Self::new(
-            "LC030",
+            Code::InvalidJobTransition,
             format!("cannot {action} job {job}: it is {status}"),
         )
-        .detail(JOB_STATES)
+        .detail(STATE_MACHINE)
     }
 
     /// LC031: the approver of a job is the one who requested it.
     pub fn approver_is_requester(job: &str, who: &str) -> Self {
         Self::new(
-            "LC031",
+            Code::ApproverIsRequester,
             format!("job {job} cannot be approved by its requester"),
         )
         .detail(format!("\"{who}\" requested the job."))
@@ -258,19 +225,22 @@ impl LcError {
     /// LC032: a target type that is neither a registered subject type nor
     /// 'tenant'.
     pub fn unknown_target_type(target_type: &str, known: &[String]) -> Self {
-        Self::new("LC032", format!("unknown target type \"{target_type}\""))
-            .detail(if known.is_empty() {
-                "The data map has no subject table.".to_string()
-            } else {
-                format!("Known target types: {}.", known.join(", "))
-            })
-            .hint("Use 'tenant' or a subject type registered with lifecycle.register_subject().")
+        Self::new(
+            Code::UnknownTargetType,
+            format!("unknown target type \"{target_type}\""),
+        )
+        .detail(if known.is_empty() {
+            "The data map has no subject table.".to_string()
+        } else {
+            format!("Known target types: {}.", known.join(", "))
+        })
+        .hint("Use 'tenant' or a subject type registered with lifecycle.register_subject().")
     }
 
     /// LC033: the target of a request does not exist.
     pub fn target_not_found(target_type: &str, target_id: &str, table: &str) -> Self {
         Self::new(
-            "LC033",
+            Code::TargetNotFound,
             format!("{target_type} \"{target_id}\" does not exist"),
         )
         .detail(format!("No row of {table} has this id."))
@@ -281,7 +251,7 @@ impl LcError {
     /// decision for each of them.
     pub fn last_admin(target_type: &str, target_id: &str, tenants: &[String]) -> Self {
         Self::new(
-            "LC034",
+            Code::LastAdmin,
             format!(
                 "{target_type} \"{target_id}\" is the last admin of {} workspace{}",
                 tenants.len(),
@@ -297,7 +267,7 @@ impl LcError {
 
     /// LC035: a job id that does not exist.
     pub fn job_not_found(id: &str) -> Self {
-        Self::new("LC035", format!("job {id} does not exist"))
+        Self::new(Code::JobNotFound, format!("job {id} does not exist"))
             .detail("No row of lifecycle.jobs has this id.")
             .hint("List jobs with SELECT * FROM lifecycle.jobs.")
     }
@@ -306,7 +276,7 @@ impl LcError {
     /// same kind.
     pub fn duplicate_request(kind: &str, target: &str, job: &str, status: &str) -> Self {
         Self::new(
-            "LC036",
+            Code::DuplicateRequest,
             format!("{target} already has an open {kind} request"),
         )
         .detail(format!("Job {job} is {status}."))
@@ -315,14 +285,17 @@ impl LcError {
 
     /// LC037: an erasure of a target that is already erased.
     pub fn target_already_erased(target: &str, job: &str) -> Self {
-        Self::new("LC037", format!("{target} is already erased"))
-            .detail(format!("Job {job} erased it."))
-            .hint("Request a purge with lifecycle.request_purge() to remove what erasure kept.")
+        Self::new(
+            Code::TargetAlreadyErased,
+            format!("{target} is already erased"),
+        )
+        .detail(format!("Job {job} erased it."))
+        .hint("Request a purge with lifecycle.request_purge() to remove what erasure kept.")
     }
 
     /// LC038: a purge of a target that was never erased.
     pub fn target_not_erased(target: &str) -> Self {
-        Self::new("LC038", format!("{target} is not erased"))
+        Self::new(Code::TargetNotErased, format!("{target} is not erased"))
             .detail("Purge removes what an erasure kept; there was no completed erasure.")
             .hint("Request an erasure with lifecycle.request_erasure() first.")
     }
@@ -330,7 +303,7 @@ impl LcError {
     /// LC039: a worker acted on a job another worker holds the lease of.
     pub fn job_lease_held(job: &str, worker: &str, until: &str) -> Self {
         Self::new(
-            "LC039",
+            Code::JobLeaseHeld,
             format!("job {job} is being processed by another worker"),
         )
         .detail(format!("Worker \"{worker}\" holds its lease until {until}."))
@@ -343,7 +316,7 @@ impl LcError {
     /// not know (a foreign key from it references rows being removed).
     pub fn unmapped_reference(table: &str, constraint: &str, target: &str) -> Self {
         Self::new(
-            "LC040",
+            Code::UnmappedReference,
             format!("cannot remove rows of {target}: rows of {table} reference them"),
         )
         .detail(format!(
@@ -355,7 +328,7 @@ impl LcError {
     /// LC041: the verification after an erasure still found the subject.
     pub fn erasure_incomplete(target: &str, findings: &str) -> Self {
         Self::new(
-            "LC041",
+            Code::ErasureIncomplete,
             format!("erasure of {target} left personal data behind"),
         )
         .detail(findings.to_string())
@@ -367,24 +340,24 @@ impl LcError {
     /// 0A000: a schema shape the guards cannot protect (inheritance
     /// children of a registered table).
     pub fn feature_not_supported(message: impl Into<String>) -> Self {
-        Self::new("0A000", message)
+        Self::new(Code::FeatureNotSupported, message)
     }
 
     /// 22023: a parameter has a value outside what the function accepts.
     pub fn invalid_parameter(message: impl Into<String>) -> Self {
-        Self::new("22023", message)
+        Self::new(Code::InvalidParameterValue, message)
     }
 
     /// 22P02: a value that is not valid input for the type it must be
     /// compared with (a legal hold's scope id that no key column can hold).
     pub fn invalid_text_representation(message: impl Into<String>) -> Self {
-        Self::new("22P02", message)
+        Self::new(Code::InvalidTextRepresentation, message)
     }
 
     /// 22004: NULL passed where a value is required.
     pub fn null_value(parameter: &str, function: &str) -> Self {
         Self::new(
-            "22004",
+            Code::NullValueNotAllowed,
             format!("parameter \"{parameter}\" of {function} must not be NULL"),
         )
     }
@@ -392,24 +365,24 @@ impl LcError {
     /// 42703: a column that does not exist.
     pub fn undefined_column(table: &str, column: &str) -> Self {
         Self::new(
-            "42703",
+            Code::UndefinedColumn,
             format!("column \"{column}\" of relation {table} does not exist"),
         )
     }
 
     /// 42804: a column whose type cannot serve the purpose it is registered for.
     pub fn datatype_mismatch(message: impl Into<String>) -> Self {
-        Self::new("42804", message)
+        Self::new(Code::DatatypeMismatch, message)
     }
 
     /// 42501: the caller may not do this.
     pub fn insufficient_privilege(message: impl Into<String>) -> Self {
-        Self::new("42501", message)
+        Self::new(Code::InsufficientPrivilege, message)
     }
 
     /// XX000: an unexpected failure inside the extension.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new("XX000", message)
+        Self::new(Code::InternalError, message)
     }
 }
 

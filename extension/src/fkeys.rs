@@ -1,12 +1,13 @@
 //! Foreign keys, read from `pg_constraint`: the order in which erasure
 //! removes rows, and which rows elsewhere point at rows it removes. Erasure
-//! never relies on `ON DELETE CASCADE`; it follows these edges itself.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! never relies on `ON DELETE CASCADE`; it follows these edges itself. The
+//! order itself is computed by [`lifecycle_core::order::delete_order`].
 
 use pgrx::pg_sys;
 
 use crate::error::LcResult;
+
+pub use lifecycle_core::order::delete_order;
 
 /// One foreign key: `referencing (cols) -> referenced (refcols)`. Tables are
 /// the roots of partition trees (a key declared on a partitioned table).
@@ -67,38 +68,4 @@ fn parse(v: &serde_json::Value) -> Option<ForeignKey> {
         refcols: strings("refcols"),
         nullable: v["nullable"].as_bool().unwrap_or(false),
     })
-}
-
-/// Order `tables` so that a table comes before every table it references
-/// (children before parents): the order in which to delete. Self-references
-/// are ignored; tables on a cycle keep their given order after the others.
-pub fn delete_order<T: Copy + Ord>(tables: &[T], edges: &[(T, T)]) -> Vec<T> {
-    let set: BTreeSet<T> = tables.iter().copied().collect();
-    // referenced -> number of tables in the set still referencing it
-    let mut waiting: BTreeMap<T, usize> = tables.iter().map(|t| (*t, 0)).collect();
-    let mut refs: BTreeMap<T, Vec<T>> = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for (from, to) in edges {
-        if from == to || !set.contains(from) || !set.contains(to) || !seen.insert((*from, *to)) {
-            continue;
-        }
-        *waiting.get_mut(to).expect("in set") += 1;
-        refs.entry(*from).or_default().push(*to);
-    }
-    let mut out = Vec::with_capacity(tables.len());
-    let mut done = BTreeSet::new();
-    loop {
-        let next = tables
-            .iter()
-            .find(|t| !done.contains(*t) && waiting[*t] == 0)
-            .copied();
-        let Some(t) = next else { break };
-        done.insert(t);
-        out.push(t);
-        for r in refs.get(&t).into_iter().flatten() {
-            *waiting.get_mut(r).expect("in set") -= 1;
-        }
-    }
-    out.extend(tables.iter().filter(|t| !done.contains(*t)).copied());
-    out
 }

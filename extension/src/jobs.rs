@@ -1,15 +1,9 @@
 //! Jobs: export, erasure and purge requests, their state machine, approvals,
 //! cooling-off, leases for workers and the runner that executes due jobs.
 //!
-//! State machine (also enforced by a trigger on `lifecycle.jobs`, see
-//! [`check_update`]):
-//!
-//! ```text
-//! pending -> approved -> processing -> completed | failed
-//! pending -> rejected                 (reason required)
-//! pending | approved -> cancelled
-//! processing -> approved              (handed back: blocked by a hold)
-//! ```
+//! The state machine is [`lifecycle_core::jobs`]'s; the trigger on
+//! `lifecycle.jobs` enforces it through [`check_update`]. Job types,
+//! statuses and the names of the audit events come from the core crate too.
 //!
 //! A job runs in a subtransaction of the caller's transaction: its database
 //! work is all or nothing, and a failing job does not undo the others run by
@@ -17,6 +11,9 @@
 //! `FOR UPDATE SKIP LOCKED` and a lease; a lease that expires gives a crashed
 //! worker's job to another.
 
+use lifecycle_core::events;
+use lifecycle_core::jobs::{start_allowed, transition_allowed, JobStatus, JobType};
+use lifecycle_core::Code;
 use serde_json::{json, Value};
 
 use crate::audit::{self, Event};
@@ -26,31 +23,6 @@ use crate::guard;
 use crate::privilege;
 use crate::spi;
 use crate::subxact;
-
-pub const STATUSES: &[&str] = &[
-    "pending",
-    "approved",
-    "processing",
-    "completed",
-    "failed",
-    "rejected",
-    "cancelled",
-];
-
-/// Whether the state machine allows `from -> to`.
-pub fn transition_allowed(from: &str, to: &str) -> bool {
-    matches!(
-        (from, to),
-        ("pending", "approved")
-            | ("pending", "rejected")
-            | ("pending", "cancelled")
-            | ("approved", "cancelled")
-            | ("approved", "processing")
-            | ("processing", "completed")
-            | ("processing", "failed")
-            | ("processing", "approved")
-    ) || (from == to && STATUSES.contains(&from))
-}
 
 /// The fields of a job row the trigger checks.
 #[derive(Debug, Default, Clone)]
@@ -73,7 +45,10 @@ pub struct JobRow {
 pub fn check_update(old: Option<&JobRow>, new: Option<&JobRow>) -> LcResult<()> {
     match (old, new) {
         (None, Some(n)) => {
-            let ok = n.status == "pending" || (n.status == "approved" && !n.requires_approval);
+            let ok = n
+                .status
+                .parse()
+                .is_ok_and(|status| start_allowed(status, n.requires_approval));
             if !ok {
                 return Err(LcError::invalid_job_transition(&n.id, "nothing", &n.status)
                     .hint("Create jobs with lifecycle.request_export(), request_erasure() or request_purge()."));
@@ -94,20 +69,20 @@ pub fn check_update(old: Option<&JobRow>, new: Option<&JobRow>) -> LcResult<()> 
                     .detail(format!("The {field} of a job never changes."))
                     .hint("Cancel the job and request a new one."));
             }
-            if !transition_allowed(&o.status, &n.status) {
+            let from = o.status.parse::<JobStatus>().ok();
+            let to = n.status.parse::<JobStatus>().ok();
+            if !from.zip(to).is_some_and(|(f, t)| transition_allowed(f, t)) {
                 return Err(
-                    LcError::invalid_job_transition(&o.id, &o.status, &n.status).hint(
-                        match o.status.as_str() {
-                            "completed" | "failed" | "rejected" | "cancelled" => {
-                                "The job is finished; request a new one if needed."
-                            }
-                            "processing" => "The job is running; wait for it to finish.",
-                            _ => "Use lifecycle.approve(), reject() or cancel().",
-                        },
-                    ),
+                    LcError::invalid_job_transition(&o.id, &o.status, &n.status).hint(match from {
+                        Some(f) if f.is_finished() => {
+                            "The job is finished; request a new one if needed."
+                        }
+                        Some(JobStatus::Processing) => "The job is running; wait for it to finish.",
+                        _ => "Use lifecycle.approve(), reject() or cancel().",
+                    }),
                 );
             }
-            if o.status == "pending" && n.status == "approved" {
+            if from == Some(JobStatus::Pending) && to == Some(JobStatus::Approved) {
                 match n.approved_by.as_deref() {
                     None => return Err(LcError::null_value("approved_by", "lifecycle.approve()")),
                     Some(a) if a == n.requested_by => {
@@ -116,7 +91,7 @@ pub fn check_update(old: Option<&JobRow>, new: Option<&JobRow>) -> LcResult<()> 
                     _ => {}
                 }
             }
-            if n.status == "rejected"
+            if to == Some(JobStatus::Rejected)
                 && n.rejection_reason
                     .as_deref()
                     .is_none_or(|r| r.trim().is_empty())
@@ -161,11 +136,11 @@ pub struct Request<'a> {
     pub workspaces: Option<Value>,
 }
 
-fn function_name(job_type: &str) -> &'static str {
+fn function_name(job_type: JobType) -> &'static str {
     match job_type {
-        "export" => "lifecycle.request_export()",
-        "erase" => "lifecycle.request_erasure()",
-        _ => "lifecycle.request_purge()",
+        JobType::Export => "lifecycle.request_export()",
+        JobType::Erase => "lifecycle.request_erasure()",
+        JobType::Purge => "lifecycle.request_purge()",
     }
 }
 
@@ -175,10 +150,21 @@ pub fn is_self_service(target_type: &str, target_id: &str, requested_by: &str) -
     requested_by == target_id || requested_by == format!("{target_type}:{target_id}")
 }
 
-fn event_prefix(target: &Target) -> &'static str {
-    match target {
-        Target::Tenant { .. } => "workspace",
-        Target::Subject { .. } => "account",
+/// The audit events of an erasure: requested, cancelled, done. A
+/// workspace's have their own names.
+fn erasure_events(workspace: bool) -> [&'static str; 3] {
+    if workspace {
+        [
+            events::WORKSPACE_DELETION_REQUESTED,
+            events::WORKSPACE_DELETION_CANCELLED,
+            events::WORKSPACE_PERMANENTLY_DELETED,
+        ]
+    } else {
+        [
+            events::ACCOUNT_DELETION_REQUESTED,
+            events::ACCOUNT_DELETION_CANCELLED,
+            events::ACCOUNT_PERMANENTLY_DELETED,
+        ]
     }
 }
 
@@ -197,21 +183,29 @@ fn erased_by(target_type: &str, target_id: &str) -> LcResult<Option<String>> {
 fn open_job(
     target_type: &str,
     target_id: &str,
-    job_type: &str,
+    job_type: JobType,
 ) -> LcResult<Option<(String, String)>> {
     let (id, status) = spi::two::<String, String>(
         "SELECT id::text, status FROM lifecycle.jobs \
           WHERE target_type = $1 AND target_id = $2 AND job_type = $3 \
             AND status IN ('pending', 'approved', 'processing') AND result IS NULL \
           ORDER BY requested_at LIMIT 1",
-        &[target_type.into(), target_id.into(), job_type.into()],
+        &[
+            target_type.into(),
+            target_id.into(),
+            job_type.as_str().into(),
+        ],
     )?;
     Ok(id.zip(status))
 }
 
 /// Create a job; returns its id.
 pub fn request(r: Request<'_>) -> LcResult<String> {
-    let f = function_name(r.job_type);
+    let job_type: JobType = r
+        .job_type
+        .parse()
+        .map_err(|e| LcError::internal(format!("job request: {e}")))?;
+    let f = function_name(job_type);
     let target_type = require(r.target_type, "target_type", f)?;
     let target_id = require(r.target_id, "target_id", f)?;
     let requested_by = require(r.requested_by, "requested_by", f)?;
@@ -226,8 +220,8 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
             )
         }
     };
-    let cooling_off = match r.job_type {
-        "erase" => r
+    let cooling_off = match job_type {
+        JobType::Erase => r
             .cooling_off
             .clone()
             .ok_or_else(|| LcError::null_value("cooling_off", f))?,
@@ -255,8 +249,8 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
             &[format!("{tt}:{target_id}").as_str().into()],
         )?;
         let exists = erasure::target_exists(&target, target_id)?;
-        match r.job_type {
-            "erase" => {
+        match job_type {
+            JobType::Erase => {
                 if let Some(job) = erased_by(&tt, target_id)? {
                     return Err(LcError::target_already_erased(&target_desc, &job));
                 }
@@ -267,7 +261,7 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                         &target.table().name,
                     ));
                 }
-                if let Some((job, status)) = open_job(&tt, target_id, "erase")? {
+                if let Some((job, status)) = open_job(&tt, target_id, JobType::Erase)? {
                     return Err(LcError::duplicate_request(
                         "erasure",
                         &target_desc,
@@ -276,11 +270,11 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                     ));
                 }
             }
-            "purge" => {
+            JobType::Purge => {
                 if erased_by(&tt, target_id)?.is_none() {
                     return Err(LcError::target_not_erased(&target_desc));
                 }
-                if let Some((job, status)) = open_job(&tt, target_id, "purge")? {
+                if let Some((job, status)) = open_job(&tt, target_id, JobType::Purge)? {
                     return Err(LcError::duplicate_request(
                         "purge",
                         &target_desc,
@@ -289,7 +283,7 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                     ));
                 }
             }
-            _ => {
+            JobType::Export => {
                 if !exists {
                     return Err(LcError::target_not_found(
                         &tt,
@@ -316,7 +310,7 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
             }
         }
         let mut options = json!({});
-        if r.job_type == "erase" {
+        if job_type == JobType::Erase {
             if let Target::Subject { subject_type, .. } = &target {
                 options["workspaces"] =
                     last_admin_decisions(&map, subject_type, target_id, r.workspaces.as_ref())?;
@@ -326,12 +320,10 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                 ));
             }
         }
-        let requires_approval = r.requires_approval.unwrap_or(r.job_type != "export");
-        let status = if requires_approval {
-            "pending"
-        } else {
-            "approved"
-        };
+        let requires_approval = r
+            .requires_approval
+            .unwrap_or(job_type.requires_approval_by_default());
+        let status = JobStatus::initial(requires_approval);
         let row = spi::json(
             "INSERT INTO lifecycle.jobs (job_type, target_type, target_id, tenant_id, status, \
                     requested_by, reason, jurisdiction, requires_approval, approved_at, options, \
@@ -340,11 +332,11 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                      $10::jsonb, now() + $11::interval, now() + make_interval(days => $12)) \
              RETURNING jsonb_build_object('id', id, 'scheduled_for', scheduled_for, 'due_at', due_at)",
             &[
-                r.job_type.into(),
+                job_type.as_str().into(),
                 tt.as_str().into(),
                 target_id.into(),
                 r.tenant_id.into(),
-                status.into(),
+                status.as_str().into(),
                 requested_by.into(),
                 r.reason.into(),
                 jurisdiction.as_str().into(),
@@ -356,13 +348,16 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
         )?
         .ok_or_else(|| LcError::internal("INSERT INTO lifecycle.jobs returned no row"))?;
         let id = row["id"].as_str().unwrap_or_default().to_string();
-        let event_type = match r.job_type {
-            "erase" => format!("{}.deletion_requested", event_prefix(&target)),
-            "export" => "data.export_requested".to_string(),
-            _ => "data.purge_requested".to_string(),
+        let event_type = match job_type {
+            JobType::Erase => {
+                let [requested, ..] = erasure_events(matches!(target, Target::Tenant { .. }));
+                requested
+            }
+            JobType::Export => events::DATA_EXPORT_REQUESTED,
+            JobType::Purge => events::DATA_PURGE_REQUESTED,
         };
         audit::record(Event {
-            event_type: &event_type,
+            event_type,
             actor: Some(requested_by),
             subject_type: Some(&tt),
             subject_id: Some(target_id),
@@ -463,6 +458,16 @@ fn s<'a>(v: &'a Value, k: &str) -> &'a str {
     v[k].as_str().unwrap_or_default()
 }
 
+/// The status of a job row (`None` for a value the state machine does not know).
+fn status_of(job: &Value) -> Option<JobStatus> {
+    s(job, "status").parse().ok()
+}
+
+/// The type of a job row.
+fn type_of(job: &Value) -> Option<JobType> {
+    s(job, "job_type").parse().ok()
+}
+
 fn audit_job(
     event_type: &str,
     job: &Value,
@@ -492,7 +497,7 @@ pub fn approve(job_id: Option<&str>, approved_by: Option<&str>) -> LcResult<()> 
     let by = require(approved_by, "approved_by", F)?;
     privilege::as_extension_owner(|| {
         let job = lock_job(job_id)?;
-        if s(&job, "status") != "pending" {
+        if status_of(&job) != Some(JobStatus::Pending) {
             return Err(
                 LcError::job_not_in_state(job_id, "approve", s(&job, "status"))
                     .hint("Only pending jobs can be approved."),
@@ -506,7 +511,7 @@ pub fn approve(job_id: Option<&str>, approved_by: Option<&str>) -> LcResult<()> 
                     updated_at = now() WHERE id = $1::uuid",
             &[job_id.into(), by.into()],
         )?;
-        audit_job("job.approved", &job, by, None, json!({}))?;
+        audit_job(events::JOB_APPROVED, &job, by, None, json!({}))?;
         Ok(())
     })
 }
@@ -531,7 +536,7 @@ pub fn reject(
     };
     privilege::as_extension_owner(|| {
         let job = lock_job(job_id)?;
-        if s(&job, "status") != "pending" {
+        if status_of(&job) != Some(JobStatus::Pending) {
             return Err(
                 LcError::job_not_in_state(job_id, "reject", s(&job, "status"))
                     .hint("Only pending jobs can be rejected; cancel an approved job instead."),
@@ -542,7 +547,7 @@ pub fn reject(
                     rejection_reason = $3, finished_at = now(), updated_at = now() WHERE id = $1::uuid",
             &[job_id.into(), by.into(), reason.into()],
         )?;
-        audit_job("job.rejected", &job, by, Some(reason), json!({}))?;
+        audit_job(events::JOB_REJECTED, &job, by, Some(reason), json!({}))?;
         Ok(())
     })
 }
@@ -554,9 +559,10 @@ pub fn cancel(job_id: Option<&str>, cancelled_by: Option<&str>) -> LcResult<()> 
     privilege::as_extension_owner(|| {
         let job = lock_job(job_id)?;
         let status = s(&job, "status");
-        if status != "pending" && status != "approved" {
+        let cancellable = [JobStatus::Pending, JobStatus::Approved];
+        if !status_of(&job).is_some_and(|st| cancellable.contains(&st)) {
             return Err(LcError::job_not_in_state(job_id, "cancel", status).hint(
-                if status == "processing" {
+                if status_of(&job) == Some(JobStatus::Processing) {
                     "The job is running and can no longer be cancelled."
                 } else {
                     "The job is finished."
@@ -569,10 +575,12 @@ pub fn cancel(job_id: Option<&str>, cancelled_by: Option<&str>) -> LcResult<()> 
                     finished_at = now(), updated_at = now() WHERE id = $1::uuid",
             &[job_id.into(), by.into()],
         )?;
-        let event = match (s(&job, "job_type"), s(&job, "target_type")) {
-            ("erase", "tenant") => "workspace.deletion_cancelled",
-            ("erase", _) => "account.deletion_cancelled",
-            _ => "job.cancelled",
+        let event = match type_of(&job) {
+            Some(JobType::Erase) => {
+                let [_, cancelled, _] = erasure_events(s(&job, "target_type") == "tenant");
+                cancelled
+            }
+            _ => events::JOB_CANCELLED,
         };
         audit_job(event, &job, by, None, json!({}))?;
         Ok(())
@@ -643,7 +651,7 @@ fn mark_blocked(job: &Value, hold_id: &str, reason: &str) -> LcResult<()> {
     )?;
     if !was {
         audit_job(
-            "job.blocked_by_hold",
+            events::JOB_BLOCKED_BY_HOLD,
             job,
             "lifecycle",
             Some(reason),
@@ -681,7 +689,12 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
     });
     match attempt {
         Ok(o) => Ok(o),
-        Err(f) if matches!(f.sqlstate.as_str(), "LC001" | "LC002" | "LC003") => {
+        Err(f)
+            if matches!(
+                Code::from_sqlstate(&f.sqlstate),
+                Some(Code::HeldRowModification | Code::HeldTableTruncate | Code::HeldTableDrop)
+            ) =>
+        {
             let hold = hold_in_detail(f.detail.as_deref()).unwrap_or_default();
             if hold.is_empty() {
                 fail(job, &f)?;
@@ -744,7 +757,7 @@ fn fail(job: &Value, f: &subxact::Failure) -> LcResult<()> {
         ],
     )?;
     audit_job(
-        "job.failed",
+        events::JOB_FAILED,
         job,
         "lifecycle",
         None,
@@ -757,7 +770,11 @@ fn fail(job: &Value, f: &subxact::Failure) -> LcResult<()> {
 fn finish(job: &Value, receipt: &Value) -> LcResult<Outcome> {
     let id = s(job, "id");
     let steps = receipt["external_steps"].as_u64().unwrap_or(0);
-    let status = if steps > 0 { "processing" } else { "completed" };
+    let status = if steps > 0 {
+        JobStatus::Processing
+    } else {
+        JobStatus::Completed
+    };
     let digest = spi::one::<String>(
         "UPDATE lifecycle.jobs SET status = $2, result = $3::jsonb, \
                 result_digest = encode(sha256(convert_to($3::jsonb::text, 'UTF8')), 'hex'), \
@@ -766,7 +783,7 @@ fn finish(job: &Value, receipt: &Value) -> LcResult<Outcome> {
           WHERE id = $1::uuid RETURNING result_digest",
         &[
             id.into(),
-            status.into(),
+            status.as_str().into(),
             pgrx::JsonB(receipt.clone()).into(),
         ],
     )?
@@ -779,26 +796,16 @@ fn finish(job: &Value, receipt: &Value) -> LcResult<Outcome> {
         "external_steps_pending": steps,
         "retained": receipt["retained"],
     });
-    match s(job, "job_type") {
-        "erase" => {
-            let prefix = if target_type == "tenant" {
-                "workspace"
-            } else {
-                "account"
-            };
-            audit_job(
-                &format!("{prefix}.permanently_deleted"),
-                job,
-                requested_by,
-                None,
-                details.clone(),
-            )?;
+    match type_of(job) {
+        Some(JobType::Erase) => {
+            let [_, _, deleted] = erasure_events(target_type == "tenant");
+            audit_job(deleted, job, requested_by, None, details.clone())?;
             if target_type != "tenant" && !is_self_service(target_type, target_id, requested_by) {
-                audit_job("admin.user_deleted", job, requested_by, None, details)?;
+                audit_job(events::ADMIN_USER_DELETED, job, requested_by, None, details)?;
             }
         }
         _ => {
-            audit_job("data.purged", job, requested_by, None, details)?;
+            audit_job(events::DATA_PURGED, job, requested_by, None, details)?;
         }
     }
     Ok(if steps > 0 {
@@ -862,16 +869,16 @@ pub fn run_job(job_id: Option<&str>, worker: Option<&str>) -> LcResult<Value> {
                 std::process::id()
             )
         });
-        if s(&job, "job_type") == "export" {
+        if type_of(&job) == Some(JobType::Export) {
             return Err(LcError::job_not_in_state(job_id, "run", "an export job")
                 .detail("Export jobs are built by the control plane's worker.")
                 .hint("Claim it with lifecycle.claim_job() and finish it with lifecycle.complete_job()."));
         }
-        match status {
-            "completed" => return summary(job_id),
-            "approved" => {}
-            "processing" if !job["result"].is_null() => return summary(job_id),
-            "processing" => {
+        match status_of(&job) {
+            Some(JobStatus::Completed) => return summary(job_id),
+            Some(JobStatus::Approved) => {}
+            Some(JobStatus::Processing) if !job["result"].is_null() => return summary(job_id),
+            Some(JobStatus::Processing) => {
                 let holder = s(&job, "worker");
                 let expired = job["lease_expired"].as_bool().unwrap_or(true);
                 if !expired && Some(holder) != worker {
@@ -883,8 +890,8 @@ pub fn run_job(job_id: Option<&str>, worker: Option<&str>) -> LcResult<Value> {
                 }
             }
             other => {
-                return Err(LcError::job_not_in_state(job_id, "run", other).hint(
-                    if other == "pending" {
+                return Err(LcError::job_not_in_state(job_id, "run", status).hint(
+                    if other == Some(JobStatus::Pending) {
                         "Approve the job first with lifecycle.approve()."
                     } else {
                         "The job is finished."
@@ -934,7 +941,12 @@ pub fn claim_job(
             "lease must be positive: {lease}"
         )));
     }
-    let types = job_types.unwrap_or_else(|| vec!["export".into(), "erase".into(), "purge".into()]);
+    let types = job_types.unwrap_or_else(|| {
+        JobType::ALL
+            .iter()
+            .map(|t| t.as_str().to_string())
+            .collect()
+    });
     privilege::as_extension_owner(|| {
         spi::json(
             "WITH next AS ( \
@@ -981,7 +993,7 @@ pub fn renew_lease(
 
 fn require_lease(job: &Value, job_id: &str, worker: &str) -> LcResult<()> {
     let status = s(job, "status");
-    if status != "processing" {
+    if status_of(job) != Some(JobStatus::Processing) {
         return Err(
             LcError::job_not_in_state(job_id, "use the lease of", status)
                 .detail("Only a job a worker has claimed has a lease.")
@@ -1012,12 +1024,14 @@ pub fn complete_job(
     privilege::as_extension_owner(|| {
         let job = lock_job(job_id)?;
         require_lease(&job, job_id, worker)?;
-        if s(&job, "job_type") != "export" {
-            return Err(
-                LcError::invalid_job_transition(job_id, "processing", "completed")
-                    .detail("Erase and purge jobs are completed by the engine.")
-                    .hint("Run them with lifecycle.run_job() or lifecycle.run_due_jobs()."),
-            );
+        if type_of(&job) != Some(JobType::Export) {
+            return Err(LcError::invalid_job_transition(
+                job_id,
+                JobStatus::Processing.as_str(),
+                JobStatus::Completed.as_str(),
+            )
+            .detail("Erase and purge jobs are completed by the engine.")
+            .hint("Run them with lifecycle.run_job() or lifecycle.run_due_jobs()."));
         }
         spi::exec(
             "UPDATE lifecycle.jobs SET status = 'completed', result = $2::jsonb, \
@@ -1026,7 +1040,7 @@ pub fn complete_job(
               WHERE id = $1::uuid",
             &[job_id.into(), pgrx::JsonB(result).into()],
         )?;
-        audit_job("data.export_completed", &job, worker, None, json!({}))?;
+        audit_job(events::DATA_EXPORT_COMPLETED, &job, worker, None, json!({}))?;
         Ok(())
     })
 }
@@ -1043,7 +1057,7 @@ pub fn fail_job(job_id: Option<&str>, worker: Option<&str>, error: Option<&str>)
         fail(
             &job,
             &subxact::Failure {
-                sqlstate: "XX000".into(),
+                sqlstate: Code::InternalError.sqlstate().into(),
                 message: error.to_string(),
                 detail: Some(format!("reported by worker \"{worker}\"")),
                 hint: None,
@@ -1075,14 +1089,23 @@ pub fn confirm_step(step_id: Option<i64>, confirmed_by: Option<&str>) -> LcResul
             &[job_id.as_str().into()],
         )?
         .unwrap_or(0);
-        if pending == 0 && s(&job, "status") == "processing" && !job["result"].is_null() {
+        if pending == 0
+            && status_of(&job) == Some(JobStatus::Processing)
+            && !job["result"].is_null()
+        {
             spi::exec(
                 "UPDATE lifecycle.jobs SET status = 'completed', finished_at = now(), updated_at = now() \
                   WHERE id = $1::uuid",
                 &[job_id.as_str().into()],
             )?;
-            audit_job("job.external_steps_confirmed", &job, by, None, json!({}))?;
-            return Ok("completed".into());
+            audit_job(
+                events::JOB_EXTERNAL_STEPS_CONFIRMED,
+                &job,
+                by,
+                None,
+                json!({}),
+            )?;
+            return Ok(JobStatus::Completed.as_str().into());
         }
         Ok(s(&job, "status").to_string())
     })
