@@ -68,6 +68,26 @@ pub struct ScopeColumn {
     pub type_oid: pg_sys::Oid,
     /// The column's collation (`InvalidOid` for types without one).
     pub collation: pg_sys::Oid,
+    /// Set when the column links each row to a registered parent that
+    /// carries the scope (a post's channel, whose workspace is the post's):
+    /// the row's scope id is the parent's value.
+    pub via: Option<Via>,
+}
+
+/// A path through a parent: `column` of the row references the parent's
+/// key; the parent's `parent_column` holds the scope id.
+#[derive(Debug, Clone)]
+pub struct Via {
+    pub parent_name: String,
+    /// The parent's scope column: type (base) and collation.
+    pub parent_type: pg_sys::Oid,
+    pub parent_collation: pg_sys::Oid,
+    /// `SELECT EXISTS (...)`: does the parent row whose key is `$1` (text)
+    /// hold the scope id `$2` (text, canonical for `parent_type`)?
+    pub match_sql: String,
+    /// A condition on the row aliased `c`: its parent holds the scope id
+    /// `$1` (text) (for scans of a whole relation).
+    pub rows_sql: String,
 }
 
 /// What the guards need to know about one relation (a registered table or
@@ -169,7 +189,7 @@ const HOLDS_SLOT: usize = 0;
 
 /// The extension's own tables whose changes invalidate the caches. Slot 0 is
 /// `legal_holds`; the rest are the data map.
-const WATCHED_TABLES: [&str; 7] = [
+const WATCHED_TABLES: [&str; 8] = [
     "legal_holds",
     "subject_tables",
     "tenant_tables",
@@ -177,6 +197,7 @@ const WATCHED_TABLES: [&str; 7] = [
     "memberships",
     "scopes",
     "column_rules",
+    "links",
 ];
 
 fn bump(gen: &AtomicU64) {
@@ -435,8 +456,9 @@ pub const REGISTERED_ROOT_SQL: &str = "\
 
 /// Every (scope type, column) a registered relation maps, from the data map.
 pub const SCOPE_COLUMNS_SQL: &str = "\
-    SELECT scope_type, column_name::text FROM lifecycle.scope_columns WHERE relation = $1::regclass \
-     ORDER BY scope_type = 'tenant', scope_type, column_name";
+    SELECT scope_type, column_name::text, via_parent::pg_catalog.oid, via_key::text, via_column::text \
+      FROM lifecycle.scope_columns WHERE relation OPERATOR(pg_catalog.=) $1::pg_catalog.regclass \
+     ORDER BY scope_type OPERATOR(pg_catalog.=) 'tenant', scope_type, column_name";
 
 fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
     Spi::connect(|client| {
@@ -456,18 +478,32 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
         )?)?
         .unwrap_or_default();
         let mut scopes = Vec::new();
+        let mut found = Vec::new();
         for row in client.select(SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
-            let scope_type: String = row.get(1)?.unwrap_or_default();
-            let column: String = row.get(2)?.unwrap_or_default();
-            if let Some((attnum, type_oid, collation)) = attribute(client, relid, &column)? {
-                scopes.push(ScopeColumn {
-                    scope_type,
-                    column,
-                    attnum,
-                    type_oid,
-                    collation,
-                });
-            }
+            found.push((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<pg_sys::Oid>(3)?,
+                row.get::<String>(4)?,
+                row.get::<String>(5)?,
+            ));
+        }
+        for (scope_type, column, parent, key, parent_column) in found {
+            let Some((attnum, type_oid, collation)) = attribute(client, relid, &column)? else {
+                continue;
+            };
+            let via = match (parent, key, parent_column) {
+                (Some(p), Some(k), Some(pc)) => Some(via(p, &k, &pc)?),
+                _ => None,
+            };
+            scopes.push(ScopeColumn {
+                scope_type,
+                column,
+                attnum,
+                type_oid,
+                collation,
+                via,
+            });
         }
         let tenant = scopes.iter().find(|s| s.scope_type == "tenant").cloned();
         let soft_delete_column = crate::spi::first::<String>(client.select(
@@ -493,6 +529,45 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
             tenant,
             soft_delete,
         }))
+    })
+}
+
+/// The path from a row to its scope through `parent` (`key` referenced by
+/// the row, `column` holding the scope id).
+pub fn via(parent: pg_sys::Oid, key: &str, column: &str) -> LcResult<Via> {
+    let parent_name =
+        crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[parent.into()])?
+            .unwrap_or_default();
+    let attr = |name: &str| {
+        Spi::connect(|client| attribute(client, parent, name))?.ok_or_else(|| {
+            crate::error::LcError::internal(format!("column {name} of {parent_name} vanished"))
+        })
+    };
+    let (_, key_type, _) = attr(key)?;
+    let (_, col_type, collation) = attr(column)?;
+    let (key_base, col_base) = (
+        crate::keys::base_type(key_type),
+        crate::keys::base_type(col_type),
+    );
+    let key_eq = crate::namespace::equality_operator(key_base)?;
+    let col_eq = crate::namespace::equality_operator(col_base)?;
+    let key_ty = crate::namespace::type_name(key_base)?;
+    let col_ty = crate::namespace::type_name(col_base)?;
+    let (k, c) = (
+        crate::holds::quote_ident(key),
+        crate::holds::quote_ident(column),
+    );
+    Ok(Via {
+        match_sql: format!(
+            "SELECT EXISTS (SELECT 1 FROM {parent_name} p \
+                             WHERE p.{k} {key_eq} $1::{key_ty} AND p.{c} {col_eq} $2::{col_ty})"
+        ),
+        rows_sql: format!(
+            "IN (SELECT p.{k} FROM {parent_name} p WHERE p.{c} {col_eq} $1::{col_ty})"
+        ),
+        parent_name,
+        parent_type: col_base,
+        parent_collation: collation,
     })
 }
 

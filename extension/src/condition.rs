@@ -85,6 +85,10 @@ fn keyset(scope: &cache::ScopeColumn, ids: &[&str]) -> LcResult<KeySet> {
     if ids.is_empty() {
         return Ok(KeySet::Empty);
     }
+    if scope.via.is_some() {
+        // The row's scope id is its parent's: the row guard looks it up.
+        return Ok(KeySet::Unknown);
+    }
     let base = keys::base_type(scope.type_oid);
     let mut values = Vec::with_capacity(ids.len());
     for id in ids {

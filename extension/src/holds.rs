@@ -313,9 +313,25 @@ unsafe fn row_matches(
     column: &ScopeColumn,
     id: &str,
 ) -> LcResult<bool> {
-    match column_value(tuple, tupdesc, column.attnum) {
-        None => Ok(false),
-        Some(v) => keys::equals(column.type_oid, column.collation, v, id),
+    let Some(v) = column_value(tuple, tupdesc, column.attnum) else {
+        return Ok(false);
+    };
+    match &column.via {
+        None => keys::equals(column.type_oid, column.collation, v, id),
+        // The row's scope id is its parent's: look the parent up.
+        Some(via) => {
+            let Some(id) = keys::canonical(via.parent_type, id)? else {
+                return Ok(false);
+            };
+            let key = keys::output(column.type_oid, v);
+            privilege::as_extension_owner(|| {
+                Ok(crate::spi::one::<bool>(
+                    &via.match_sql,
+                    &[key.as_str().into(), id.as_str().into()],
+                )?
+                .unwrap_or(false))
+            })
+        }
     }
 }
 
@@ -378,55 +394,69 @@ pub fn release_hint(h: &Hold) -> String {
 /// A scope column of a relation as the scans below need it.
 struct ScannedColumn {
     scope_type: String,
-    /// Quoted name.
-    column: String,
-    /// Base type (a domain's values compare as its base type's).
+    /// A condition on the row aliased `c` that holds when its scope id is
+    /// `$1` (text); `{}` stands for the parameter number.
+    matches: String,
+    /// Base type of the scope ids (the parent's column for a path).
     type_oid: pg_sys::Oid,
-    /// `OPERATOR(schema.=)` of that type.
-    equals: String,
-    /// Schema-qualified name of that type.
-    type_name: String,
 }
 
-fn scanned_column(
-    relid: pg_sys::Oid,
-    scope_type: &str,
-    column: &str,
-) -> LcResult<Option<ScannedColumn>> {
-    let type_oid = crate::spi::one::<pg_sys::Oid>(
-        "SELECT atttypid FROM pg_catalog.pg_attribute \
-          WHERE attrelid OPERATOR(pg_catalog.=) $1 AND attname OPERATOR(pg_catalog.=) $2::pg_catalog.name \
-            AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped",
-        &[relid.into(), column.into()],
-    )?;
-    let Some(type_oid) = type_oid else {
-        return Ok(None);
-    };
-    let base = keys::base_type(type_oid);
-    Ok(Some(ScannedColumn {
-        scope_type: scope_type.to_string(),
-        column: quote_ident(column),
-        type_oid: base,
-        equals: crate::namespace::equality_operator(base)?,
-        type_name: crate::namespace::type_name(base)?,
-    }))
+fn scanned_columns(relid: pg_sys::Oid, registered: pg_sys::Oid) -> LcResult<Vec<ScannedColumn>> {
+    let rows = privilege::as_extension_owner(|| {
+        crate::spi::json_rows(
+            "SELECT pg_catalog.jsonb_build_array(sc.scope_type, sc.column_name::text, \
+                        sc.via_parent::pg_catalog.oid::pg_catalog.int8, sc.via_key::text, sc.via_column::text, \
+                        (SELECT a.atttypid::pg_catalog.int8 FROM pg_catalog.pg_attribute a \
+                          WHERE a.attrelid OPERATOR(pg_catalog.=) $2 \
+                            AND a.attname OPERATOR(pg_catalog.=) sc.column_name AND NOT a.attisdropped)) \
+               FROM lifecycle.scope_columns sc WHERE sc.relation OPERATOR(pg_catalog.=) $1 \
+              ORDER BY sc.scope_type OPERATOR(pg_catalog.=) 'tenant', sc.scope_type, sc.column_name",
+            &[registered.into(), relid.into()],
+        )
+    })?;
+    let mut out = Vec::new();
+    for v in rows {
+        let Some(type_oid) = v[5].as_u64() else {
+            continue;
+        };
+        let column = quote_ident(v[1].as_str().unwrap_or_default());
+        let scope_type = v[0].as_str().unwrap_or_default().to_string();
+        match (v[2].as_u64(), v[3].as_str(), v[4].as_str()) {
+            (Some(parent), Some(key), Some(parent_column)) => {
+                let via = cache::via(pg_sys::Oid::from(parent as u32), key, parent_column)?;
+                out.push(ScannedColumn {
+                    scope_type,
+                    matches: format!("c.{column} {}", via.rows_sql),
+                    type_oid: via.parent_type,
+                });
+            }
+            _ => {
+                let base = keys::base_type(pg_sys::Oid::from(type_oid as u32));
+                out.push(ScannedColumn {
+                    scope_type,
+                    matches: format!(
+                        "c.{column} {} $1::{}",
+                        crate::namespace::equality_operator(base)?,
+                        crate::namespace::type_name(base)?
+                    ),
+                    type_oid: base,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The first hold in force that covers at least one row of `relid` itself
 /// (scanned without descending into partitions), with the scope columns the
 /// data map gives `registered` (the relation or its registered ancestor).
-/// Keys compare in their columns' own types.
+/// Keys compare in their columns' own types; a scope reached through a
+/// parent compares the parent's value.
 pub fn hold_covering_any_row(
     relid: pg_sys::Oid,
     registered: pg_sys::Oid,
 ) -> LcResult<Option<Hold>> {
-    let scopes = datamap::scope_columns(registered)?;
-    let mut columns = Vec::new();
-    for (scope_type, column) in &scopes {
-        if let Some(c) = scanned_column(relid, scope_type, column)? {
-            columns.push(c);
-        }
-    }
+    let columns = scanned_columns(relid, registered)?;
     let tenant = columns.iter().position(|c| c.scope_type == "tenant");
     let relation =
         crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
@@ -442,16 +472,13 @@ pub fn hold_covering_any_row(
                     let Some(t) = keys::canonical(tc.type_oid, t)? else {
                         continue;
                     };
-                    (
-                        format!(" AND {} {} $2::{}", tc.column, tc.equals, tc.type_name),
-                        Some(t),
-                    )
+                    (format!(" AND {}", tc.matches.replace("$1", "$2")), Some(t))
                 }
                 _ => (String::new(), None),
             };
             let sql = format!(
-                "SELECT EXISTS (SELECT 1 FROM ONLY {relation} WHERE {} {} $1::{}{tenant_clause})",
-                c.column, c.equals, c.type_name
+                "SELECT EXISTS (SELECT 1 FROM ONLY {relation} c WHERE {}{tenant_clause})",
+                c.matches
             );
             let found = privilege::as_extension_owner(|| {
                 Ok(crate::spi::one::<bool>(
@@ -466,6 +493,53 @@ pub fn hold_covering_any_row(
         }
     }
     Ok(None)
+}
+
+/// Holds in force that cover at least one row of `relid` (and partitions
+/// below it) among the rows matching `rows`, a condition over the table's
+/// bare columns with the parameters `args` makes (`$1`..`$4`).
+pub fn holds_covering_rows<'a>(
+    relid: pg_sys::Oid,
+    relation: &str,
+    rows: &str,
+    args: impl Fn() -> Vec<pgrx::datum::DatumWithOid<'a>>,
+) -> LcResult<Vec<Hold>> {
+    let registered = crate::spi::one::<pg_sys::Oid>(cache::REGISTERED_ROOT_SQL, &[relid.into()])?
+        .unwrap_or(relid);
+    let columns = scanned_columns(relid, registered)?;
+    let tenant = columns.iter().position(|c| c.scope_type == "tenant");
+    let mut out: Vec<Hold> = Vec::new();
+    for c in &columns {
+        for h in cache::holds_for(&c.scope_type)? {
+            let Some(id) = keys::canonical(c.type_oid, &h.scope_id)? else {
+                continue;
+            };
+            let (tenant_clause, tenant_id) = match (&h.tenant_id, tenant) {
+                (Some(t), Some(i)) => {
+                    let tc = &columns[i];
+                    let Some(t) = keys::canonical(tc.type_oid, t)? else {
+                        continue;
+                    };
+                    (format!(" AND {}", tc.matches.replace("$1", "$6")), Some(t))
+                }
+                _ => (String::new(), None),
+            };
+            let sql = format!(
+                "SELECT EXISTS (SELECT 1 FROM {relation} c WHERE ({rows}) AND {}{tenant_clause})",
+                c.matches.replace("$1", "$5")
+            );
+            let mut all = args();
+            all.push(id.as_str().into());
+            all.push(tenant_id.as_deref().into());
+            let found = privilege::as_extension_owner(|| {
+                Ok(crate::spi::one::<bool>(&sql, &all)?.unwrap_or(false))
+            })?;
+            if found && !out.iter().any(|o| o.id == h.id) {
+                out.push(h);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The first hold in force covering a row of `relid` or of a partition

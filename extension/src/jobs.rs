@@ -386,7 +386,7 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
 /// admin of: every such workspace needs a decision, `"erase"` or
 /// `{"transfer_to": "<member id>"}`.
 fn last_admin_decisions(
-    map: &[erasure::MapTable],
+    map: &crate::plan::Catalog,
     subject_type: &str,
     subject_id: &str,
     given: Option<&Value>,

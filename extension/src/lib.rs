@@ -14,7 +14,9 @@
 //! * [`keys`]: key values compared in their column's own type
 //! * [`audit`]: the hash-chained audit log
 //! * [`jobs`]: requests, their state machine, leases and the job runner
-//! * [`erasure`]: user and workspace erasure and purge, from the data map
+//! * [`plan`]: the erasure plan, pure (steps from the data map)
+//! * [`erasure`]: user and workspace erasure and purge: catalog, run, verify, preview
+//! * [`redact`]: identifiers redacted inside free text and JSON
 //! * [`fkeys`]: foreign keys, the order of deletions
 //! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`error`]: SQLSTATEs and error reporting
@@ -39,7 +41,9 @@ pub mod holds;
 pub mod jobs;
 pub mod keys;
 pub mod namespace;
+pub mod plan;
 pub mod privilege;
+pub mod redact;
 pub mod spi;
 pub mod subxact;
 
@@ -99,6 +103,9 @@ fn register_tenant(
 }
 
 /// Register a table holding a subject's rows, and what erasure does to it.
+/// The subject and the tenant are named by a column of the table, or
+/// reached through a parent (`subject_via`, `tenant_via`: the column that
+/// references the registered parent carrying them).
 #[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_table(
@@ -111,6 +118,9 @@ fn register_table(
     legal_basis: default!(Option<&str>, "NULL"),
     soft_delete_column: default!(Option<&str>, "NULL"),
     label: default!(Option<&str>, "NULL"),
+    tenant_via: default!(Option<&str>, "NULL"),
+    subject_via: default!(Option<&str>, "NULL"),
+    redact_mentions: default!(Option<bool>, "false"),
 ) {
     let tbl = oid_of(tbl);
     boundary(|| {
@@ -124,8 +134,24 @@ fn register_table(
             legal_basis,
             soft_delete_column,
             label,
+            tenant_via,
+            subject_via,
+            redact_mentions,
         })
     })
+}
+
+/// Declare that a column references a registered table's key, where the
+/// schema has no foreign key.
+#[pg_extern(volatile, parallel_unsafe)]
+fn register_link(
+    tbl: Option<PgRelation>,
+    col: Option<&str>,
+    parent: Option<PgRelation>,
+    parent_column: default!(Option<&str>, "NULL"),
+) {
+    let (tbl, parent) = (oid_of(tbl), oid_of(parent));
+    boundary(|| datamap::register_link(tbl, col, parent, parent_column))
 }
 
 /// Say how erasure treats one column.
@@ -135,15 +161,19 @@ fn set_column_rule(tbl: Option<PgRelation>, col: Option<&str>, rule: Option<&str
     boundary(|| datamap::set_column_rule(tbl, col, rule))
 }
 
-/// Register a membership table (subject, tenant, role).
+/// Register a membership table (subject, tenant, role). The role column is
+/// a role name, a list of roles (an array, or a string separated by
+/// `role_separator`) or a boolean admin flag; the subject type defaults to
+/// the one the subject column references.
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_membership(
     tbl: Option<PgRelation>,
     subject_column: Option<&str>,
     tenant_column: Option<&str>,
     role_column: Option<&str>,
-    admin_roles: Option<Vec<Option<String>>>,
-    subject_type: default!(Option<&str>, "'user'"),
+    admin_roles: default!(Option<Vec<Option<String>>>, "NULL"),
+    subject_type: default!(Option<&str>, "NULL"),
+    role_separator: default!(Option<&str>, "NULL"),
 ) {
     let tbl = oid_of(tbl);
     boundary(|| {
@@ -154,8 +184,16 @@ fn register_membership(
             role_column,
             admin_roles,
             subject_type,
+            role_separator,
         })
     })
+}
+
+/// Remove a membership registration.
+#[pg_extern(volatile, parallel_unsafe)]
+fn unregister_membership(tbl: Option<PgRelation>) {
+    let tbl = oid_of(tbl);
+    boundary(|| datamap::unregister_membership(tbl))
 }
 
 /// Map one more column of a registered table to a hold scope.
@@ -225,7 +263,7 @@ fn record_event(
     subject_id: Option<&str>,
     tenant_id: Option<&str>,
     details: default!(Option<pgrx::JsonB>, "'{}'"),
-    ip: default!(Option<&str>, "NULL"),
+    ip: default!(Option<pgrx::Inet>, "NULL"),
     user_agent: default!(Option<&str>, "NULL"),
     reason: default!(Option<&str>, "NULL"),
 ) -> i64 {
@@ -239,7 +277,7 @@ fn record_event(
             subject_id,
             tenant_id,
             details: details.map(|d| d.0),
-            ip,
+            ip: ip.as_ref().map(|i| i.0.as_str()),
             user_agent,
             reason,
         })
@@ -405,6 +443,42 @@ fn cancel(job_id: Option<Uuid>, cancelled_by: Option<&str>) {
 #[pg_extern(stable, parallel_unsafe)]
 fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> String {
     boundary(|| jobs::subject_state(subject_type, subject_id))
+}
+
+/// What erasing a subject or a workspace would do, changing nothing: the
+/// plan's steps with the rows each would touch, what would be retained and
+/// why, stored objects, workspaces the subject is the last admin of, and
+/// the holds that would block it.
+#[pg_extern(volatile, parallel_unsafe)]
+fn preview_erasure(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: default!(Option<&str>, "NULL"),
+) -> pgrx::JsonB {
+    boundary(|| {
+        const F: &str = "lifecycle.preview_erasure()";
+        let target_type = target_type.ok_or_else(|| LcError::null_value("target_type", F))?;
+        let target_id = target_id.ok_or_else(|| LcError::null_value("target_id", F))?;
+        privilege::as_extension_owner(|| {
+            erasure::preview::preview(target_type, target_id, tenant_id).map(pgrx::JsonB)
+        })
+    })
+}
+
+/// `value` with every identifier replaced by `[redacted]`, whatever its
+/// letter case. Pure; safe for any arguments.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn redact_text(value: &str, identifiers: Vec<Option<String>>) -> String {
+    let ids: Vec<String> = identifiers.into_iter().flatten().collect();
+    redact::redact_text(value, &ids)
+}
+
+/// `value` with every identifier replaced in its strings and keys. Pure;
+/// safe for any arguments.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn redact_json(value: pgrx::JsonB, identifiers: Vec<Option<String>>) -> pgrx::JsonB {
+    let ids: Vec<String> = identifiers.into_iter().flatten().collect();
+    pgrx::JsonB(redact::redact_json(&value.0, &ids))
 }
 
 /// Run due erase and purge jobs (for pg_cron or a DBA); returns how many ran.

@@ -70,6 +70,43 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     }
 }
 
+/// The owner of a relation.
+pub fn table_owner(relid: pg_sys::Oid) -> LcResult<pg_sys::Oid> {
+    crate::spi::one::<pg_sys::Oid>(
+        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
+        &[relid.into()],
+    )?
+    .ok_or_else(|| LcError::internal(format!("relation {} vanished", relid.to_u32())))
+}
+
+/// Run `f` as `role` in a security-restricted operation, as PostgreSQL runs
+/// maintenance commands on a table as its owner: the erasure engine changes
+/// an application's table as that table's owner, so that the owner's
+/// triggers and functions never run with the extension owner's rights. The
+/// extension is not "acting" meanwhile: code of the table's owner that
+/// tries to write the extension's tables is refused.
+pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    let mut saved_user = pg_sys::Oid::INVALID;
+    let mut saved_ctx: i32 = 0;
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
+        pg_sys::SetUserIdAndSecContext(
+            role,
+            saved_ctx
+                | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
+                | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
+        );
+    }
+    let acting = ACTING.with(|a| a.replace(0));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    ACTING.with(|a| a.set(acting));
+    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    match result {
+        Ok(r) => r,
+        Err(payload) => resume_unwind(payload),
+    }
+}
+
 /// The name of the role the caller acts as (`current_user`).
 pub fn current_user_name() -> String {
     unsafe {

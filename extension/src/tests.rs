@@ -43,6 +43,9 @@ mod tests {
             legal_basis: None,
             soft_delete_column: None,
             label: None,
+            tenant_via: None,
+            subject_via: None,
+            redact_mentions: None,
         }
     }
 

@@ -109,6 +109,8 @@ CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON 
     FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.invalidate_cache();
 CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON lifecycle.column_rules
     FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.invalidate_cache();
+CREATE TRIGGER invalidate_cache AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON lifecycle.links
+    FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.invalidate_cache();
 
 ALTER TABLE lifecycle.legal_holds ENABLE ALWAYS TRIGGER invalidate_cache;
 ALTER TABLE lifecycle.subject_tables ENABLE ALWAYS TRIGGER invalidate_cache;
@@ -117,6 +119,7 @@ ALTER TABLE lifecycle.tables ENABLE ALWAYS TRIGGER invalidate_cache;
 ALTER TABLE lifecycle.memberships ENABLE ALWAYS TRIGGER invalidate_cache;
 ALTER TABLE lifecycle.scopes ENABLE ALWAYS TRIGGER invalidate_cache;
 ALTER TABLE lifecycle.column_rules ENABLE ALWAYS TRIGGER invalidate_cache;
+ALTER TABLE lifecycle.links ENABLE ALWAYS TRIGGER invalidate_cache;
 
 -- DDL guards. ENABLE ALWAYS: they also fire under session_replication_role = replica.
 CREATE EVENT TRIGGER lifecycle_ddl_guard ON ddl_command_end
@@ -189,7 +192,8 @@ SELECT NULL, x.relation, x.tgname,
                        ('lifecycle.tables', 'invalidate_cache'),
                        ('lifecycle.memberships', 'invalidate_cache'),
                        ('lifecycle.scopes', 'invalidate_cache'),
-                       ('lifecycle.column_rules', 'invalidate_cache')) AS v(relation, tgname)
+                       ('lifecycle.column_rules', 'invalidate_cache'),
+                       ('lifecycle.links', 'invalidate_cache')) AS v(relation, tgname)
         UNION ALL
         SELECT o.relation, 'own_table_guard' FROM lifecycle.own_tables o) AS x
   LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = x.relation AND tg.tgname = x.tgname;
@@ -229,14 +233,16 @@ REVOKE EXECUTE ON FUNCTION
 REVOKE EXECUTE ON FUNCTION
     lifecycle.register_subject(regclass, text, text, text, text),
     lifecycle.register_tenant(regclass, text, text),
-    lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text),
+    lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean),
+    lifecycle.register_link(regclass, text, regclass, text),
     lifecycle.set_column_rule(regclass, text, text),
-    lifecycle.register_membership(regclass, text, text, text, text[], text),
+    lifecycle.register_membership(regclass, text, text, text, text[], text, text),
+    lifecycle.unregister_membership(regclass),
     lifecycle.register_scope(regclass, text, text),
     lifecycle.unregister_table(regclass),
     lifecycle.place_hold(text, text, text, text, text, timestamptz),
     lifecycle.release_hold(uuid, text, text),
-    lifecycle.record_event(text, text, text, text, text, jsonb, text, text, text),
+    lifecycle.record_event(text, text, text, text, text, jsonb, inet, text, text),
     lifecycle.verify_audit_log(),
     lifecycle.request_export(text, text, text, text, text, boolean),
     lifecycle.request_erasure(text, text, text, text, text, interval, text, boolean, jsonb),
@@ -253,6 +259,7 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.fail_job(uuid, text, text),
     lifecycle.confirm_step(bigint, text),
     lifecycle.retention_sweep(),
+    lifecycle.preview_erasure(text, text, text),
     lifecycle.unmapped_references(),
     lifecycle.retention_disclosure(),
     lifecycle.compliance_report(timestamptz, timestamptz)

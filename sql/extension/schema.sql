@@ -31,27 +31,57 @@ COMMENT ON TABLE lifecycle.tenant_tables IS 'The tenant (workspace) table.';
 CREATE TABLE lifecycle.tables (
     relation           regclass    PRIMARY KEY,
     subject_type       text        NOT NULL,
-    subject_column     name        NOT NULL,
+    -- The column naming the subject, or (subject_via) the column that links
+    -- each row to a row of a registered parent that names it (the
+    -- attachments of a subject's report).
+    subject_column     name,
+    subject_via        name,
+    -- The tenant column, or (tenant_via) the column that links each row to a
+    -- registered parent that carries the tenant (posts -> channels).
     tenant_column      name,
+    tenant_via         name,
     on_erase           text        NOT NULL DEFAULT 'delete'
                        CHECK (on_erase IN ('delete', 'anonymize', 'retain')),
     retain_for         interval,
     legal_basis        text,
     soft_delete_column name,
     label              text,
+    -- Also redact the subject's identifiers where other subjects' rows of
+    -- this table mention them (by default those are only counted).
+    redact_mentions    boolean     NOT NULL DEFAULT false,
     registered_at      timestamptz NOT NULL DEFAULT now(),
     registered_by      text        NOT NULL,
     CHECK ((on_erase = 'retain') = (retain_for IS NOT NULL)),
-    CHECK (on_erase <> 'retain' OR legal_basis IS NOT NULL)
+    CHECK (on_erase <> 'retain' OR legal_basis IS NOT NULL),
+    CHECK ((subject_column IS NULL) <> (subject_via IS NULL)),
+    CHECK (tenant_column IS NULL OR tenant_via IS NULL)
 );
 COMMENT ON TABLE lifecycle.tables IS
-    'Tables holding rows of a subject: the column tying a row to its subject and tenant, and what erasure does.';
+    'Tables holding rows of a subject: the column tying a row to its subject and tenant (directly or through a parent), and what erasure does.';
+
+-- Column-to-key links: a column that references a registered table's key
+-- without a foreign key (applications often declare none). A path through a
+-- parent (tenant_via, subject_via) always has its link here, declared or
+-- taken from the foreign key when the table was registered.
+CREATE TABLE lifecycle.links (
+    relation      regclass    NOT NULL,
+    column_name   name        NOT NULL,
+    parent        regclass    NOT NULL,
+    parent_column name        NOT NULL,
+    source        text        NOT NULL CHECK (source IN ('declared', 'foreign key')),
+    registered_at timestamptz NOT NULL DEFAULT now(),
+    registered_by text        NOT NULL,
+    PRIMARY KEY (relation, column_name)
+);
+COMMENT ON TABLE lifecycle.links IS
+    'Columns that reference a registered table''s key, declared where the schema has no foreign key.';
 
 CREATE TABLE lifecycle.column_rules (
     relation    regclass    NOT NULL,
     column_name name        NOT NULL,
     rule        text        NOT NULL
-                CHECK (rule IN ('keep', 'clear', 'redact', 'deleted_name', 'deleted_email', 'hash', 'empty', 'storage_object')),
+                CHECK (rule IN ('keep', 'clear', 'redact', 'deleted_name', 'deleted_email', 'hash', 'empty',
+                                'storage_object', 'erased_at')),
     set_at      timestamptz NOT NULL DEFAULT now(),
     set_by      text        NOT NULL,
     PRIMARY KEY (relation, column_name)
@@ -64,9 +94,19 @@ CREATE TABLE lifecycle.memberships (
     subject_column name        NOT NULL,
     tenant_column  name        NOT NULL,
     role_column    name        NOT NULL,
-    admin_roles    text[]      NOT NULL CHECK (cardinality(admin_roles) > 0),
+    -- How the role column says "admin": 'exact' (its value is one of
+    -- admin_roles), 'list' (an array holding one of them), 'delimited' (a
+    -- string of roles separated by role_separator, one of them an admin
+    -- role), 'flag' (a boolean that is true for admins).
+    role_kind      text        NOT NULL DEFAULT 'exact'
+                   CHECK (role_kind IN ('exact', 'list', 'delimited', 'flag')),
+    role_separator text,
+    admin_roles    text[],
     registered_at  timestamptz NOT NULL DEFAULT now(),
-    registered_by  text        NOT NULL
+    registered_by  text        NOT NULL,
+    CHECK ((role_kind = 'flag') = (admin_roles IS NULL)),
+    CHECK (admin_roles IS NULL OR cardinality(admin_roles) > 0),
+    CHECK ((role_kind = 'delimited') = (role_separator IS NOT NULL))
 );
 COMMENT ON TABLE lifecycle.memberships IS
     'Membership tables: which subject belongs to which tenant, with which role.';
@@ -82,16 +122,37 @@ CREATE TABLE lifecycle.scopes (
 COMMENT ON TABLE lifecycle.scopes IS
     'Extra columns that tie rows to a hold scope (beyond subject and tenant columns).';
 
--- Every (relation, scope type, column) a legal hold can reach.
+-- Every (relation, scope type, column) a legal hold can reach. A column
+-- reached through a parent (tenant_via, subject_via) names the parent, the
+-- parent's key the column references, and the parent's own scope column:
+-- the row's scope id is the parent's value.
 CREATE VIEW lifecycle.scope_columns AS
-    SELECT relation, subject_type AS scope_type, id_column AS column_name FROM lifecycle.subject_tables
-    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.subject_tables WHERE tenant_column IS NOT NULL
-    UNION SELECT relation, 'tenant', id_column FROM lifecycle.tenant_tables
-    UNION SELECT relation, subject_type, subject_column FROM lifecycle.tables
-    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.tables WHERE tenant_column IS NOT NULL
-    UNION SELECT relation, subject_type, subject_column FROM lifecycle.memberships
-    UNION SELECT relation, 'tenant', tenant_column FROM lifecycle.memberships
-    UNION SELECT relation, scope_type, column_name FROM lifecycle.scopes;
+    SELECT relation, subject_type AS scope_type, id_column AS column_name,
+           NULL::regclass AS via_parent, NULL::name AS via_key, NULL::name AS via_column
+      FROM lifecycle.subject_tables
+    UNION SELECT relation, 'tenant', tenant_column, NULL, NULL, NULL
+      FROM lifecycle.subject_tables WHERE tenant_column IS NOT NULL
+    UNION SELECT relation, 'tenant', id_column, NULL, NULL, NULL FROM lifecycle.tenant_tables
+    UNION SELECT relation, subject_type, subject_column, NULL, NULL, NULL
+      FROM lifecycle.tables WHERE subject_column IS NOT NULL
+    UNION SELECT relation, 'tenant', tenant_column, NULL, NULL, NULL
+      FROM lifecycle.tables WHERE tenant_column IS NOT NULL
+    UNION SELECT relation, subject_type, subject_column, NULL, NULL, NULL FROM lifecycle.memberships
+    UNION SELECT relation, 'tenant', tenant_column, NULL, NULL, NULL FROM lifecycle.memberships
+    UNION SELECT relation, scope_type, column_name, NULL, NULL, NULL FROM lifecycle.scopes
+    UNION SELECT t.relation, 'tenant', t.tenant_via, l.parent, l.parent_column,
+                 coalesce(pt.tenant_column, ps.tenant_column, pten.id_column)
+      FROM lifecycle.tables t
+      JOIN lifecycle.links l ON l.relation = t.relation AND l.column_name = t.tenant_via
+      LEFT JOIN lifecycle.tables pt ON pt.relation = l.parent
+      LEFT JOIN lifecycle.subject_tables ps ON ps.relation = l.parent
+      LEFT JOIN lifecycle.tenant_tables pten ON pten.relation = l.parent
+    UNION SELECT t.relation, t.subject_type, t.subject_via, l.parent, l.parent_column,
+                 coalesce(pt.subject_column, ps.id_column)
+      FROM lifecycle.tables t
+      JOIN lifecycle.links l ON l.relation = t.relation AND l.column_name = t.subject_via
+      LEFT JOIN lifecycle.tables pt ON pt.relation = l.parent
+      LEFT JOIN lifecycle.subject_tables ps ON ps.relation = l.parent AND ps.subject_type = t.subject_type;
 
 CREATE VIEW lifecycle.registered_relations AS
     SELECT DISTINCT relation FROM lifecycle.scope_columns;
@@ -122,7 +183,17 @@ SELECT r.relation,
                                   ORDER BY sc.scope_type, sc.column_name)
                    FROM lifecycle.scopes sc WHERE sc.relation = r.relation), '[]') AS extra_scopes,
        coalesce(s.registered_at, te.registered_at, t.registered_at, m.registered_at) AS registered_at,
-       coalesce(s.registered_by, te.registered_by, t.registered_by, m.registered_by) AS registered_by
+       coalesce(s.registered_by, te.registered_by, t.registered_by, m.registered_by) AS registered_by,
+       t.subject_via,
+       t.tenant_via,
+       m.role_kind,
+       m.role_separator,
+       coalesce(t.redact_mentions, false) AS redact_mentions,
+       (m.relation IS NOT NULL) AS is_membership,
+       coalesce((SELECT jsonb_agg(jsonb_build_object('column', l.column_name, 'parent', l.parent::text,
+                                                     'parent_column', l.parent_column, 'source', l.source)
+                                  ORDER BY l.column_name)
+                   FROM lifecycle.links l WHERE l.relation = r.relation), '[]') AS links
   FROM lifecycle.registered_relations r
   JOIN pg_catalog.pg_class c ON c.oid = r.relation
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -202,6 +273,7 @@ SELECT pg_catalog.pg_extension_config_dump('lifecycle.tables', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.column_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.scopes', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.links', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.legal_holds', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.audit_chains', '');

@@ -523,9 +523,11 @@ pub async fn place_hold(
 pub const REGISTRATION_FUNCTIONS: &[&str] = &[
     "lifecycle.register_subject(regclass, text, text, text, text)",
     "lifecycle.register_tenant(regclass, text, text)",
-    "lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text)",
+    "lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean)",
+    "lifecycle.register_link(regclass, text, regclass, text)",
     "lifecycle.set_column_rule(regclass, text, text)",
-    "lifecycle.register_membership(regclass, text, text, text, text[], text)",
+    "lifecycle.register_membership(regclass, text, text, text, text[], text, text)",
+    "lifecycle.unregister_membership(regclass)",
     "lifecycle.register_scope(regclass, text, text)",
     "lifecycle.unregister_table(regclass)",
 ];

@@ -3,7 +3,7 @@
 CREATE ROLE regress_owner LOGIN;
 GRANT USAGE ON SCHEMA app TO regress_owner;
 GRANT CREATE ON SCHEMA app TO regress_owner;
-GRANT EXECUTE ON FUNCTION lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text),
+GRANT EXECUTE ON FUNCTION lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean),
                           lifecycle.unregister_table(regclass) TO regress_owner;
 SET ROLE regress_owner;
 CREATE TABLE app.tickets (id bigint PRIMARY KEY, requester_id bigint, workspace_id text, body text);

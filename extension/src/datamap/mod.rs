@@ -1,7 +1,15 @@
 //! The data map: which tables hold personal data, which column ties a row to
-//! a subject and to a tenant, and what erasure does with it. Registering a
-//! table validates the request, stores it in the extension's configuration
-//! tables and installs the table's guard triggers.
+//! a subject and to a tenant (directly, or through a parent table), and what
+//! erasure does with it. Registering a table validates the request, stores
+//! it in the extension's configuration tables and installs the table's guard
+//! triggers.
+//!
+//! * this module: what the catalog says about tables and columns, storing
+//!   registrations, installing and dropping guards;
+//! * [`register`]: subject, tenant and data tables, links and extra scopes,
+//!   unregistering;
+//! * [`memberships`]: membership tables and the shapes of their admin roles;
+//! * [`rules`]: column rules, checked against the column's constraints.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -11,20 +19,21 @@ use crate::audit::{self, Event};
 use crate::cache;
 use crate::error::{LcError, LcResult};
 use crate::guard;
-use crate::holds::{self, quote_ident};
+use crate::holds::quote_ident;
 use crate::privilege;
 
+pub mod memberships;
+pub mod register;
+pub mod rules;
+
+pub use memberships::{register_membership, unregister_membership, MembershipRegistration};
+pub use register::{
+    register_link, register_scope, register_subject, register_table, register_tenant,
+    unregister_table, SubjectRegistration, TableRegistration,
+};
+pub use rules::set_column_rule;
+
 pub const ON_ERASE: &[&str] = &["delete", "anonymize", "retain"];
-pub const COLUMN_RULES: &[&str] = &[
-    "keep",
-    "clear",
-    "redact",
-    "deleted_name",
-    "deleted_email",
-    "hash",
-    "empty",
-    "storage_object",
-];
 
 /// Guard trigger names, as installed on every registered relation.
 pub const ROW_GUARD: &str = "lifecycle_guard";
@@ -41,15 +50,49 @@ pub struct Relation {
 /// What the catalog says about a column.
 pub struct Column {
     pub name: String,
+    /// `format_type` with the modifier (`character varying(26)`).
     pub type_name: String,
+    pub type_oid: pg_sys::Oid,
+    /// The type a domain is declared over (the type itself otherwise).
+    pub base_type: pg_sys::Oid,
+    /// `pg_type.typcategory` of the base type ('S' string, 'N' numeric, 'A'
+    /// array, 'B' boolean, 'D' date/time, 'U' user-defined such as json...).
     pub category: char,
     pub not_null: bool,
+    /// A unique index or constraint on this column alone.
+    pub unique: bool,
+    /// The most characters a value may have (`varchar(n)`, `char(n)`).
+    pub max_chars: Option<i32>,
+}
+
+impl Column {
+    pub fn is_textual(&self) -> bool {
+        self.category == 'S'
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.base_type == pg_sys::JSONBOID || self.base_type == pg_sys::JSONOID
+    }
+
+    fn is_integer(&self) -> bool {
+        [pg_sys::INT2OID, pg_sys::INT4OID, pg_sys::INT8OID].contains(&self.base_type)
+    }
+
+    /// Whether values of this column and of `other` compare as the same
+    /// kind of key: the same base type, two string types, or two integer
+    /// types.
+    pub fn key_compatible(&self, other: &Column) -> bool {
+        self.base_type == other.base_type
+            || (self.is_textual() && other.is_textual())
+            || (self.is_integer() && other.is_integer())
+    }
 }
 
 pub fn relation(oid: Option<pg_sys::Oid>, function: &str) -> LcResult<Relation> {
     let oid = oid.ok_or_else(|| LcError::null_value("tbl", function))?;
     let row = crate::spi::two::<String, String>(
-        "SELECT $1::regclass::text, relkind::text FROM pg_catalog.pg_class WHERE oid = $1",
+        "SELECT $1::pg_catalog.regclass::text, relkind::text FROM pg_catalog.pg_class \
+          WHERE oid OPERATOR(pg_catalog.=) $1",
         &[oid.into()],
     )?;
     match row {
@@ -69,48 +112,69 @@ pub fn relation(oid: Option<pg_sys::Oid>, function: &str) -> LcResult<Relation> 
     }
 }
 
+/// Facts about the columns of a relation, by name, as JSON rows: what
+/// [`column`] and the engine's catalog read.
+pub const COLUMN_FACTS_SQL: &str = "\
+    SELECT a.attname::text AS name, \
+           pg_catalog.format_type(a.atttypid, a.atttypmod) AS type_name, \
+           a.atttypid::pg_catalog.int8 AS type_oid, \
+           bt.oid::pg_catalog.int8 AS base_type, \
+           bt.typcategory::text AS category, \
+           a.attnotnull AS not_null, \
+           EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                    WHERE i.indrelid OPERATOR(pg_catalog.=) a.attrelid AND i.indisunique \
+                      AND i.indnkeyatts OPERATOR(pg_catalog.=) 1 \
+                      AND i.indkey[0] OPERATOR(pg_catalog.=) a.attnum \
+                      AND i.indpred IS NULL) AS is_unique, \
+           CASE WHEN bt.oid OPERATOR(pg_catalog.=) ANY ('{1042,1043}'::pg_catalog.oid[]) \
+                     AND a.atttypmod OPERATOR(pg_catalog.>) 4 \
+                THEN a.atttypmod OPERATOR(pg_catalog.-) 4 END AS max_chars \
+      FROM pg_catalog.pg_attribute a \
+      JOIN pg_catalog.pg_type bt ON bt.oid OPERATOR(pg_catalog.=) coalesce( \
+               (SELECT NULLIF(t.typbasetype, 0) FROM pg_catalog.pg_type t \
+                 WHERE t.oid OPERATOR(pg_catalog.=) a.atttypid), a.atttypid) \
+     WHERE a.attrelid OPERATOR(pg_catalog.=) $1 AND a.attnum OPERATOR(pg_catalog.>) 0 \
+       AND NOT a.attisdropped";
+
 pub fn column(rel: &Relation, name: Option<&str>, param: &str, function: &str) -> LcResult<Column> {
     let name = name.ok_or_else(|| LcError::null_value(param, function))?;
-    let row = Spi::connect(|client| {
-        let t = client
-            .select(
-                "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), t.typcategory::text, \
-                        a.attnotnull \
-                   FROM pg_catalog.pg_attribute a \
-                   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-                  WHERE a.attrelid = $1 AND a.attname = $2::name AND a.attnum > 0 \
-                    AND NOT a.attisdropped",
-                None,
-                &[rel.oid.into(), name.into()],
-            )?
-            .first();
-        if t.is_empty() {
-            return Ok::<_, LcError>(None);
-        }
-        Ok(Some((
-            t.get::<String>(1)?.unwrap_or_default(),
-            t.get::<String>(2)?.unwrap_or_default(),
-            t.get::<bool>(3)?.unwrap_or(false),
-        )))
-    })?;
-    let Some((type_name, category, not_null)) = row else {
+    let row = crate::spi::json(
+        &format!(
+            "SELECT pg_catalog.to_jsonb(c) FROM ({COLUMN_FACTS_SQL}) c \
+              WHERE c.name OPERATOR(pg_catalog.=) $2"
+        ),
+        &[rel.oid.into(), name.into()],
+    )?;
+    let Some(v) = row else {
         return Err(LcError::undefined_column(&rel.name, name).hint(format!(
             "Check the \"{param}\" argument against the columns of {}.",
             rel.name
         )));
     };
-    Ok(Column {
-        name: name.to_string(),
-        type_name,
-        category: category.chars().next().unwrap_or('X'),
-        not_null,
-    })
+    Ok(column_from_json(&v))
+}
+
+pub fn column_from_json(v: &serde_json::Value) -> Column {
+    let oid = |k: &str| pg_sys::Oid::from(v[k].as_u64().unwrap_or_default() as u32);
+    Column {
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+        type_name: v["type_name"].as_str().unwrap_or_default().to_string(),
+        type_oid: oid("type_oid"),
+        base_type: oid("base_type"),
+        category: v["category"]
+            .as_str()
+            .and_then(|c| c.chars().next())
+            .unwrap_or('X'),
+        not_null: v["not_null"].as_bool().unwrap_or(false),
+        unique: v["is_unique"].as_bool().unwrap_or(false),
+        max_chars: v["max_chars"].as_i64().map(|n| n as i32),
+    }
 }
 
 /// A column that ties rows to a subject or tenant must hold a key: a
 /// number, a string or a uuid.
 fn require_key_type(rel: &Relation, c: &Column, purpose: &str) -> LcResult<()> {
-    let ok = matches!(c.category, 'N' | 'S') || c.type_name == "uuid";
+    let ok = matches!(c.category, 'N' | 'S') || c.base_type == pg_sys::UUIDOID;
     if ok {
         Ok(())
     } else {
@@ -121,6 +185,53 @@ fn require_key_type(rel: &Relation, c: &Column, purpose: &str) -> LcResult<()> {
         .detail(format!("Its type is {}.", c.type_name))
         .hint("Key columns must be of an integer, numeric, text or uuid type."))
     }
+}
+
+/// The key column of the registered table that defines `scope` (the
+/// subject table of a subject type, the tenant table for `tenant`): (table
+/// name, column).
+pub fn key_column(scope: &str) -> LcResult<Option<(String, Column)>> {
+    let found = privilege::as_extension_owner(|| {
+        crate::spi::two::<pg_sys::Oid, String>(
+            "SELECT relation::pg_catalog.oid, id_column::text FROM lifecycle.tenant_tables \
+              WHERE $1 OPERATOR(pg_catalog.=) 'tenant' \
+             UNION ALL \
+             SELECT relation::pg_catalog.oid, id_column::text FROM lifecycle.subject_tables \
+              WHERE subject_type OPERATOR(pg_catalog.=) $1",
+            &[scope.into()],
+        )
+    })?;
+    let (Some(oid), Some(col)) = found else {
+        return Ok(None);
+    };
+    let rel = relation(Some(oid), "lifecycle")?;
+    let c = column(&rel, Some(&col), "id_column", "lifecycle")?;
+    Ok(Some((rel.name, c)))
+}
+
+/// Warn about key columns of `rel` that no index leads with: erasing one
+/// subject then reads the whole table (see also `lifecycle.unindexed_keys()`).
+fn warn_unindexed(rel: &Relation, columns: &[String]) -> LcResult<()> {
+    for c in columns {
+        let indexed = crate::spi::one::<bool>(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_index i \
+                              JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+                                                            AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] \
+                             WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+                               AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
+            &[rel.oid.into(), c.as_str().into()],
+        )?
+        .unwrap_or(true);
+        if !indexed {
+            pgrx::warning!(
+                "column \"{c}\" of {} has no index: erasing one subject will read the whole table (CREATE INDEX ON {} ({}))",
+                rel.name,
+                rel.name,
+                quote_ident(c)
+            );
+        }
+    }
+    Ok(())
 }
 
 fn require_text(value: Option<&str>, param: &str, function: &str) -> LcResult<String> {
@@ -309,401 +420,13 @@ fn after_change(rel: &Relation, event_type: &str, details: serde_json::Value) ->
     audit_change(event_type, rel, details)
 }
 
-pub struct SubjectRegistration<'a> {
-    pub tbl: Option<pg_sys::Oid>,
-    pub id_column: Option<&'a str>,
-    pub subject_type: Option<&'a str>,
-    pub tenant_column: Option<&'a str>,
-    pub label: Option<&'a str>,
-}
-
-pub fn register_subject(r: SubjectRegistration<'_>) -> LcResult<()> {
-    const F: &str = "lifecycle.register_subject()";
-    let rel = relation(r.tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "register")?;
-    let subject_type = require_text(r.subject_type, "subject_type", F)?;
-    check_type_name(&subject_type, "subject_type")?;
-    let id = column(&rel, r.id_column, "id_column", F)?;
-    require_key_type(&rel, &id, "a subject id")?;
-    if let Some(tc) = r.tenant_column {
-        let c = column(&rel, Some(tc), "tenant_column", F)?;
-        require_key_type(&rel, &c, "a tenant id")?;
-    }
-    let other = privilege::as_extension_owner(|| {
-        crate::spi::one::<String>(
-            "SELECT relation::text FROM lifecycle.subject_tables \
-              WHERE subject_type = $1 AND relation <> $2",
-            &[subject_type.as_str().into(), rel.oid.into()],
-        )
-    })?;
-    if let Some(other) = other {
-        return Err(LcError::data_map_conflict(format!(
-            "subject type \"{subject_type}\" is already registered for table {other}"
-        ))
-        .detail("Each subject type has one subject table.")
-        .hint("Pick another subject_type, or unregister the other table first."));
-    }
-    let wanted = json!({
-        "subject_type": subject_type,
-        "id_column": id.name,
-        "tenant_column": r.tenant_column,
-        "label": r.label,
-    });
-    if store(
-        "subject_tables",
-        &rel,
-        wanted.clone(),
-        &["tenant", "table", "membership"],
-    )? {
-        after_change(&rel, "data_map.subject_registered", wanted)?;
-    }
-    Ok(())
-}
-
-pub fn register_tenant(
-    tbl: Option<pg_sys::Oid>,
-    id_column: Option<&str>,
-    label: Option<&str>,
-) -> LcResult<()> {
-    const F: &str = "lifecycle.register_tenant()";
-    let rel = relation(tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "register")?;
-    let id = column(&rel, id_column, "id_column", F)?;
-    require_key_type(&rel, &id, "a tenant id")?;
-    let other = privilege::as_extension_owner(|| {
-        crate::spi::one::<String>(
-            "SELECT relation::text FROM lifecycle.tenant_tables WHERE relation <> $1",
-            &[rel.oid.into()],
-        )
-    })?;
-    if let Some(other) = other {
-        return Err(LcError::data_map_conflict(format!(
-            "table {other} is already registered as the tenant table"
-        ))
-        .detail("The data map has one tenant table.")
-        .hint("Unregister it with lifecycle.unregister_table() first."));
-    }
-    let wanted = json!({ "id_column": id.name, "label": label });
-    if store(
-        "tenant_tables",
-        &rel,
-        wanted.clone(),
-        &["subject", "table", "membership"],
-    )? {
-        after_change(&rel, "data_map.tenant_registered", wanted)?;
-    }
-    Ok(())
-}
-
-pub struct TableRegistration<'a> {
-    pub tbl: Option<pg_sys::Oid>,
-    pub subject_type: Option<&'a str>,
-    pub subject_column: Option<&'a str>,
-    pub tenant_column: Option<&'a str>,
-    pub on_erase: Option<&'a str>,
-    pub retain_for: Option<pgrx::datum::Interval>,
-    pub legal_basis: Option<&'a str>,
-    pub soft_delete_column: Option<&'a str>,
-    pub label: Option<&'a str>,
-}
-
-pub fn register_table(r: TableRegistration<'_>) -> LcResult<()> {
-    const F: &str = "lifecycle.register_table()";
-    let rel = relation(r.tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "register")?;
-    let subject_type = require_text(r.subject_type, "subject_type", F)?;
-    check_type_name(&subject_type, "subject_type")?;
-    let subject = column(&rel, r.subject_column, "subject_column", F)?;
-    require_key_type(&rel, &subject, "a subject id")?;
-    if let Some(tc) = r.tenant_column {
-        let c = column(&rel, Some(tc), "tenant_column", F)?;
-        require_key_type(&rel, &c, "a tenant id")?;
-    }
-    let on_erase = require_text(r.on_erase, "on_erase", F)?;
-    if !ON_ERASE.contains(&on_erase.as_str()) {
-        return Err(
-            LcError::invalid_parameter(format!("unknown on_erase action \"{on_erase}\""))
-                .hint("Use 'delete', 'anonymize' or 'retain'."),
-        );
-    }
-    let retain_text = match r.retain_for {
-        Some(iv) => {
-            let positive =
-                crate::spi::one::<bool>("SELECT $1::interval > interval '0'", &[iv.into()])?
-                    .unwrap_or(false);
-            if !positive {
-                return Err(
-                    LcError::invalid_parameter("retain_for must be a positive interval")
-                        .hint("For example retain_for => '7 years'."),
-                );
-            }
-            crate::spi::one::<String>("SELECT $1::interval::text", &[iv.into()])?
-        }
-        None => None,
-    };
-    if on_erase == "retain" {
-        if retain_text.is_none() {
-            return Err(
-                LcError::invalid_parameter("on_erase 'retain' requires retain_for")
-                    .hint("Say how long the rows are kept, for example retain_for => '7 years'."),
-            );
-        }
-        if r.legal_basis.is_none_or(|b| b.trim().is_empty()) {
-            return Err(
-                LcError::invalid_parameter("on_erase 'retain' requires legal_basis")
-                    .hint("Name the law or contract that requires keeping the rows."),
-            );
-        }
-    } else if retain_text.is_some() {
-        return Err(LcError::invalid_parameter(format!(
-            "retain_for only applies to on_erase 'retain', not '{on_erase}'"
-        ))
-        .hint("Pass on_erase => 'retain', or leave retain_for NULL."));
-    }
-    if let Some(sd) = r.soft_delete_column {
-        let c = column(&rel, Some(sd), "soft_delete_column", F)?;
-        let ok = matches!(
-            c.type_name.as_str(),
-            "timestamp with time zone" | "timestamp without time zone" | "date" | "boolean"
-        );
-        if !ok {
-            return Err(LcError::datatype_mismatch(format!(
-                "column \"{}\" of {} cannot be a soft-delete column",
-                c.name, rel.name
-            ))
-            .detail(format!("Its type is {}.", c.type_name))
-            .hint("Use a nullable timestamptz, timestamp or date column, or a boolean."));
-        }
-        if c.not_null && c.type_name != "boolean" {
-            return Err(LcError::invalid_parameter(format!(
-                "soft-delete column \"{}\" of {} must be nullable",
-                c.name, rel.name
-            ))
-            .detail("NULL marks a row that is not deleted.")
-            .hint(format!(
-                "ALTER TABLE {} ALTER COLUMN {} DROP NOT NULL;",
-                rel.name,
-                quote_ident(&c.name)
-            )));
-        }
-    }
-    let wanted = json!({
-        "subject_type": subject_type,
-        "subject_column": subject.name,
-        "tenant_column": r.tenant_column,
-        "on_erase": on_erase,
-        "retain_for": retain_text,
-        "legal_basis": r.legal_basis,
-        "soft_delete_column": r.soft_delete_column,
-        "label": r.label,
-    });
-    if store("tables", &rel, wanted.clone(), &["subject", "tenant"])? {
-        after_change(&rel, "data_map.table_registered", wanted)?;
-    }
-    Ok(())
-}
-
-pub fn set_column_rule(
-    tbl: Option<pg_sys::Oid>,
-    col: Option<&str>,
-    rule: Option<&str>,
-) -> LcResult<()> {
-    const F: &str = "lifecycle.set_column_rule()";
-    let rel = relation(tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "change the data map of")?;
-    if roles_of(rel.oid)?.is_empty() {
-        return Err(LcError::not_registered(&rel.name));
-    }
-    let c = column(&rel, col, "col", F)?;
-    let rule = require_text(rule, "rule", F)?;
-    if !COLUMN_RULES.contains(&rule.as_str()) {
-        return Err(
-            LcError::invalid_parameter(format!("unknown column rule \"{rule}\""))
-                .hint(format!("Use one of: {}.", COLUMN_RULES.join(", "))),
-        );
-    }
-    if scope_columns(rel.oid)?.iter().any(|(_, k)| *k == c.name) {
-        return Err(LcError::invalid_parameter(format!(
-            "column \"{}\" of {} is a key column of the data map",
-            c.name, rel.name
-        ))
-        .detail("Subject and tenant columns tie rows to their owner; erasure handles them itself.")
-        .hint("Set rules on the personal columns only."));
-    }
-    let textual = c.category == 'S';
-    let fits = match rule.as_str() {
-        "keep" => true,
-        "clear" => !c.not_null,
-        "redact" | "deleted_name" | "deleted_email" | "hash" | "storage_object" => textual,
-        "empty" => textual || c.category == 'A' || c.type_name == "jsonb" || c.type_name == "json",
-        _ => false,
-    };
-    if !fits {
-        let hint = if rule == "clear" {
-            "The column is NOT NULL; use 'redact' or 'empty' instead, or drop the constraint."
-                .to_string()
-        } else {
-            "Use 'clear' for columns of other types.".to_string()
-        };
-        return Err(LcError::datatype_mismatch(format!(
-            "column rule \"{rule}\" does not fit column \"{}\" of {}",
-            c.name, rel.name
-        ))
-        .detail(format!(
-            "The column is of type {}{}.",
-            c.type_name,
-            if c.not_null { " NOT NULL" } else { "" }
-        ))
-        .hint(hint));
-    }
-    let me = privilege::current_user_name();
-    let changed = privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<bool>(
-            "WITH up AS (\
-               INSERT INTO lifecycle.column_rules (relation, column_name, rule, set_by) \
-               VALUES ($1, $2::name, $3, $4) \
-               ON CONFLICT (relation, column_name) DO UPDATE \
-                  SET rule = EXCLUDED.rule, set_at = now(), set_by = EXCLUDED.set_by \
-                WHERE column_rules.rule IS DISTINCT FROM EXCLUDED.rule \
-               RETURNING 1) SELECT EXISTS (SELECT 1 FROM up)",
-            &[
-                rel.oid.into(),
-                c.name.as_str().into(),
-                rule.as_str().into(),
-                me.as_str().into(),
-            ],
-        )?
-        .unwrap_or(false))
-    })?;
-    if changed {
-        cache::invalidate("column_rules")?;
-        audit_change(
-            "data_map.column_rule_set",
-            &rel,
-            json!({ "column": c.name, "rule": rule }),
-        )?;
-    }
-    Ok(())
-}
-
-pub struct MembershipRegistration<'a> {
-    pub tbl: Option<pg_sys::Oid>,
-    pub subject_column: Option<&'a str>,
-    pub tenant_column: Option<&'a str>,
-    pub role_column: Option<&'a str>,
-    pub admin_roles: Option<Vec<Option<String>>>,
-    pub subject_type: Option<&'a str>,
-}
-
-pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
-    const F: &str = "lifecycle.register_membership()";
-    let rel = relation(r.tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "register")?;
-    let subject_type = require_text(r.subject_type, "subject_type", F)?;
-    check_type_name(&subject_type, "subject_type")?;
-    let s = column(&rel, r.subject_column, "subject_column", F)?;
-    require_key_type(&rel, &s, "a subject id")?;
-    let t = column(&rel, r.tenant_column, "tenant_column", F)?;
-    require_key_type(&rel, &t, "a tenant id")?;
-    let role = column(&rel, r.role_column, "role_column", F)?;
-    if role.category != 'S' {
-        return Err(LcError::datatype_mismatch(format!(
-            "role column \"{}\" of {} must be of a text type",
-            role.name, rel.name
-        ))
-        .detail(format!("Its type is {}.", role.type_name)));
-    }
-    let admin_roles: Vec<String> = r
-        .admin_roles
-        .ok_or_else(|| LcError::null_value("admin_roles", F))?
-        .into_iter()
-        .flatten()
-        .filter(|s| !s.trim().is_empty())
-        .collect();
-    if admin_roles.is_empty() {
-        return Err(
-            LcError::invalid_parameter("admin_roles must name at least one role")
-                .hint("For example admin_roles => '{owner,admin}'."),
-        );
-    }
-    let wanted = json!({
-        "subject_type": subject_type,
-        "subject_column": s.name,
-        "tenant_column": t.name,
-        "role_column": role.name,
-        "admin_roles": admin_roles,
-    });
-    if store("memberships", &rel, wanted.clone(), &["subject", "tenant"])? {
-        after_change(&rel, "data_map.membership_registered", wanted)?;
-    }
-    Ok(())
-}
-
-pub fn register_scope(
-    tbl: Option<pg_sys::Oid>,
-    scope_type: Option<&str>,
-    col: Option<&str>,
-) -> LcResult<()> {
-    const F: &str = "lifecycle.register_scope()";
-    let rel = relation(tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "change the data map of")?;
-    if roles_of(rel.oid)?.is_empty() {
-        return Err(LcError::not_registered(&rel.name));
-    }
-    let scope_type = require_text(scope_type, "scope_type", F)?;
-    check_type_name(&scope_type, "scope_type")?;
-    let c = column(&rel, col, "col", F)?;
-    require_key_type(&rel, &c, "a scope id")?;
-    let me = privilege::current_user_name();
-    let inserted = privilege::as_extension_owner(|| {
-        Ok(crate::spi::one::<bool>(
-            "WITH ins AS (INSERT INTO lifecycle.scopes (relation, scope_type, column_name, registered_by) \
-                          VALUES ($1, $2, $3::name, $4) ON CONFLICT DO NOTHING RETURNING 1) \
-             SELECT EXISTS (SELECT 1 FROM ins)",
-            &[rel.oid.into(), scope_type.as_str().into(), c.name.as_str().into(), me.as_str().into()],
-        )?
-        .unwrap_or(false))
-    })?;
-    if inserted {
-        cache::invalidate("scopes")?;
-        refresh_row_guard(rel.oid)?;
-        audit_change(
-            "data_map.scope_registered",
-            &rel,
-            json!({ "scope_type": scope_type, "column": c.name }),
-        )?;
-    }
-    Ok(())
-}
-
-/// Remove a table from the data map and drop its guards. Refused while a
-/// hold in force covers any of its rows.
-pub fn unregister_table(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
-    const F: &str = "lifecycle.unregister_table()";
-    let rel = relation(tbl, F)?;
-    privilege::require_table_owner(rel.oid, &rel.name, "unregister")?;
-    if roles_of(rel.oid)?.is_empty() {
-        return Err(LcError::not_registered(&rel.name));
-    }
-    if let Some((part, h)) = holds::hold_covering_tree(rel.oid, rel.oid)? {
-        return Err(LcError::held_table_drop("unregister", &rel.name)
-            .detail(format!(
-                "Rows of {part} are under {}",
-                crate::guard::lower_first(&holds::hold_detail(&h))
-            ))
-            .hint(holds::release_hint(&h)));
-    }
-    forget(rel.oid)?;
-    drop_guards(rel.oid)?;
-    audit_change("data_map.table_unregistered", &rel, json!({}))
-}
-
 /// Delete every data-map row of a relation.
 pub fn forget(relid: pg_sys::Oid) -> LcResult<()> {
     privilege::as_extension_owner(|| {
         for t in [
             "column_rules",
             "scopes",
+            "links",
             "memberships",
             "tables",
             "tenant_tables",

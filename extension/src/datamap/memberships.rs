@@ -1,0 +1,292 @@
+//! Membership tables: which subject belongs to which tenant, and who is an
+//! admin there. Applications say "admin" in many shapes: a role name
+//! (`'owner'`), a list of roles (`'{admin,viewer}'`, or a delimited string
+//! such as `'team_user team_admin'`), a boolean flag (`schemeadmin`), a
+//! number (`20`). The registration records the shape; [`admin_predicate`]
+//! turns it into SQL.
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use serde_json::json;
+
+use super::{
+    after_change, audit_change, check_type_name, column, key_column, refresh_row_guard, relation,
+    require_key_type, roles_of, store, warn_unindexed, Column, Relation,
+};
+use crate::error::{LcError, LcResult};
+use crate::holds::quote_ident;
+use crate::privilege;
+
+pub struct MembershipRegistration<'a> {
+    pub tbl: Option<pg_sys::Oid>,
+    pub subject_column: Option<&'a str>,
+    pub tenant_column: Option<&'a str>,
+    pub role_column: Option<&'a str>,
+    pub admin_roles: Option<Vec<Option<String>>>,
+    pub subject_type: Option<&'a str>,
+    pub role_separator: Option<&'a str>,
+}
+
+/// How a membership row says its subject is an admin of the tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminRule {
+    /// The role column's value (compared as text) is one of these.
+    Exact(Vec<String>),
+    /// The role column is an array holding one of these.
+    List(Vec<String>),
+    /// The role column is a string of roles separated by `separator`.
+    Delimited {
+        separator: String,
+        roles: Vec<String>,
+    },
+    /// The role column is a boolean, true for admins.
+    Flag,
+}
+
+impl AdminRule {
+    /// From the registration's `role_kind`, `role_separator`, `admin_roles`.
+    pub fn from_registration(kind: &str, separator: Option<&str>, roles: Vec<String>) -> Self {
+        match kind {
+            "flag" => AdminRule::Flag,
+            "list" => AdminRule::List(roles),
+            "delimited" => AdminRule::Delimited {
+                separator: separator.unwrap_or(" ").to_string(),
+                roles,
+            },
+            _ => AdminRule::Exact(roles),
+        }
+    }
+
+    /// The admin roles, as the SQL parameter the predicate compares with
+    /// (empty for a flag).
+    pub fn roles(&self) -> Vec<String> {
+        match self {
+            AdminRule::Exact(r) | AdminRule::List(r) => r.clone(),
+            AdminRule::Delimited { roles, .. } => roles.clone(),
+            AdminRule::Flag => Vec::new(),
+        }
+    }
+
+    /// A condition on the row aliased `alias` that is true for admins;
+    /// `param` is the SQL parameter holding [`AdminRule::roles`] as `text[]`.
+    pub fn predicate(&self, alias: &str, role_column: &str, param: &str) -> String {
+        let col = format!("{alias}.{}", quote_ident(role_column));
+        match self {
+            AdminRule::Exact(_) => {
+                format!("{col}::text OPERATOR(pg_catalog.=) ANY ({param}::pg_catalog.text[])")
+            }
+            AdminRule::List(_) => format!(
+                "{col}::pg_catalog.text[] OPERATOR(pg_catalog.&&) {param}::pg_catalog.text[]"
+            ),
+            AdminRule::Delimited { separator, .. } => format!(
+                "pg_catalog.string_to_array({col}::text, {}) OPERATOR(pg_catalog.&&) {param}::pg_catalog.text[]",
+                pgrx::spi::quote_literal(separator)
+            ),
+            AdminRule::Flag => format!("{col} IS TRUE"),
+        }
+    }
+}
+
+/// The subject type a membership's subject column refers to, from its
+/// foreign key (or declared link) to a registered subject table's id column.
+fn inferred_subject_type(rel: &Relation, col: &str) -> LcResult<Option<String>> {
+    let Some((parent, _, key, _)) = super::register::resolve_link(rel, col)? else {
+        return Ok(None);
+    };
+    privilege::as_extension_owner(|| {
+        crate::spi::one::<String>(
+            "SELECT subject_type FROM lifecycle.subject_tables \
+              WHERE relation OPERATOR(pg_catalog.=) $1 AND id_column OPERATOR(pg_catalog.=) $2::pg_catalog.name",
+            &[parent.into(), key.as_str().into()],
+        )
+    })
+}
+
+/// The shape of the role column and the admin roles it is compared with.
+fn admin_rule(
+    rel: &Relation,
+    role: &Column,
+    admin_roles: Option<Vec<Option<String>>>,
+    separator: Option<&str>,
+) -> LcResult<AdminRule> {
+    let roles: Option<Vec<String>> = admin_roles.map(|r| {
+        r.into_iter()
+            .flatten()
+            .filter(|s| !s.trim().is_empty())
+            .collect()
+    });
+    let need_roles = |roles: Option<Vec<String>>| -> LcResult<Vec<String>> {
+        match roles {
+            None => Err(
+                LcError::null_value("admin_roles", "lifecycle.register_membership()")
+                    .hint("Name the admin roles, for example admin_roles => '{owner,admin}'."),
+            ),
+            Some(r) if !r.is_empty() => Ok(r),
+            _ => Err(LcError::invalid_parameter(format!(
+                "admin_roles must name at least one role of column \"{}\" of {}",
+                role.name, rel.name
+            ))
+            .hint("For example admin_roles => '{owner,admin}'.")),
+        }
+    };
+    if role.base_type == pg_sys::BOOLOID {
+        if let Some(r) = &roles {
+            if !(r.is_empty() || r.iter().all(|x| x == "true")) {
+                return Err(LcError::invalid_parameter(format!(
+                    "role column \"{}\" of {} is a boolean flag: admin_roles does not apply",
+                    role.name, rel.name
+                ))
+                .detail("A true value marks an admin.")
+                .hint("Leave admin_roles NULL."));
+            }
+        }
+        if separator.is_some() {
+            return Err(LcError::invalid_parameter(
+                "role_separator applies to a text role column, not to a boolean flag",
+            )
+            .hint("Leave role_separator NULL."));
+        }
+        return Ok(AdminRule::Flag);
+    }
+    if role.category == 'A' {
+        if separator.is_some() {
+            return Err(LcError::invalid_parameter(
+                "role_separator applies to a text role column, not to an array",
+            )
+            .hint("Leave role_separator NULL: the array's elements are the roles."));
+        }
+        return Ok(AdminRule::List(need_roles(roles)?));
+    }
+    match separator {
+        Some("") => Err(
+            LcError::invalid_parameter("role_separator must not be empty")
+                .hint("For roles such as 'team_user team_admin', pass role_separator => ' '."),
+        ),
+        Some(sep) if role.is_textual() => Ok(AdminRule::Delimited {
+            separator: sep.to_string(),
+            roles: need_roles(roles)?,
+        }),
+        Some(_) => Err(LcError::datatype_mismatch(format!(
+            "role column \"{}\" of {} is not text: it cannot hold delimited roles",
+            role.name, rel.name
+        ))
+        .detail(format!("Its type is {}.", role.type_name))
+        .hint("Leave role_separator NULL.")),
+        None if role.is_textual() => Ok(AdminRule::Exact(need_roles(roles)?)),
+        None if role.category == 'N' || role.category == 'E' => {
+            // Roles of a number or enum column must be values of it.
+            let roles = need_roles(roles)?;
+            for r in &roles {
+                if crate::keys::canonical(role.type_oid, r)?.is_none() {
+                    return Err(LcError::datatype_mismatch(format!(
+                        "admin role \"{r}\" is not a value of column \"{}\" of {}",
+                        role.name, rel.name
+                    ))
+                    .detail(format!("The column is of type {}.", role.type_name))
+                    .hint("Name the values that mark admins, for example admin_roles => '{20}'."));
+                }
+            }
+            Ok(AdminRule::Exact(roles))
+        }
+        None => Err(LcError::datatype_mismatch(format!(
+            "column \"{}\" of {} cannot say who is an admin",
+            role.name, rel.name
+        ))
+        .detail(format!("Its type is {}.", role.type_name))
+        .hint("Use a text, numeric, enum, array or boolean role column.")),
+    }
+}
+
+pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
+    const F: &str = "lifecycle.register_membership()";
+    let rel = relation(r.tbl, F)?;
+    privilege::require_table_owner(rel.oid, &rel.name, "register")?;
+    let s = column(&rel, r.subject_column, "subject_column", F)?;
+    require_key_type(&rel, &s, "a subject id")?;
+    let t = column(&rel, r.tenant_column, "tenant_column", F)?;
+    require_key_type(&rel, &t, "a tenant id")?;
+    let role = column(&rel, r.role_column, "role_column", F)?;
+    let rule = admin_rule(&rel, &role, r.admin_roles, r.role_separator)?;
+    // The subject type: given, or the one the subject column references,
+    // or 'user' when that is a registered subject type.
+    let subject_type = match r.subject_type {
+        Some(t) => {
+            check_type_name(t, "subject_type")?;
+            t.to_string()
+        }
+        None => match inferred_subject_type(&rel, &s.name)? {
+            Some(t) => t,
+            None if key_column("user")?.is_some() => "user".to_string(),
+            None => {
+                return Err(LcError::invalid_parameter(format!(
+                    "cannot tell which subject type column \"{}\" of {} refers to",
+                    s.name, rel.name
+                ))
+                .detail("It has no foreign key or declared link to a registered subject table, and 'user' is not a registered subject type.")
+                .hint("Pass subject_type => '<type>', after registering that subject's table with lifecycle.register_subject()."));
+            }
+        },
+    };
+    let (kind, separator, roles) = match &rule {
+        AdminRule::Exact(r) => ("exact", None, Some(r.clone())),
+        AdminRule::List(r) => ("list", None, Some(r.clone())),
+        AdminRule::Delimited { separator, roles } => {
+            ("delimited", Some(separator.clone()), Some(roles.clone()))
+        }
+        AdminRule::Flag => ("flag", None, None),
+    };
+    let wanted = json!({
+        "subject_type": subject_type,
+        "subject_column": s.name,
+        "tenant_column": t.name,
+        "role_column": role.name,
+        "role_kind": kind,
+        "role_separator": separator,
+        "admin_roles": roles,
+    });
+    if store("memberships", &rel, wanted.clone(), &["subject", "tenant"])? {
+        after_change(&rel, "data_map.membership_registered", wanted)?;
+        warn_unindexed(&rel, &[s.name, t.name])?;
+    }
+    Ok(())
+}
+
+/// Remove a membership registration (the table's other registrations, if
+/// any, stay).
+pub fn unregister_membership(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
+    const F: &str = "lifecycle.unregister_membership()";
+    let rel = relation(tbl, F)?;
+    privilege::require_table_owner(rel.oid, &rel.name, "unregister")?;
+    let roles = roles_of(rel.oid)?;
+    if !roles.contains(&"membership") {
+        return Err(LcError::not_registered(&rel.name).detail(format!(
+            "{} is not registered as a membership table.",
+            rel.name
+        )));
+    }
+    if roles == ["membership"] {
+        // Its rows may be held like any registered table's.
+        if let Some((part, h)) = crate::holds::hold_covering_tree(rel.oid, rel.oid)? {
+            return Err(LcError::held_table_drop("unregister", &rel.name)
+                .detail(format!(
+                    "Rows of {part} are under {}",
+                    crate::guard::lower_first(&crate::holds::hold_detail(&h))
+                ))
+                .hint(crate::holds::release_hint(&h)));
+        }
+    }
+    privilege::as_extension_owner(|| {
+        Spi::run_with_args(
+            "DELETE FROM lifecycle.memberships WHERE relation::pg_catalog.oid OPERATOR(pg_catalog.=) $1",
+            &[rel.oid.into()],
+        )?;
+        Ok(())
+    })?;
+    crate::cache::invalidate("memberships")?;
+    if roles == ["membership"] {
+        super::drop_guards(rel.oid)?;
+    } else {
+        refresh_row_guard(rel.oid)?;
+    }
+    audit_change("data_map.membership_unregistered", &rel, json!({}))
+}

@@ -1,0 +1,265 @@
+//! The preview of an erasure: the same plan the run would follow, each step
+//! with the rows it would touch counted, changing nothing. Also what would
+//! stop it: workspaces the subject is the last admin of, legal holds on the
+//! target or on rows a step reaches, rows of unmapped tables that reference
+//! what would be removed.
+
+use serde_json::{json, Value};
+
+use super::run::Params;
+use super::{identifiers, last_admin_tenants, resolve_target, salt, Target};
+use crate::error::LcResult;
+use crate::plan::{self, Action, Catalog, Step};
+use crate::privilege;
+use crate::spi;
+
+fn count(step: &Step, params: &Params, extra: Option<&str>) -> LcResult<u64> {
+    let sql = format!(
+        "SELECT pg_catalog.count(*) FROM {} WHERE {}{}",
+        step.table_name,
+        step.rows,
+        extra.map(|e| format!(" AND ({e})")).unwrap_or_default()
+    );
+    Ok(super::as_owner_of(step.table, || {
+        spi::one::<i64>(&sql, &params.args(&step.key, step.second.as_deref()))
+    })?
+    .unwrap_or(0) as u64)
+}
+
+/// Holds in force that cover rows a step would change.
+fn holds_on_step(cat: &Catalog, step: &Step, params: &Params) -> LcResult<Vec<Value>> {
+    let mut out = Vec::new();
+    let Some(table) = cat.table(step.table) else {
+        return Ok(out);
+    };
+    let rows = step.rows.clone();
+    let relid = pgrx::pg_sys::Oid::from(table.oid);
+    for h in crate::holds::holds_covering_rows(relid, &step.table_name, &rows, || {
+        params.args(&step.key, step.second.as_deref())
+    })? {
+        out.push(json!({
+            "hold_id": h.id,
+            "scope": h.describe_scope(),
+            "reason": h.reason,
+            "placed_by": h.created_by,
+            "table": step.table_name,
+        }));
+    }
+    Ok(out)
+}
+
+/// `lifecycle.preview_erasure()`: what erasing `target_type` `target_id`
+/// would do, as JSON.
+pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> LcResult<Value> {
+    let cat = super::catalog::load()?;
+    let target = resolve_target(&cat, target_type)?;
+    let table = target.table().clone();
+    let id_col = target.id_column().to_string();
+    let exists = super::target_exists(&target, target_id)?;
+    let salt = salt()?;
+    let (plan, last_admin) = match &target {
+        Target::Subject { subject_type, .. } => {
+            let last = last_admin_tenants(&cat, subject_type, target_id)?;
+            let plan = plan::subject_erasure(&cat, subject_type, target_id, &[], &salt)
+                .map_err(super::plan_error)?;
+            (plan, last)
+        }
+        Target::Tenant { .. } => (
+            plan::workspace_erasure(&cat, target_id, &salt).map_err(super::plan_error)?,
+            Vec::new(),
+        ),
+    };
+    let params = Params::new(identifiers(&table, &id_col, target_id, None)?);
+    let mut steps = Vec::new();
+    let mut totals = serde_json::Map::new();
+    let mut retained = Vec::new();
+    let mut mentions = Vec::new();
+    let mut refusals = Vec::new();
+    let mut holds = Vec::new();
+    let mut objects = 0u64;
+    for step in &plan.steps {
+        let (verb, rows, extra) = match &step.action {
+            Action::RefuseUnmapped { constraint, target } => {
+                let n = count(step, &params, None)?;
+                if n > 0 {
+                    refusals.push(json!({
+                        "table": step.table_name, "constraint": constraint,
+                        "references": target, "rows": n,
+                    }));
+                }
+                continue;
+            }
+            Action::Delete { storage } => {
+                let n = count(step, &params, None)?;
+                if !storage.is_empty() && n > 0 {
+                    let any = storage
+                        .iter()
+                        .map(|c| format!("{} IS NOT NULL", plan::ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(" OR ");
+                    objects += count(step, &params, Some(&any))?;
+                }
+                ("deleted", n, json!({}))
+            }
+            Action::DeleteObjects { columns, .. } => {
+                let any = columns
+                    .iter()
+                    .map(|c| format!("{} IS NOT NULL", plan::ident(c)))
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                let n = count(step, &params, Some(&any))?;
+                objects += n;
+                ("objects deleted", n, json!({ "columns": columns }))
+            }
+            Action::Anonymize { sets } => {
+                let n = count(step, &params, None)?;
+                let columns: Vec<&str> = cat
+                    .table(step.table)
+                    .map(|t| {
+                        t.rules
+                            .iter()
+                            .filter(|(_, r)| r != "storage_object")
+                            .map(|(c, _)| c.as_str())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if sets.is_empty() {
+                    ("kept", n, json!({}))
+                } else {
+                    ("anonymized", n, json!({ "columns": columns }))
+                }
+            }
+            Action::Retain {
+                legal_basis,
+                retain_for,
+                ..
+            } => {
+                let n = count(step, &params, None)?;
+                if n > 0 {
+                    retained.push(json!({
+                        "table": step.table_name, "label": step.label, "rows": n,
+                        "legal_basis": legal_basis, "retain_for": retain_for,
+                    }));
+                }
+                (
+                    "retained",
+                    n,
+                    json!({ "legal_basis": legal_basis, "retain_for": retain_for }),
+                )
+            }
+            Action::Detach { columns } => (
+                "detached",
+                count(step, &params, None)?,
+                json!({ "columns": columns }),
+            ),
+            Action::RedactText { columns } => {
+                if params.identifiers.is_empty() {
+                    continue;
+                }
+                let cond = plan::mentions_condition(columns, "$4");
+                let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+                (
+                    "redacted",
+                    count(step, &params, Some(&cond))?,
+                    json!({ "columns": names }),
+                )
+            }
+            Action::CountMentions { columns } => {
+                if params.identifiers.is_empty() {
+                    continue;
+                }
+                for (c, json) in columns {
+                    let cond = plan::mentions_condition(&[(c.clone(), *json)], "$4");
+                    let n = count(step, &params, Some(&cond))?;
+                    if n > 0 {
+                        mentions.push(json!({ "table": step.table_name, "column": c, "rows": n }));
+                    }
+                }
+                continue;
+            }
+            Action::ReplaceValues { sets } => {
+                let cols: Vec<&str> = sets.iter().map(|(c, _)| c.as_str()).collect();
+                let cond = sets
+                    .iter()
+                    .map(|(c, _)| {
+                        format!("{}::text OPERATOR(pg_catalog.=) ANY ($3)", plan::ident(c))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                (
+                    "anonymized",
+                    count(step, &params, Some(&cond))?,
+                    json!({ "columns": cols }),
+                )
+            }
+            Action::Transfer { .. }
+            | Action::ProtectedDelete
+            | Action::CloseRetention { .. }
+            | Action::StillRetained { .. } => {
+                continue;
+            }
+        };
+        if matches!(
+            step.action,
+            Action::Delete { .. }
+                | Action::Anonymize { .. }
+                | Action::Retain { .. }
+                | Action::Detach { .. }
+        ) && rows > 0
+        {
+            holds.extend(holds_on_step(&cat, step, &params)?);
+        }
+        if rows == 0 && verb != "kept" {
+            continue;
+        }
+        *totals.entry(verb.to_string()).or_insert(json!(0)) =
+            json!(totals.get(verb).and_then(Value::as_u64).unwrap_or(0) + rows);
+        let mut s = json!({
+            "table": step.table_name, "label": step.label, "action": verb, "rows": rows,
+        });
+        if let Some(r) = &step.reason {
+            s["reason"] = json!(r);
+        }
+        if let Some(w) = &step.workspace {
+            s["workspace"] = json!(w);
+        }
+        if let Value::Object(e) = extra {
+            for (k, v) in e {
+                s[k] = v;
+            }
+        }
+        steps.push(s);
+    }
+    // Holds on the target itself.
+    let on_target = privilege::as_extension_owner(|| {
+        spi::json_rows(
+            "SELECT pg_catalog.jsonb_build_object('hold_id', id, 'scope', scope_type OPERATOR(pg_catalog.||) ' ' \
+                    OPERATOR(pg_catalog.||) scope_id, 'reason', reason, 'placed_by', created_by) \
+               FROM lifecycle.holds_in_force \
+              WHERE scope_type OPERATOR(pg_catalog.=) $1 AND scope_id OPERATOR(pg_catalog.=) $2 ORDER BY created_at",
+            &[target.type_name().into(), target_id.into()],
+        )
+    })?;
+    let mut all_holds: Vec<Value> = on_target;
+    for h in holds {
+        if !all_holds.iter().any(|x| x["hold_id"] == h["hold_id"]) {
+            all_holds.push(h);
+        }
+    }
+    let blocked =
+        !all_holds.is_empty() || !last_admin.is_empty() || !refusals.is_empty() || !exists;
+    Ok(json!({
+        "target": { "type": target.type_name(), "id": target_id, "exists": exists },
+        "tenant_id": tenant_id,
+        "steps": steps,
+        "totals": totals,
+        "retained": retained,
+        "stored_objects": objects,
+        "mentions": mentions,
+        "identifiers": params.identifiers.len(),
+        "last_admin_workspaces": last_admin,
+        "holds": all_holds,
+        "unmapped_references": refusals,
+        "would_run": !blocked,
+    }))
+}
