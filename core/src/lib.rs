@@ -4,7 +4,8 @@
 //! with their SQLSTATEs and HTTP statuses ([`codes`]), job types, statuses
 //! and the state machine ([`jobs`]), the names of the audit events
 //! ([`events`]), erase actions and column rules ([`rules`]), the order of
-//! deletions ([`order`]) and the hashes of the audit chain ([`audit`]). It
+//! deletions ([`order`]), the hashes of the audit chain ([`audit`]) and
+//! the identifiers of a subject inside free text ([`redact`]). It
 //! depends on neither pgrx nor tokio, so everything here is tested with plain
 //! `#[test]`s; the extension and the control plane call it instead of
 //! keeping copies.
@@ -83,6 +84,7 @@ pub mod codes;
 pub mod events;
 pub mod jobs;
 pub mod order;
+pub mod redact;
 pub mod rules;
 
 pub use codes::Code;

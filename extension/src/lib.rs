@@ -16,7 +16,6 @@
 //! * [`jobs`]: requests, their state machine, leases and the job runner
 //! * [`plan`]: the erasure plan, pure (steps from the data map)
 //! * [`erasure`]: user and workspace erasure and purge: catalog, run, verify, preview
-//! * [`redact`]: identifiers redacted inside free text and JSON
 //! * [`fkeys`]: foreign keys, the order of deletions
 //! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`error`]: SQLSTATEs and error reporting
@@ -43,7 +42,6 @@ pub mod keys;
 pub mod namespace;
 pub mod plan;
 pub mod privilege;
-pub mod redact;
 pub mod spi;
 pub mod subxact;
 
@@ -448,29 +446,35 @@ fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> String
 /// What erasing a subject or a workspace would do, changing nothing: the
 /// plan's steps with the rows each would touch, what would be retained and
 /// why, stored objects, workspaces the subject is the last admin of, and
-/// the holds that would block it.
+/// the holds that would block it. `workspaces`: the decisions for the
+/// workspaces the subject is the last admin of, as `request_erasure` takes
+/// them.
 #[pg_extern(volatile, parallel_unsafe)]
 fn preview_erasure(
     target_type: Option<&str>,
     target_id: Option<&str>,
     tenant_id: default!(Option<&str>, "NULL"),
+    workspaces: default!(Option<pgrx::JsonB>, "NULL"),
 ) -> pgrx::JsonB {
     boundary(|| {
         const F: &str = "lifecycle.preview_erasure()";
         let target_type = target_type.ok_or_else(|| LcError::null_value("target_type", F))?;
         let target_id = target_id.ok_or_else(|| LcError::null_value("target_id", F))?;
+        let workspaces = workspaces.map(|w| w.0);
         privilege::as_extension_owner(|| {
-            erasure::preview::preview(target_type, target_id, tenant_id).map(pgrx::JsonB)
+            erasure::preview::preview(target_type, target_id, tenant_id, workspaces.as_ref())
+                .map(pgrx::JsonB)
         })
     })
 }
 
-/// `value` with every identifier replaced by `[redacted]`, whatever its
-/// letter case. Pure; safe for any arguments.
+/// `value` with every whole-word occurrence of every identifier replaced by
+/// `[redacted]`, whatever its letter case and Unicode normal form. Pure;
+/// safe for any arguments.
 #[pg_extern(immutable, strict, parallel_safe)]
 fn redact_text(value: &str, identifiers: Vec<Option<String>>) -> String {
     let ids: Vec<String> = identifiers.into_iter().flatten().collect();
-    redact::redact_text(value, &ids)
+    lifecycle_core::redact::redact_text(value, &ids)
 }
 
 /// `value` with every identifier replaced in its strings and keys. Pure;
@@ -478,7 +482,15 @@ fn redact_text(value: &str, identifiers: Vec<Option<String>>) -> String {
 #[pg_extern(immutable, strict, parallel_safe)]
 fn redact_json(value: pgrx::JsonB, identifiers: Vec<Option<String>>) -> pgrx::JsonB {
     let ids: Vec<String> = identifiers.into_iter().flatten().collect();
-    pgrx::JsonB(redact::redact_json(&value.0, &ids))
+    pgrx::JsonB(lifecycle_core::redact::redact_json(&value.0, &ids))
+}
+
+/// Whether `value` mentions one of the identifiers, as `redact_text` would
+/// find it. Pure; safe for any arguments.
+#[pg_extern(immutable, strict, parallel_safe)]
+fn mentions(value: &str, identifiers: Vec<Option<String>>) -> bool {
+    let ids: Vec<String> = identifiers.into_iter().flatten().collect();
+    lifecycle_core::redact::mentions(value, &ids)
 }
 
 /// Run due erase and purge jobs (for pg_cron or a DBA); returns how many ran.

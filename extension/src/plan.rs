@@ -44,6 +44,9 @@ pub struct ColumnFacts {
     pub not_null: bool,
     pub unique: bool,
     pub max_chars: Option<i32>,
+    /// Part of the primary key, of a foreign key or of a declared link: it
+    /// holds ids, never free text.
+    pub is_key: bool,
 }
 
 /// How a row is tied to its subject or tenant: a column of its own, or a
@@ -223,6 +226,75 @@ impl Table {
         self.eq(column, param)
     }
 
+    /// A condition on the row aliased `alias` that holds for live rows
+    /// (not soft-deleted); `TRUE` for tables without soft delete.
+    /// `alias` may be empty: the column is then named bare.
+    pub fn live(&self, alias: &str) -> String {
+        match self.data.as_ref().and_then(|d| d.soft_delete.as_ref()) {
+            None => "TRUE".to_string(),
+            Some((col, kind)) => {
+                let c = if alias.is_empty() {
+                    ident(col)
+                } else {
+                    format!("{alias}.{}", ident(col))
+                };
+                match kind {
+                    SoftDelete::Nullable => format!("{c} IS NULL"),
+                    SoftDelete::Flag => format!("{c} IS NOT TRUE"),
+                    SoftDelete::Epoch => {
+                        format!("COALESCE({c} OPERATOR(pg_catalog.=) 0, true)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// A condition true for rows whose workspace is none of `tenants`
+    /// (`None` for tables without a workspace, or no tenants).
+    pub fn outside_tenants(&self, tenants: &[&str], catalog: &Catalog) -> Option<String> {
+        if tenants.is_empty() {
+            return None;
+        }
+        let list = format!(
+            "ARRAY[{}]::pg_catalog.text[]",
+            tenants
+                .iter()
+                .map(|t| literal(t))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let key = self
+            .data
+            .as_ref()
+            .and_then(|d| d.tenant.clone())
+            .or_else(|| {
+                self.membership
+                    .as_ref()
+                    .map(|m| Key::Column(m.tenant_column.clone()))
+            })?;
+        Some(match key {
+            Key::Column(c) => format!(
+                "({}::text OPERATOR(pg_catalog.=) ANY ({list})) IS NOT TRUE",
+                ident(&c)
+            ),
+            Key::Via {
+                column,
+                parent,
+                parent_key,
+                parent_column,
+            } => format!(
+                "({} IN (SELECT p.{} FROM {} p WHERE p.{}::text OPERATOR(pg_catalog.=) ANY ({list}))) IS NOT TRUE",
+                ident(&column),
+                ident(&parent_key),
+                catalog
+                    .table(parent)
+                    .map(|p| p.name.clone())
+                    .unwrap_or_else(|| parent.to_string()),
+                ident(&parent_column)
+            ),
+        })
+    }
+
     /// The column naming each row's owner: subject id, tenant id, subject column.
     pub fn owner_column(&self) -> Option<&str> {
         if let Some(s) = &self.subject {
@@ -278,16 +350,24 @@ impl Table {
             .collect()
     }
 
-    /// Textual and JSON columns with no rule and no role in the data map:
-    /// where free text may name people.
-    pub fn free_text_columns(&self) -> Vec<&ColumnFacts> {
+    /// Textual and JSON columns that are no key and have no role in the
+    /// data map: where free text may name people. With `ruled`, also the
+    /// columns that have a rule (rules apply to the subject's own rows
+    /// only; other rows may still name the subject there).
+    pub fn text_columns(&self, ruled: bool) -> Vec<&ColumnFacts> {
         let keys = self.key_columns();
         self.columns
             .iter()
             .filter(|c| matches!(c.kind, ValueKind::Text | ValueKind::Json))
+            .filter(|c| !c.is_key && c.max_chars.is_none_or(|n| n >= 3))
             .filter(|c| !keys.contains(c.name.as_str()))
-            .filter(|c| !self.rules.iter().any(|(rc, _)| *rc == c.name))
+            .filter(|c| ruled || !self.rules.iter().any(|(rc, _)| *rc == c.name))
             .collect()
+    }
+
+    /// [`Table::text_columns`] without the ruled ones.
+    pub fn free_text_columns(&self) -> Vec<&ColumnFacts> {
+        self.text_columns(false)
     }
 
     /// `SET` assignments applying the column rules (storage objects aside).
@@ -602,6 +682,14 @@ struct Builder<'a> {
     salt: String,
     /// The value of `$2` for the steps being pushed.
     second: Option<String>,
+    /// (table, column): references whose rows a step of their own already
+    /// removes (a workspace's tables reached through their parent): no
+    /// second step for them below the parent.
+    covered: Vec<(u32, String)>,
+    /// (table, rows, key, second): rows an earlier step deletes. A later
+    /// step on rows that reference removed rows leaves these out, so that
+    /// no two steps count the same rows.
+    removed: Vec<(u32, String, String, Option<String>)>,
 }
 
 impl<'a> Builder<'a> {
@@ -611,6 +699,8 @@ impl<'a> Builder<'a> {
             plan: Plan::default(),
             salt: salt.to_string(),
             second: None,
+            covered: Vec::new(),
+            removed: Vec::new(),
         }
     }
 
@@ -661,18 +751,55 @@ impl<'a> Builder<'a> {
             .filter(|r| r.parent == table)
             .cloned()
             .collect();
+        // Rows still referenced by rows kept for a retention period stay
+        // (the retained rows keep their context; purge removes both later),
+        // anonymized.
+        let (rows, kept) = self.unreferenced_by_retained(&t, rows);
+        if let Some((kept, why)) = kept {
+            let sets = t.rule_sets(&self.salt);
+            self.push(
+                &t,
+                kept,
+                key,
+                Action::Anonymize { sets },
+                Some(&why),
+                workspace,
+            );
+        }
+        let rows = rows.as_str();
         for r in refs {
+            if self.retained(r.child)
+                || (r.cols.len() == 1
+                    && self
+                        .covered
+                        .iter()
+                        // `cols` are quoted as quote_ident() quotes.
+                        .any(|(c, col)| {
+                            *c == r.child && (r.cols[0] == *col || r.cols[0] == ident(col))
+                        }))
+            {
+                continue;
+            }
             let sub = format!(
                 "({}) IN (SELECT {} FROM {} WHERE {rows})",
                 r.cols.join(", "),
                 r.parent_cols.join(", "),
                 t.name
             );
-            let others = if r.child == table {
+            let mut others = if r.child == table {
                 format!("{sub} AND NOT ({rows})")
             } else {
                 sub
             };
+            let gone: Vec<&str> = self
+                .removed
+                .iter()
+                .filter(|(c, _, k, second)| *c == r.child && k == key && *second == self.second)
+                .map(|(_, rows, _, _)| rows.as_str())
+                .collect();
+            if !gone.is_empty() {
+                others = format!("{others} AND ({}) IS NOT TRUE", gone.join(" OR "));
+            }
             match self.cat.table(r.child).cloned() {
                 None => {
                     self.plan.steps.push(Step {
@@ -719,7 +846,59 @@ impl<'a> Builder<'a> {
             reason,
             workspace,
         );
+        self.removed.push((
+            t.oid,
+            rows.to_string(),
+            key.to_string(),
+            self.second.clone(),
+        ));
         Ok(())
+    }
+
+    /// `rows` of `t` without those that rows kept for a retention period
+    /// reference, and those (with the reason), if any table retained
+    /// references `t`.
+    fn unreferenced_by_retained(
+        &self,
+        t: &Table,
+        rows: &str,
+    ) -> (String, Option<(String, String)>) {
+        let mut free = rows.to_string();
+        let mut held = Vec::new();
+        let mut names = Vec::new();
+        for r in self
+            .cat
+            .refs
+            .iter()
+            .filter(|r| r.parent == t.oid && self.retained(r.child))
+        {
+            let exists = format!(
+                "EXISTS (SELECT 1 FROM {} k WHERE {})",
+                r.child_name,
+                r.cols
+                    .iter()
+                    .zip(&r.parent_cols)
+                    .map(|(c, p)| format!("k.{c} OPERATOR(pg_catalog.=) {}.{p}", t.name))
+                    .collect::<Vec<_>>()
+                    .join(" AND ")
+            );
+            free = format!("{free} AND NOT {exists}");
+            held.push(exists);
+            names.push(r.child_name.clone());
+        }
+        if held.is_empty() {
+            return (free, None);
+        }
+        let kept = format!("{rows} AND ({})", held.join(" OR "));
+        let why = format!("referenced by rows retained in {}", names.join(", "));
+        (free, Some((kept, why)))
+    }
+
+    /// Whether `table`'s rows are kept for a retention period.
+    fn retained(&self, table: u32) -> bool {
+        self.cat.table(table).is_some_and(|t| {
+            t.membership.is_none() && t.data.as_ref().is_some_and(|d| d.on_erase == "retain")
+        })
     }
 
     /// Rows of `t` that are soft-deleted among `rows`.
@@ -860,6 +1039,33 @@ pub fn subject_erasure(
         .ok_or_else(|| PlanError::UnknownTarget(subject_type.to_string()))?;
     let mut b = Builder::new(cat, salt);
 
+    // 0. Mentions in other people's rows, in the workspaces the subject
+    //    belongs to (read before any membership ends; workspaces erased
+    //    with the subject aside): counted, redacted where the data map
+    //    asks.
+    let erased: Vec<&str> = decisions
+        .iter()
+        .filter(|(_, d)| *d == Decision::Erase)
+        .map(|(t, _)| t.as_str())
+        .collect();
+    mentions(&mut b, subject_type, id, &erased);
+    // Workspaces the decisions already took care of: the subject's rows
+    // there are gone with the workspace (erased), and its memberships there
+    // ended (erased or handed over). Later steps leave them out, so that
+    // no two steps count the same rows.
+    let decided: Vec<&str> = decisions.iter().map(|(t, _)| t.as_str()).collect();
+    let outside = |t: &Table, rows: String| -> String {
+        let tenants = if t.membership.is_some() {
+            &decided
+        } else {
+            &erased
+        };
+        match t.outside_tenants(tenants, cat) {
+            Some(o) => format!("{rows} AND {o}"),
+            None => rows,
+        }
+    };
+
     // 1. Workspace decisions.
     for (tenant, decision) in decisions {
         match decision {
@@ -930,12 +1136,12 @@ pub fn subject_erasure(
             .membership
             .as_ref()
             .filter(|m| m.subject_type == subject_type)
-            .map(|m| t.eq(&m.subject_column, "$1"));
+            .map(|m| outside(&t, t.eq(&m.subject_column, "$1")));
         let data_rows = t
             .data
             .as_ref()
             .filter(|d| d.subject_type == subject_type)
-            .map(|d| t.key_rows(&d.subject, "$1", cat));
+            .map(|d| outside(&t, t.key_rows(&d.subject, "$1", cat)));
         match (&t.data, data_rows, membership_rows) {
             (Some(d), Some(rows), _) if d.on_erase == "delete" => {
                 b.delete(t.oid, &rows, id, None, None, 0)?;
@@ -943,7 +1149,10 @@ pub fn subject_erasure(
             (_, _, Some(rows)) => {
                 b.delete(t.oid, &rows, id, Some("membership ends"), None, 0)?;
             }
-            (Some(_), Some(rows), None) => {
+            // Rows kept attributed to the anonymized subject: those the
+            // application already deleted (soft delete) go for real.
+            // Retained rows are kept whatever the application did.
+            (Some(d), Some(rows), None) if d.on_erase == "anonymize" => {
                 if let Some(p) = Builder::soft_deleted(&t, &rows) {
                     b.delete(t.oid, &p, id, Some("soft-deleted earlier"), None, 0)?;
                 }
@@ -959,9 +1168,14 @@ pub fn subject_erasure(
         if t.membership.is_some() {
             continue;
         }
-        let rows = t.key_rows(&d.subject, "$1", cat);
+        let rows = outside(t, t.key_rows(&d.subject, "$1", cat));
         match d.on_erase.as_str() {
             "anonymize" => {
+                // Soft-deleted rows are gone by now (step 2).
+                let rows = match &d.soft_delete {
+                    Some(_) => format!("{rows} AND {}", t.live("")),
+                    None => rows,
+                };
                 b.redact_kept(t, &rows, id, None);
                 b.anonymize(
                     t,
@@ -1024,30 +1238,33 @@ pub fn subject_erasure(
         None,
     );
 
-    // 6. Mentions in other people's rows, in the workspaces the subject
-    //    belongs to: counted (redacted where the data map asks).
-    mentions(&mut b, subject_type, id);
-
-    // 7. What the verification re-scans.
+    // 6. What the verification re-scans.
     verify_subject(&mut b, &sub, subject_type, id);
     Ok(b.plan)
 }
 
 /// Other people's rows that may mention the subject: rows of tables scoped
 /// to a workspace of the subject (through a membership), not the subject's.
-fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str) {
+fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) {
     let cat = b.cat;
     let memberships: Vec<&Table> = cat.memberships(subject_type).collect();
-    if memberships.is_empty() {
-        return;
-    }
     // The subject's workspaces, as a subquery over the membership tables.
     let workspaces: Vec<String> = memberships
         .iter()
         .map(|m| {
             let ms = m.membership.as_ref().expect("membership");
+            let except = if erased.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = erased.iter().map(|t| literal(t)).collect();
+                format!(
+                    " AND m.{}::text OPERATOR(pg_catalog.<>) ALL (ARRAY[{}]::pg_catalog.text[])",
+                    ident(&ms.tenant_column),
+                    list.join(", ")
+                )
+            };
             format!(
-                "SELECT m.{}::text FROM {} m WHERE m.{}",
+                "SELECT m.{}::text FROM {} m WHERE m.{}{except}",
                 ident(&ms.tenant_column),
                 m.name,
                 m.eq(&ms.subject_column, "$1")
@@ -1055,11 +1272,64 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str) {
         })
         .collect();
     let in_workspaces = workspaces.join(" UNION ");
+    // The workspace rows themselves (a team's contact e-mail, its name).
+    if let Some(ten) = cat.tenant_table().filter(|_| !memberships.is_empty()) {
+        let columns: Vec<(String, bool)> = ten
+            .text_columns(true)
+            .into_iter()
+            .map(|c| (c.name.clone(), c.kind == ValueKind::Json))
+            .collect();
+        if !columns.is_empty() {
+            let rows = format!(
+                "{}::text IN ({in_workspaces})",
+                ident(ten.tenant.as_deref().expect("tenant"))
+            );
+            b.push(
+                ten,
+                rows,
+                id,
+                Action::CountMentions { columns },
+                Some("the subject mentioned in a workspace of theirs"),
+                None,
+            );
+        }
+    }
     for t in &cat.tables {
         let Some(d) = &t.data else { continue };
-        let Some(tenant) = &d.tenant else { continue };
         let columns = Builder::free_text(t);
         if columns.is_empty() {
+            continue;
+        }
+        let Some(tenant) = &d.tenant else {
+            // Without a workspace to bound the search, only where the
+            // data map asks for redaction: every other row of the table.
+            if d.redact_mentions {
+                let rows = if d.subject_type == subject_type {
+                    format!("({}) IS NOT TRUE", t.key_rows(&d.subject, "$1", cat))
+                } else {
+                    "TRUE".to_string()
+                };
+                b.push(
+                    t,
+                    rows.clone(),
+                    id,
+                    Action::RedactText {
+                        columns: columns.clone(),
+                    },
+                    Some("the subject mentioned in other people's rows (redact_mentions)"),
+                    None,
+                );
+                b.plan.checks.push(Check::TextClean {
+                    table: t.oid,
+                    table_name: t.name.clone(),
+                    columns,
+                    rows,
+                    key: id.to_string(),
+                });
+            }
+            continue;
+        };
+        if memberships.is_empty() {
             continue;
         }
         let tenant_rows = match tenant {
@@ -1145,10 +1415,11 @@ fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str
                 (Some(d), Some(r)) if d.on_erase == "delete" => Some(r.clone()),
                 (None, Some(r)) => Some(r.clone()),
                 (Some(_), Some(r)) if t.membership.is_some() => Some(r.clone()),
-                (Some(_), Some(r)) => Builder::soft_deleted(t, r),
+                (Some(d), Some(r)) if d.on_erase == "anonymize" => Builder::soft_deleted(t, r),
                 _ => None,
             };
             if let Some(rows) = rows {
+                let (rows, _) = b.unreferenced_by_retained(t, &rows);
                 b.plan.checks.push(Check::RowsGone {
                     table: t.oid,
                     table_name: t.name.clone(),
@@ -1206,6 +1477,13 @@ fn workspace_steps(
                 .map(|m| (t.oid, t.eq(&m.tenant_column, "$1")))
         })
         .collect();
+    // A table reached through its parent loses all its rows of the
+    // workspace in a step of its own: none below the parent.
+    for t in &cat.tables {
+        if let Some(Key::Via { column, .. }) = t.data.as_ref().and_then(|d| d.tenant.as_ref()) {
+            b.covered.push((t.oid, column.clone()));
+        }
+    }
     let order = cat.delete_order(&scoped.iter().map(|(o, _)| *o).collect::<Vec<_>>());
     for oid in &order {
         let t = cat.table(*oid).cloned().expect("scoped table");
@@ -1255,6 +1533,7 @@ fn workspace_steps(
         Some("workspace row, kept as a tombstone"),
         workspace,
     );
+    b.covered.clear();
     if workspace.is_none() {
         for (oid, rows) in &scoped {
             let t = cat.table(*oid).expect("scoped table");
@@ -1265,10 +1544,11 @@ fn workspace_steps(
             {
                 continue;
             }
+            let (rows, _) = b.unreferenced_by_retained(t, rows);
             b.plan.checks.push(Check::RowsGone {
                 table: t.oid,
                 table_name: t.name.clone(),
-                rows: rows.clone(),
+                rows,
                 key: id.to_string(),
                 what: "rows removed".into(),
             });
@@ -1411,30 +1691,22 @@ pub fn retention_sweep(cat: &Catalog, id: &str, records: &[Retained]) -> Plan {
     b.plan
 }
 
-/// The subject's identifiers as `ILIKE` patterns (`%value%`, with `%`, `_`
-/// and `\` escaped).
+/// The subject's identifiers as `ILIKE` patterns.
 pub fn like_patterns(identifiers: &[String]) -> Vec<String> {
-    identifiers
-        .iter()
-        .map(|i| {
-            let esc = i
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            format!("%{esc}%")
-        })
-        .collect()
+    lifecycle_core::redact::like_patterns(identifiers)
 }
 
 /// A condition true when one of `columns` (name, is JSON) mentions one of
-/// the identifiers in parameter `param` (as [`like_patterns`]).
-pub fn mentions_condition(columns: &[(String, bool)], param: &str) -> String {
+/// the identifiers: `$4` (their [`like_patterns`]) filters cheaply,
+/// `lifecycle.mentions` with `$3` decides (whole words, any normal form).
+pub fn mentions_condition(columns: &[(String, bool)]) -> String {
     columns
         .iter()
         .map(|(c, _)| {
+            let q = ident(c);
             format!(
-                "{}::text OPERATOR(pg_catalog.~~*) ANY ({param}::pg_catalog.text[])",
-                ident(c)
+                "({q}::text OPERATOR(pg_catalog.~~*) ANY ($4::pg_catalog.text[]) \
+                  AND lifecycle.mentions({q}::text, $3::pg_catalog.text[]))"
             )
         })
         .collect::<Vec<_>>()
@@ -1478,6 +1750,7 @@ mod tests {
             not_null: false,
             unique: false,
             max_chars: None,
+            is_key: false,
         }
     }
 
@@ -1713,6 +1986,7 @@ mod tests {
             .steps
             .iter()
             .filter(|s| s.table_name.ends_with("posts") || s.table_name.ends_with("reactions"))
+            .filter(|s| !matches!(s.action, Action::CountMentions { .. }))
             .collect();
         assert!(matches!(posts[0].action, Action::RefuseUnmapped { .. }));
         assert!(matches!(posts[1].action, Action::Detach { .. }));
@@ -1721,6 +1995,97 @@ mod tests {
             "a self-reference excludes the rows being deleted"
         );
         assert!(matches!(posts[2].action, Action::Delete { .. }));
+    }
+
+    #[test]
+    fn live_rows_and_rows_outside_decided_workspaces() {
+        let cat = chat();
+        let posts = &cat.tables[4];
+        assert_eq!(
+            posts.live("p"),
+            "COALESCE(p.\"deleteat\" OPERATOR(pg_catalog.=) 0, true)"
+        );
+        assert_eq!(
+            posts.live(""),
+            "COALESCE(\"deleteat\" OPERATOR(pg_catalog.=) 0, true)"
+        );
+        assert_eq!(cat.tables[2].live("m"), "TRUE");
+        assert_eq!(posts.outside_tenants(&[], &cat), None);
+        let out = posts.outside_tenants(&["t'1"], &cat).unwrap();
+        assert!(out.contains("chat.channels p"), "{out}");
+        assert!(out.contains("'t''1'"), "{out}");
+        assert!(out.ends_with("IS NOT TRUE"), "{out}");
+        // The subject's posts in a workspace erased with them are left to
+        // the workspace's steps: no later step counts them again.
+        let plan =
+            subject_erasure(&cat, "user", "u1", &[("t1".into(), Decision::Erase)], "'s'").unwrap();
+        let kept: Vec<&Step> = plan
+            .steps
+            .iter()
+            .filter(|s| s.table == 5 && s.workspace.is_none())
+            .filter(|s| matches!(s.action, Action::Anonymize { .. } | Action::Delete { .. }))
+            .collect();
+        assert!(!kept.is_empty());
+        assert!(kept.iter().all(|s| s.rows.contains("'t1'")), "{kept:?}");
+    }
+
+    #[test]
+    fn workspace_erasure_keeps_parents_of_retained_rows_and_counts_rows_once() {
+        let mut cat = chat();
+        // Channel history, retained, reaches the team through the channel;
+        // a declared link from posts to channels.
+        let mut history = cat.tables[4].clone();
+        history.oid = 6;
+        history.name = "chat.channelmemberhistory".into();
+        let d = history.data.as_mut().unwrap();
+        d.on_erase = "retain".into();
+        d.retain_for = Some("1 year".into());
+        d.legal_basis = Some("eDiscovery".into());
+        d.soft_delete = None;
+        cat.tables.push(history);
+        for (child, name) in [(5, "chat.posts"), (6, "chat.channelmemberhistory")] {
+            cat.refs.push(Reference {
+                name: format!("link {name}.channelid"),
+                child,
+                child_name: name.into(),
+                parent: 4,
+                cols: vec!["channelid".into()],
+                parent_cols: vec!["id".into()],
+                nullable: false,
+                declared: true,
+            });
+        }
+        let plan = workspace_erasure(&cat, "t1", "'s'").unwrap();
+        // Posts go in their own step only, not again below the channels.
+        let post_deletes = plan
+            .steps
+            .iter()
+            .filter(|s| s.table == 5 && matches!(s.action, Action::Delete { .. }))
+            .count();
+        assert_eq!(post_deletes, 1, "{:#?}", plan.steps);
+        // Retained rows are never deleted, and the channels they name stay.
+        assert!(!plan
+            .steps
+            .iter()
+            .any(|s| s.table == 6 && matches!(s.action, Action::Delete { .. })));
+        let channels: Vec<&Step> = plan.steps.iter().filter(|s| s.table == 4).collect();
+        assert!(channels
+            .iter()
+            .any(|s| matches!(s.action, Action::Anonymize { .. })
+                && s.reason.as_deref()
+                    == Some("referenced by rows retained in chat.channelmemberhistory")));
+        assert!(channels
+            .iter()
+            .filter(|s| matches!(s.action, Action::Delete { .. }))
+            .all(|s| s
+                .rows
+                .contains("AND NOT EXISTS (SELECT 1 FROM chat.channelmemberhistory k")));
+        // The verification expects only the unreferenced channels gone.
+        assert!(plan
+            .checks
+            .iter()
+            .any(|c| matches!(c, Check::RowsGone { table: 4, rows, .. }
+            if rows.contains("NOT EXISTS"))));
     }
 
     #[test]
@@ -1760,13 +2125,5 @@ mod tests {
         assert!(rule_expr(&c, "keep", &ctx).is_none());
         let n = col("deleteat", ValueKind::Number);
         assert!(rule_expr(&n, "erased_at", &ctx).unwrap().contains("epoch"));
-    }
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(
-            like_patterns(&["a_b%c\\d".into()]),
-            vec!["%a\\_b\\%c\\\\d%".to_string()]
-        );
     }
 }

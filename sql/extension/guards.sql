@@ -259,7 +259,7 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.fail_job(uuid, text, text),
     lifecycle.confirm_step(bigint, text),
     lifecycle.retention_sweep(),
-    lifecycle.preview_erasure(text, text, text),
+    lifecycle.preview_erasure(text, text, text, jsonb),
     lifecycle.unmapped_references(),
     lifecycle.retention_disclosure(),
     lifecycle.compliance_report(timestamptz, timestamptz)

@@ -540,3 +540,76 @@ pub fn grant_registration_sql(role: &Role) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Rows per (table, action) of a preview's steps or a receipt's actions,
+/// without the steps that touch nothing and without the audit log (which
+/// only the run redacts).
+fn rows_by_action(items: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in items.as_array().into_iter().flatten() {
+        let table = s["table"].as_str().unwrap_or_default().to_string();
+        let action = s["action"].as_str().unwrap_or_default().to_string();
+        let rows = s["rows"].as_u64().unwrap_or(0);
+        if rows == 0 || table == "lifecycle.audit_log" {
+            continue;
+        }
+        *out.entry((table, action)).or_insert(0) += rows;
+    }
+    out
+}
+
+/// Mentions (table, column) -> rows of a preview or a receipt.
+fn mentions_of(v: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
+    v["mentions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            (
+                (
+                    m["table"].as_str().unwrap_or_default().to_string(),
+                    m["column"].as_str().unwrap_or_default().to_string(),
+                ),
+                m["rows"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Panics unless a preview (`lifecycle.preview_erasure()`) and the receipt
+/// of the erasure that followed agree: the same rows per table and action,
+/// the same mentions, the same stored objects.
+pub fn assert_preview_matches_receipt(
+    preview: &serde_json::Value,
+    receipt: &serde_json::Value,
+    external_steps: i64,
+) {
+    let planned = rows_by_action(&preview["steps"]);
+    let done = rows_by_action(&receipt["actions"]);
+    let mut differences = Vec::new();
+    for key in planned.keys().chain(done.keys()) {
+        let (p, d) = (planned.get(key), done.get(key));
+        if p != d && !differences.iter().any(|(k, _, _)| k == key) {
+            differences.push((key.clone(), p.copied(), d.copied()));
+        }
+    }
+    assert!(
+        differences.is_empty(),
+        "preview and receipt disagree ((table, action): preview rows, receipt rows): {differences:?}\n\
+         preview steps: {}\nreceipt actions: {}",
+        preview["steps"],
+        receipt["actions"]
+    );
+    assert_eq!(
+        mentions_of(preview),
+        mentions_of(receipt),
+        "mentions: preview {} receipt {}",
+        preview["mentions"],
+        receipt["mentions"]
+    );
+    assert_eq!(
+        preview["stored_objects"].as_i64().unwrap_or(-1),
+        external_steps,
+        "stored objects of the preview vs external steps of the run"
+    );
+}

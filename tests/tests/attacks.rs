@@ -183,6 +183,7 @@ async fn the_row_condition_refuses_keys_of_other_types_and_never_crashes_the_ser
     assert_eq!(
         public,
         vec![
+            "lifecycle.mentions(text,text[])".to_string(),
             "lifecycle.redact_json(jsonb,text[])".to_string(),
             "lifecycle.redact_text(text,text[])".to_string(),
             "lifecycle.row_may_be_held(regclass,bigint,\"any\")".to_string(),

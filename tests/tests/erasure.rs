@@ -1194,3 +1194,48 @@ async fn run_due_jobs_each_commits_every_job_on_its_own() {
     );
     db.cleanup().await.unwrap();
 }
+
+/// The preview and the run share one plan: on the demo and on the CRM
+/// schema, for a user and for a workspace, what the preview counts is what
+/// the receipt reports.
+#[tokio::test]
+async fn preview_agrees_with_the_erasure_on_demo_and_crm() {
+    async fn check(c: &Client, target_type: &str, id: &str) {
+        let p: Value = c
+            .query_one(
+                "SELECT lifecycle.preview_erasure($1, $2)",
+                &[&target_type, &id],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("preview {target_type} {id}: {}", describe(&e)))
+            .get(0);
+        assert_eq!(p["would_run"], true, "{p}");
+        let job_id = request_now(c, target_type, id, "dpo").await;
+        assert_eq!(one::<i32>(c, "SELECT lifecycle.run_due_jobs()").await, 1);
+        let j = job(c, job_id).await;
+        assert_eq!(j["result"]["verification"]["ok"], true, "{j}");
+        let steps = count(
+            c,
+            &format!("SELECT 1 FROM lifecycle.external_steps WHERE job_id = '{job_id}'"),
+        )
+        .await;
+        lifecycle_tests::assert_preview_matches_receipt(&p, &j["result"], steps);
+    }
+
+    let (db, c) = demo("erasure_preview_demo", 20).await;
+    let uid = ordinary_user(&c, &[]).await;
+    check(&c, "user", &uid.to_string()).await;
+    let ws = text(
+        &c,
+        "SELECT id::text FROM app.workspaces ORDER BY id DESC LIMIT 1",
+    )
+    .await;
+    check(&c, "tenant", &ws).await;
+    db.cleanup().await.unwrap();
+
+    let (db, c) = crm("erasure_preview_crm", 12).await;
+    let acct = text(&c, "SELECT \"CRM\".seed_account(7)::text").await;
+    check(&c, "customer", &acct).await;
+    check(&c, "tenant", "initech").await;
+    db.cleanup().await.unwrap();
+}

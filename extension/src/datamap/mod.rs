@@ -218,6 +218,7 @@ fn warn_unindexed(rel: &Relation, columns: &[String]) -> LcResult<()> {
                               JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
                                                             AND a.attnum OPERATOR(pg_catalog.=) i.indkey[0] \
                              WHERE i.indrelid OPERATOR(pg_catalog.=) $1 \
+                               AND i.indisvalid AND i.indpred IS NULL \
                                AND a.attname OPERATOR(pg_catalog.=) $2::pg_catalog.name)",
             &[rel.oid.into(), c.as_str().into()],
         )?

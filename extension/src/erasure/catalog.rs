@@ -44,7 +44,14 @@ const TABLES_SQL: &str = "\
                                              AND i.indpred IS NULL), \
                         'max_chars', CASE WHEN bt.oid OPERATOR(pg_catalog.=) ANY ('{1042,1043}'::pg_catalog.oid[]) \
                                            AND a.atttypmod OPERATOR(pg_catalog.>) 4 \
-                                          THEN a.atttypmod OPERATOR(pg_catalog.-) 4 END) \
+                                          THEN a.atttypmod OPERATOR(pg_catalog.-) 4 END, \
+                        'is_key', EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k \
+                                           WHERE k.conrelid OPERATOR(pg_catalog.=) a.attrelid \
+                                             AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,f}'::\"char\"[]) \
+                                             AND a.attnum OPERATOR(pg_catalog.=) ANY (k.conkey)) \
+                                  OR EXISTS (SELECT 1 FROM lifecycle.links l \
+                                              WHERE l.relation OPERATOR(pg_catalog.=) a.attrelid \
+                                                AND l.column_name OPERATOR(pg_catalog.=) a.attname)) \
                         ORDER BY a.attnum) \
                       FROM pg_catalog.pg_attribute a \
                       JOIN pg_catalog.pg_type at ON at.oid OPERATOR(pg_catalog.=) a.atttypid \
@@ -138,6 +145,7 @@ fn column(v: &Value) -> LcResult<ColumnFacts> {
         not_null: v["not_null"].as_bool().unwrap_or(false),
         unique: v["unique"].as_bool().unwrap_or(false),
         max_chars: v["max_chars"].as_i64().map(|n| n as i32),
+        is_key: v["is_key"].as_bool().unwrap_or(false),
     })
 }
 

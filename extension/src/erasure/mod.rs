@@ -166,13 +166,15 @@ pub fn last_admin_tenants(
         let subj = plan::ident(&m.subject_column);
         let sql = format!(
             "SELECT coalesce(pg_catalog.jsonb_agg(DISTINCT m.{ten}::text), '[]') FROM {name} m \
-              WHERE m.{} AND {} \
+              WHERE m.{} AND {} AND {} \
                 AND NOT EXISTS (SELECT 1 FROM {name} o \
                                  WHERE o.{ten} OPERATOR(pg_catalog.=) m.{ten} \
-                                   AND o.{subj} OPERATOR(pg_catalog.<>) m.{subj} AND {})",
+                                   AND o.{subj} OPERATOR(pg_catalog.<>) m.{subj} AND {} AND {})",
             t.eq(&m.subject_column, "$1"),
             m.admin.predicate("m", &m.role_column, "$2"),
+            t.live("m"),
             m.admin.predicate("o", &m.role_column, "$2"),
+            t.live("o"),
             name = t.name,
         );
         let roles = m.admin.roles();
@@ -192,11 +194,12 @@ pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) 
     for t in cat.memberships(subject_type) {
         let m = t.membership.as_ref().expect("membership");
         let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {} WHERE {}::text OPERATOR(pg_catalog.=) $1 \
-                              AND {}::text OPERATOR(pg_catalog.=) $2)",
+            "SELECT EXISTS (SELECT 1 FROM {} m WHERE m.{}::text OPERATOR(pg_catalog.=) $1 \
+                              AND m.{}::text OPERATOR(pg_catalog.=) $2 AND {})",
             t.name,
             plan::ident(&m.tenant_column),
-            plan::ident(&m.subject_column)
+            plan::ident(&m.subject_column),
+            t.live("m")
         );
         if as_owner_of(t.oid, || {
             Ok(spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false))
@@ -207,9 +210,10 @@ pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) 
     Ok(false)
 }
 
-/// Values of the target row's personal (ruled, textual) columns of at least
-/// three characters: what redaction and verification look for. With
-/// `only_rule`, the values of columns with that rule (e-mail addresses).
+/// The identifiers of the target row's personal (ruled, textual) columns:
+/// what redaction and verification look for (see
+/// `lifecycle_core::redact::identifiers`). With `only_rule`, the values of
+/// columns with that rule as they are (e-mail addresses).
 fn identifiers(
     table: &Table,
     id_col: &str,
@@ -238,17 +242,20 @@ fn identifiers(
         table.eq(id_col, "$1")
     );
     let v = as_owner_of(table.oid, || spi::json(&sql, &[id.into()]))?.unwrap_or(Value::Null);
-    let mut out: Vec<String> = v
+    let values: Vec<String> = v
         .as_array()
         .into_iter()
         .flatten()
         .filter_map(|x| x.as_str())
-        .filter(|s| s.chars().count() >= 3)
         .map(str::to_string)
         .collect();
-    out.sort();
-    out.dedup();
-    Ok(out)
+    if only_rule.is_some() {
+        let mut out: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        out.sort();
+        out.dedup();
+        return Ok(out);
+    }
+    Ok(lifecycle_core::redact::identifiers(&values))
 }
 
 fn salt() -> LcResult<String> {

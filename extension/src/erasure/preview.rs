@@ -26,6 +26,43 @@ fn count(step: &Step, params: &Params, extra: Option<&str>) -> LcResult<u64> {
     .unwrap_or(0) as u64)
 }
 
+/// The stored objects named in `columns` of the step's rows (empty values
+/// name none), as the run records them.
+fn count_objects(step: &Step, params: &Params, columns: &[String]) -> LcResult<u64> {
+    let each: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "pg_catalog.count(*) FILTER (WHERE pg_catalog.btrim({}::text) OPERATOR(pg_catalog.<>) '')",
+                plan::ident(c)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT ({})::pg_catalog.int8 FROM {} WHERE {}",
+        each.join(" OPERATOR(pg_catalog.+) "),
+        step.table_name,
+        step.rows
+    );
+    Ok(super::as_owner_of(step.table, || {
+        spi::one::<i64>(&sql, &params.args(&step.key, step.second.as_deref()))
+    })?
+    .unwrap_or(0) as u64)
+}
+
+/// The columns of `table` that a rule changes (storage objects aside).
+fn ruled_columns(cat: &Catalog, table: u32) -> Vec<String> {
+    cat.table(table)
+        .map(|t| {
+            t.rules
+                .iter()
+                .filter(|(_, r)| r != "storage_object")
+                .map(|(c, _)| c.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Holds in force that cover rows a step would change.
 fn holds_on_step(cat: &Catalog, step: &Step, params: &Params) -> LcResult<Vec<Value>> {
     let mut out = Vec::new();
@@ -50,17 +87,31 @@ fn holds_on_step(cat: &Catalog, step: &Step, params: &Params) -> LcResult<Vec<Va
 
 /// `lifecycle.preview_erasure()`: what erasing `target_type` `target_id`
 /// would do, as JSON.
-pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> LcResult<Value> {
+/// `workspaces` are the decisions for the workspaces the subject is the
+/// last admin of, as `request_erasure` takes them.
+pub fn preview(
+    target_type: &str,
+    target_id: &str,
+    tenant_id: Option<&str>,
+    workspaces: Option<&Value>,
+) -> LcResult<Value> {
     let cat = super::catalog::load()?;
     let target = resolve_target(&cat, target_type)?;
     let table = target.table().clone();
     let id_col = target.id_column().to_string();
     let exists = super::target_exists(&target, target_id)?;
     let salt = salt()?;
+    let decisions = workspaces
+        .map(|w| plan::decisions(&json!({ "workspaces": w })))
+        .unwrap_or_default();
     let (plan, last_admin) = match &target {
         Target::Subject { subject_type, .. } => {
-            let last = last_admin_tenants(&cat, subject_type, target_id)?;
-            let plan = plan::subject_erasure(&cat, subject_type, target_id, &[], &salt)
+            // Workspaces without a decision would stop the erasure.
+            let last: Vec<String> = last_admin_tenants(&cat, subject_type, target_id)?
+                .into_iter()
+                .filter(|t| !decisions.iter().any(|(d, _)| d == t))
+                .collect();
+            let plan = plan::subject_erasure(&cat, subject_type, target_id, &decisions, &salt)
                 .map_err(super::plan_error)?;
             (plan, last)
         }
@@ -92,37 +143,23 @@ pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> L
             Action::Delete { storage } => {
                 let n = count(step, &params, None)?;
                 if !storage.is_empty() && n > 0 {
-                    let any = storage
-                        .iter()
-                        .map(|c| format!("{} IS NOT NULL", plan::ident(c)))
-                        .collect::<Vec<_>>()
-                        .join(" OR ");
-                    objects += count(step, &params, Some(&any))?;
+                    objects += count_objects(step, &params, storage)?;
                 }
                 ("deleted", n, json!({}))
             }
             Action::DeleteObjects { columns, .. } => {
-                let any = columns
-                    .iter()
-                    .map(|c| format!("{} IS NOT NULL", plan::ident(c)))
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                let n = count(step, &params, Some(&any))?;
+                let n = count_objects(step, &params, columns)?;
                 objects += n;
                 ("objects deleted", n, json!({ "columns": columns }))
             }
+            Action::Transfer { tenant, to, .. } => (
+                "ownership transferred",
+                count(step, &params, None)?,
+                json!({ "workspace": tenant, "to": to }),
+            ),
             Action::Anonymize { sets } => {
                 let n = count(step, &params, None)?;
-                let columns: Vec<&str> = cat
-                    .table(step.table)
-                    .map(|t| {
-                        t.rules
-                            .iter()
-                            .filter(|(_, r)| r != "storage_object")
-                            .map(|(c, _)| c.as_str())
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let columns = ruled_columns(&cat, step.table);
                 if sets.is_empty() {
                     ("kept", n, json!({}))
                 } else {
@@ -132,9 +169,25 @@ pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> L
             Action::Retain {
                 legal_basis,
                 retain_for,
+                sets,
                 ..
             } => {
                 let n = count(step, &params, None)?;
+                if !sets.is_empty() && n > 0 {
+                    // As the run reports it: the ruled columns change first.
+                    steps.push(json!({
+                        "table": step.table_name, "label": step.label, "action": "anonymized",
+                        "rows": n, "reason": "retained row: personal columns with a rule",
+                        "columns": ruled_columns(&cat, step.table),
+                    }));
+                    *totals.entry("anonymized".to_string()).or_insert(json!(0)) = json!(
+                        totals
+                            .get("anonymized")
+                            .and_then(Value::as_u64)
+                            .unwrap_or(0)
+                            + n
+                    );
+                }
                 if n > 0 {
                     retained.push(json!({
                         "table": step.table_name, "label": step.label, "rows": n,
@@ -156,7 +209,7 @@ pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> L
                 if params.identifiers.is_empty() {
                     continue;
                 }
-                let cond = plan::mentions_condition(columns, "$4");
+                let cond = plan::mentions_condition(columns);
                 let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
                 (
                     "redacted",
@@ -169,7 +222,7 @@ pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> L
                     continue;
                 }
                 for (c, json) in columns {
-                    let cond = plan::mentions_condition(&[(c.clone(), *json)], "$4");
+                    let cond = plan::mentions_condition(&[(c.clone(), *json)]);
                     let n = count(step, &params, Some(&cond))?;
                     if n > 0 {
                         mentions.push(json!({ "table": step.table_name, "column": c, "rows": n }));
@@ -192,8 +245,7 @@ pub fn preview(target_type: &str, target_id: &str, tenant_id: Option<&str>) -> L
                     json!({ "columns": cols }),
                 )
             }
-            Action::Transfer { .. }
-            | Action::ProtectedDelete
+            Action::ProtectedDelete
             | Action::CloseRetention { .. }
             | Action::StillRetained { .. } => {
                 continue;

@@ -320,13 +320,11 @@ impl<'a> Runner<'a> {
                     .map(|(c, json)| {
                         let q = plan::ident(c);
                         let f = if *json { "redact_json" } else { "redact_text" };
-                        format!(
-                            "{q} = CASE WHEN {q}::text OPERATOR(pg_catalog.~~*) ANY ($4::pg_catalog.text[]) \
-                                        THEN lifecycle.{f}({q}, $3) ELSE {q} END"
-                        )
+                        let found = plan::mentions_condition(&[(c.clone(), *json)]);
+                        format!("{q} = CASE WHEN {found} THEN lifecycle.{f}({q}, $3) ELSE {q} END")
                     })
                     .collect();
-                let cond = plan::mentions_condition(columns, "$4");
+                let cond = plan::mentions_condition(columns);
                 let n = self.exec(
                     step,
                     &format!(
@@ -342,10 +340,10 @@ impl<'a> Runner<'a> {
                 }
                 let counts: Vec<String> = columns
                     .iter()
-                    .map(|(c, _)| {
+                    .map(|(c, json)| {
                         format!(
-                            "pg_catalog.count(*) FILTER (WHERE {}::text OPERATOR(pg_catalog.~~*) ANY ($4::pg_catalog.text[]))",
-                            plan::ident(c)
+                            "pg_catalog.count(*) FILTER (WHERE {})",
+                            plan::mentions_condition(&[(c.clone(), *json)])
                         )
                     })
                     .collect();
@@ -428,7 +426,9 @@ impl<'a> Runner<'a> {
         let mut values = Vec::new();
         for row in refs.as_array().into_iter().flatten() {
             for (i, c) in columns.iter().enumerate() {
-                if let Some(r) = row[i].as_str() {
+                // An empty reference names no object ('' where the
+                // application stores "none" in a NOT NULL column).
+                if let Some(r) = row[i].as_str().filter(|r| !r.trim().is_empty()) {
                     cols.push(c.clone());
                     values.push(r.to_string());
                 }

@@ -124,7 +124,7 @@ pub fn verify(
                 if params.identifiers.is_empty() {
                     continue;
                 }
-                let cond = plan::mentions_condition(columns, "$4");
+                let cond = plan::mentions_condition(columns);
                 let sql = format!(
                     "SELECT pg_catalog.count(*) FROM {table_name} WHERE {rows} AND ({cond})"
                 );

@@ -1,0 +1,388 @@
+//! A subject's identifiers inside free text and JSON: which values count as
+//! identifiers, where they occur, and the text with each occurrence replaced
+//! by `[redacted]`.
+//!
+//! Matching is what a reader would call "the same name":
+//! * letter case is ignored (`ERIN.ERSATZ` is `erin.ersatz`);
+//! * canonically equivalent spellings are equal: a name typed with
+//!   combining accents (`Zoe` + U+0308) matches the precomposed `Zoë`
+//!   (both sides are compared in Unicode normal form C);
+//! * a match must be a whole word where the script separates words with
+//!   spaces: `Erin Ersatz` is not found inside `Erin Ersatzová`, nor
+//!   `@erin.ersatz` inside `@erin.ersatzova`; in scripts written without
+//!   spaces (Chinese, Japanese, Thai...) `山田太郎` is found inside
+//!   `山田太郎さん`.
+
+use serde_json::Value;
+use unicode_normalization::{is_nfc_quick, IsNormalized, UnicodeNormalization};
+
+pub const REDACTED: &str = "[redacted]";
+
+/// Most single-word values combined into full names.
+const MAX_NAME_PARTS: usize = 8;
+
+/// Scripts written without spaces between words: a match there needs no
+/// word boundary.
+fn unspaced(c: char) -> bool {
+    matches!(c as u32,
+        0x0E00..=0x0EFF        // Thai, Lao
+        | 0x1000..=0x109F      // Myanmar
+        | 0x1780..=0x17FF      // Khmer
+        | 0x3040..=0x30FF      // Hiragana, Katakana
+        | 0x31F0..=0x31FF      // Katakana extensions
+        | 0x3400..=0x4DBF      // CJK extension A
+        | 0x4E00..=0x9FFF      // CJK unified ideographs
+        | 0xF900..=0xFAFF      // CJK compatibility ideographs
+        | 0xFF66..=0xFF9F      // half-width Katakana
+        | 0x20000..=0x2FA1F) // CJK extensions B..
+}
+
+/// A character that continues a word of a spaced script.
+fn word_char(c: char) -> bool {
+    (c.is_alphanumeric() || is_combining(c)) && !unspaced(c)
+}
+
+fn is_combining(c: char) -> bool {
+    unicode_normalization::char::is_combining_mark(c)
+}
+
+fn nfc(s: &str) -> std::borrow::Cow<'_, str> {
+    if is_nfc_quick(s.chars()) == IsNormalized::Yes {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(s.nfc().collect())
+    }
+}
+
+/// Where `needle` occurs in `haystack` (both in normal form C), ignoring
+/// letter case, as whole words: byte ranges, left to right, not
+/// overlapping.
+fn occurrences(haystack: &str, needle: &str) -> Vec<(usize, usize)> {
+    let lowered: Vec<char> = needle.chars().flat_map(char::to_lowercase).collect();
+    let (Some(first), Some(last)) = (needle.chars().next(), needle.chars().last()) else {
+        return Vec::new();
+    };
+    let chars: Vec<(usize, char)> = haystack.char_indices().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        // Match the lower-cased needle against the characters from i on.
+        let mut matched = 0;
+        let mut j = i;
+        'outer: while j < chars.len() && matched < lowered.len() {
+            for lc in chars[j].1.to_lowercase() {
+                if matched >= lowered.len() || lowered[matched] != lc {
+                    matched = 0;
+                    break 'outer;
+                }
+                matched += 1;
+            }
+            j += 1;
+        }
+        let whole = matched == lowered.len()
+            && !(word_char(first) && i > 0 && word_char(chars[i - 1].1))
+            && !(word_char(last) && j < chars.len() && word_char(chars[j].1))
+            // A combining mark after the match changes its last letter.
+            && !(j < chars.len() && is_combining(chars[j].1));
+        if whole {
+            let start = chars[i].0;
+            let end = chars.get(j).map(|(b, _)| *b).unwrap_or(haystack.len());
+            out.push((start, end));
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// The identifiers worth looking for, in normal form C, longest first (so
+/// that a name inside an e-mail address does not leave the rest behind).
+fn prepared(identifiers: &[String]) -> Vec<String> {
+    let mut ids: Vec<String> = identifiers
+        .iter()
+        .map(|i| nfc(i.trim()).into_owned())
+        .filter(|i| !i.is_empty())
+        .collect();
+    ids.sort_by(|a, b| b.chars().count().cmp(&a.chars().count()).then(a.cmp(b)));
+    ids.dedup();
+    ids
+}
+
+fn redact_prepared(text: &str, ids: &[String]) -> Option<String> {
+    let mut out: Option<String> = None;
+    for id in ids {
+        let current = out.as_deref().unwrap_or(text);
+        let found = occurrences(current, id);
+        if found.is_empty() {
+            continue;
+        }
+        let mut next = String::with_capacity(current.len());
+        let mut last = 0;
+        for (s, e) in found {
+            next.push_str(&current[last..s]);
+            next.push_str(REDACTED);
+            last = e;
+        }
+        next.push_str(&current[last..]);
+        out = Some(next);
+    }
+    out
+}
+
+/// `text` with every occurrence of every identifier replaced by
+/// `[redacted]`. Text without any occurrence comes back unchanged (byte for
+/// byte, even when it is not in normal form C).
+pub fn redact_text(text: &str, identifiers: &[String]) -> String {
+    let ids = prepared(identifiers);
+    let normal = nfc(text);
+    redact_prepared(&normal, &ids).unwrap_or_else(|| text.to_string())
+}
+
+/// Whether `text` mentions one of the identifiers.
+pub fn mentions(text: &str, identifiers: &[String]) -> bool {
+    let normal = nfc(text);
+    prepared(identifiers)
+        .iter()
+        .any(|id| !occurrences(&normal, id).is_empty())
+}
+
+/// `value` with every identifier replaced in its strings and object keys;
+/// numbers, booleans and the structure stay.
+pub fn redact_json(value: &Value, identifiers: &[String]) -> Value {
+    let ids = prepared(identifiers);
+    json_prepared(value, &ids)
+}
+
+fn json_prepared(value: &Value, ids: &[String]) -> Value {
+    let text = |s: &str| {
+        let normal = nfc(s);
+        redact_prepared(&normal, ids).unwrap_or_else(|| s.to_string())
+    };
+    match value {
+        Value::String(s) => Value::String(text(s)),
+        Value::Array(a) => Value::Array(a.iter().map(|v| json_prepared(v, ids)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, v)| (text(k), json_prepared(v, ids)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A value that is one word of letters (a given name, a family name, a job
+/// title): too common to identify anyone on its own.
+fn single_word(v: &str) -> bool {
+    !v.chars().any(char::is_whitespace)
+        && v.chars()
+            .all(|c| c.is_alphabetic() || is_combining(c) || c == '-' || c == '\'')
+}
+
+fn all_unspaced(v: &str) -> bool {
+    v.chars().all(|c| unspaced(c) || c == '・')
+}
+
+/// The identifiers of a subject, from the values of its personal columns
+/// (in column order): what redaction replaces and verification looks for.
+///
+/// * A value of several words, or with digits or signs in it (an e-mail
+///   address, a username, a phone number, a full name), identifies on its
+///   own, from three characters on.
+/// * A single word (a given name, a family name) does not: "Erin" names
+///   many people. Single words are combined into full names instead, in
+///   both orders ("Erin Ersatz", "Ersatz Erin"); in scripts written without
+///   spaces also without one ("山田太郎"). A single word of such a script
+///   of three characters or more (a full name written as one word)
+///   identifies on its own.
+pub fn identifiers(values: &[String]) -> Vec<String> {
+    let mut strong = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
+    for v in values {
+        let v = nfc(v.trim()).into_owned();
+        if v.is_empty() {
+            continue;
+        }
+        if single_word(&v) {
+            if all_unspaced(&v) && v.chars().count() >= 3 {
+                strong.push(v.clone());
+            }
+            if !parts.contains(&v) && parts.len() < MAX_NAME_PARTS {
+                parts.push(v);
+            }
+        } else if v.chars().count() >= 3 {
+            strong.push(v);
+        }
+    }
+    for a in &parts {
+        for b in &parts {
+            if a == b {
+                continue;
+            }
+            strong.push(format!("{a} {b}"));
+            if all_unspaced(a) && all_unspaced(b) {
+                strong.push(format!("{a}{b}"));
+            }
+        }
+    }
+    let mut out = prepared(&strong);
+    out.sort();
+    out
+}
+
+/// The identifiers as `ILIKE` patterns (`%value%`, with `%`, `_` and `\`
+/// escaped): a cheap filter in SQL before [`mentions`] decides. Each
+/// identifier also in normal form D, for text stored decomposed.
+pub fn like_patterns(identifiers: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in identifiers {
+        let composed = nfc(i).into_owned();
+        let decomposed: String = i.nfd().collect();
+        for v in [composed, decomposed] {
+            let esc = v
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let p = format!("%{esc}%");
+            if !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn replaces_every_spelling_of_every_identifier() {
+        let out = redact_text(
+            "Posted by Erin Ersatz (ERIN.ERSATZ, erin@example.com); thanks erin ersatz!",
+            &ids(&["Erin Ersatz", "erin.ersatz", "erin@example.com"]),
+        );
+        assert_eq!(
+            out,
+            "Posted by [redacted] ([redacted], [redacted]); thanks [redacted]!"
+        );
+    }
+
+    #[test]
+    fn whole_words_only_in_spaced_scripts() {
+        let id = ids(&["Erin Ersatz", "@erin.ersatz"]);
+        let decoy = "Erin Ersatzová (@erin.ersatzova) says hi";
+        assert_eq!(redact_text(decoy, &id), decoy);
+        assert!(!mentions(decoy, &id));
+        assert_eq!(
+            redact_text("@erin.ersatz: Erin Ersatz's notes.", &id),
+            "[redacted]: [redacted]'s notes."
+        );
+        assert!(!mentions("Erin Erskine here", &ids(&["Erin Ersatz"])));
+        // No boundary between words of scripts written without spaces.
+        assert_eq!(
+            redact_text("Erin Ersatzさん、ありがとう", &ids(&["Erin Ersatz"])),
+            "[redacted]さん、ありがとう"
+        );
+        assert_eq!(
+            redact_text(
+                "山田太郎さんとZoë Ångström",
+                &ids(&["山田太郎", "zoë ångström"])
+            ),
+            "[redacted]さんと[redacted]"
+        );
+    }
+
+    #[test]
+    fn decomposed_text_matches_composed_names() {
+        let nfd: String = "Welcome Zoë Ångström!".nfd().collect();
+        assert_ne!(nfd, "Welcome Zoë Ångström!");
+        assert_eq!(
+            redact_text(&nfd, &ids(&["Zoë Ångström"])),
+            "Welcome [redacted]!"
+        );
+        // "Zoe" is not "Zoë", composed or not.
+        assert!(!mentions(&nfd, &ids(&["Zoe Ångström"])));
+        // Unchanged text keeps its own form.
+        assert_eq!(redact_text(&nfd, &ids(&["nobody here"])), nfd);
+    }
+
+    #[test]
+    fn empty_and_blank_inputs() {
+        assert_eq!(redact_text("nothing here", &ids(&["erin"])), "nothing here");
+        assert_eq!(redact_text("", &ids(&["x"])), "");
+        assert_eq!(redact_text("abc", &ids(&["", "  "])), "abc");
+        assert!(!mentions("abc", &[]));
+    }
+
+    #[test]
+    fn longest_identifier_first() {
+        assert_eq!(
+            redact_text("erin@example.com", &ids(&["erin", "erin@example.com"])),
+            "[redacted]"
+        );
+    }
+
+    #[test]
+    fn json_strings_and_keys_are_redacted_structure_kept() {
+        let v: Value = serde_json::json!({
+            "username": "erin.ersatz",
+            "mentions": ["Erin Ersatz", 3, null, {"erin.ersatz": true}],
+            "count": 2
+        });
+        let out = redact_json(&v, &ids(&["erin.ersatz", "Erin Ersatz"]));
+        assert_eq!(
+            out,
+            serde_json::json!({
+                "username": "[redacted]",
+                "mentions": ["[redacted]", 3, null, {"[redacted]": true}],
+                "count": 2
+            })
+        );
+    }
+
+    #[test]
+    fn identifiers_combine_single_words_into_names() {
+        let got = identifiers(&ids(&[
+            "erin.ersatz",
+            "erin@example.com",
+            "Erin",
+            "Ersatz",
+            "",
+            "Engineer",
+            "Erin",
+        ]));
+        for want in [
+            "erin.ersatz",
+            "erin@example.com",
+            "Erin Ersatz",
+            "Ersatz Erin",
+        ] {
+            assert!(got.contains(&want.to_string()), "{want} in {got:?}");
+        }
+        // A given name or a job title alone identifies nobody.
+        for not in ["Erin", "Ersatz", "Engineer"] {
+            assert!(!got.contains(&not.to_string()), "{not} in {got:?}");
+        }
+        let jp = identifiers(&ids(&["yamada.taro", "太郎", "山田", "山田太郎"]));
+        for want in ["山田太郎", "太郎山田", "山田 太郎", "yamada.taro"] {
+            assert!(jp.contains(&want.to_string()), "{want} in {jp:?}");
+        }
+        assert!(!jp.contains(&"太郎".to_string()));
+        // Short values other than names do not identify either.
+        assert!(identifiers(&ids(&["ab", "x1"])).is_empty());
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards_and_add_decomposed_forms() {
+        assert_eq!(like_patterns(&ids(&["a_b%c\\d"])), vec!["%a\\_b\\%c\\\\d%"]);
+        let p = like_patterns(&ids(&["Zoë"]));
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[0], "%Zoë%");
+        assert_eq!(p[1], format!("%{}%", "Zoë".nfd().collect::<String>()));
+    }
+}
