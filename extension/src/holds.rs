@@ -141,6 +141,43 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
 /// such table, of at least one column mapped to it; otherwise no row could
 /// ever match and the hold would protect nothing, so it is refused.
 fn normalise_id(scope_type: &str, id: &str, param: &str) -> LcResult<String> {
+    match scope_id(scope_type, id)? {
+        ScopeId::Canonical(c) => Ok(c),
+        ScopeId::Unmapped => Ok(id.to_string()),
+        ScopeId::Invalid { column, type_oid } => {
+            let type_name = crate::namespace::display_type(type_oid)?;
+            Err(LcError::invalid_text_representation(format!(
+                "invalid {param} \"{id}\" for {scope_type}: not a value of type {type_name}"
+            ))
+            .detail(format!(
+                "{column} holds the {scope_type} ids, and no row can have this one, so the hold would protect nothing."
+            ))
+            .hint(format!("Pass the id as {column} holds it.")))
+        }
+    }
+}
+
+/// `id` of `scope_type` as its key column prints it, or as given when it
+/// cannot be a value of it (then it names no row: the caller says so).
+pub fn canonical_id(scope_type: &str, id: &str) -> LcResult<String> {
+    Ok(match scope_id(scope_type, id)? {
+        ScopeId::Canonical(c) => c,
+        _ => id.to_string(),
+    })
+}
+
+enum ScopeId {
+    Canonical(String),
+    /// No column maps the scope.
+    Unmapped,
+    /// Not a value of the column that defines the scope.
+    Invalid {
+        column: String,
+        type_oid: pg_sys::Oid,
+    },
+}
+
+fn scope_id(scope_type: &str, id: &str) -> LcResult<ScopeId> {
     // Key columns of the scope: the defining column first, then the others
     // in relation order.
     let columns: Vec<(String, pg_sys::Oid)> = privilege::as_extension_owner(|| {
@@ -186,21 +223,14 @@ fn normalise_id(scope_type: &str, id: &str, param: &str) -> LcResult<String> {
     };
     for (_, type_oid) in candidates {
         if let Some(c) = keys::canonical(*type_oid, id)? {
-            return Ok(c);
+            return Ok(ScopeId::Canonical(c));
         }
     }
-    let Some((column, type_oid)) = columns.first() else {
-        // Nothing maps the scope (a tenant id with no tenant table): kept as given.
-        return Ok(id.to_string());
-    };
-    let type_name = crate::namespace::display_type(*type_oid)?;
-    Err(LcError::invalid_text_representation(format!(
-        "invalid {param} \"{id}\" for {scope_type}: not a value of type {type_name}"
-    ))
-    .detail(format!(
-        "{column} holds the {scope_type} ids, and no row can have this one, so the hold would protect nothing."
-    ))
-    .hint(format!("Pass the id as {column} holds it.")))
+    Ok(match columns.into_iter().next() {
+        // Nothing maps the scope (a tenant id with no tenant table).
+        None => ScopeId::Unmapped,
+        Some((column, type_oid)) => ScopeId::Invalid { column, type_oid },
+    })
 }
 
 /// Build a flat JSON object of optional strings (absent values are left out).

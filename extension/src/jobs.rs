@@ -242,6 +242,10 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
         let map = erasure::load_map()?;
         let target = erasure::resolve_target(&map, target_type)?;
         let tt = target.type_name().to_string();
+        // The id as the key column prints it: an upper-case uuid and its
+        // canonical spelling are one subject.
+        let target_id = crate::holds::canonical_id(&tt, target_id)?;
+        let target_id = target_id.as_str();
         let target_desc = format!("{tt} \"{target_id}\"");
         // One request at a time per target and kind.
         spi::exec(
@@ -402,6 +406,23 @@ fn last_admin_decisions(
             .detail(format!("workspaces is {other}"))
             .hint("Map each workspace id to \"erase\" or {\"transfer_to\": \"<member id>\"}.")),
         };
+    // Workspace and member ids as their key columns print them.
+    let mut canonical = serde_json::Map::new();
+    for (tenant, decision) in given {
+        let tenant = crate::holds::canonical_id("tenant", &tenant)?;
+        let decision = match decision {
+            Value::Object(mut o) => {
+                if let Some(to) = o.get("transfer_to").and_then(Value::as_str) {
+                    let to = crate::holds::canonical_id(subject_type, to)?;
+                    o.insert("transfer_to".into(), Value::String(to));
+                }
+                Value::Object(o)
+            }
+            other => other,
+        };
+        canonical.insert(tenant, decision);
+    }
+    let given = canonical;
     let missing: Vec<String> = last
         .iter()
         .filter(|t| !given.contains_key(*t))
@@ -594,6 +615,8 @@ pub fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> Lc
     let subject_id = require(subject_id, "subject_id", F)?;
     privilege::as_extension_owner(|| {
         let tt = erasure::target_type_name(subject_type)?;
+        let subject_id = crate::holds::canonical_id(&tt, subject_id)?;
+        let subject_id = subject_id.as_str();
         Ok(spi::one::<String>(
             "SELECT CASE \
                  WHEN bool_or(status = 'completed' OR (status = 'processing' AND result IS NOT NULL)) THEN 'erased' \

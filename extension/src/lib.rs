@@ -162,7 +162,9 @@ fn set_column_rule(tbl: Option<PgRelation>, col: Option<&str>, rule: Option<&str
 /// Register a membership table (subject, tenant, role). The role column is
 /// a role name, a list of roles (an array, or a string separated by
 /// `role_separator`) or a boolean admin flag; the subject type defaults to
-/// the one the subject column references.
+/// the one the subject column references. `active_column`: a boolean that
+/// is true while the membership is current (former members are no admins).
+#[allow(clippy::too_many_arguments)]
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_membership(
     tbl: Option<PgRelation>,
@@ -172,6 +174,7 @@ fn register_membership(
     admin_roles: default!(Option<Vec<Option<String>>>, "NULL"),
     subject_type: default!(Option<&str>, "NULL"),
     role_separator: default!(Option<&str>, "NULL"),
+    active_column: default!(Option<&str>, "NULL"),
 ) {
     let tbl = oid_of(tbl);
     boundary(|| {
@@ -183,6 +186,7 @@ fn register_membership(
             admin_roles,
             subject_type,
             role_separator,
+            active_column,
         })
     })
 }

@@ -149,6 +149,8 @@ pub struct MembershipTable {
     pub tenant_column: String,
     pub role_column: String,
     pub admin: Admin,
+    /// A boolean column true while the membership is current.
+    pub active_column: Option<String>,
 }
 
 /// One registered table and everything the plan needs to know about it.
@@ -293,6 +295,21 @@ impl Table {
                 ident(&parent_column)
             ),
         })
+    }
+
+    /// A condition on the membership row aliased `alias` that holds for
+    /// current members: not soft-deleted, and active where the membership
+    /// says so.
+    pub fn live_member(&self, alias: &str) -> String {
+        let live = self.live(alias);
+        match self
+            .membership
+            .as_ref()
+            .and_then(|m| m.active_column.as_ref())
+        {
+            None => live,
+            Some(a) => format!("{live} AND {alias}.{} IS TRUE", ident(a)),
+        }
     }
 
     /// The column naming each row's owner: subject id, tenant id, subject column.
@@ -690,6 +707,9 @@ struct Builder<'a> {
     /// step on rows that reference removed rows leaves these out, so that
     /// no two steps count the same rows.
     removed: Vec<(u32, String, String, Option<String>)>,
+    /// Retention records being made find their rows by the workspace (in a
+    /// workspace's erasure) rather than by the subject.
+    by_tenant: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -701,6 +721,32 @@ impl<'a> Builder<'a> {
             second: None,
             covered: Vec::new(),
             removed: Vec::new(),
+            by_tenant: false,
+        }
+    }
+
+    /// `rows` of `table` without those an earlier step deletes. An earlier
+    /// step's condition is in terms of its own `$1` and `$2`: where they
+    /// differ from this step's, it is used with its values written in.
+    fn not_removed(&self, table: u32, rows: String, key: &str) -> String {
+        let gone: Vec<String> = self
+            .removed
+            .iter()
+            .filter(|(t, _, _, _)| *t == table)
+            .map(|(_, cond, k, second)| {
+                if k == key && *second == self.second {
+                    cond.clone()
+                } else {
+                    let second = second.as_deref().map(literal);
+                    cond.replace("$1", &literal(k))
+                        .replace("$2", second.as_deref().unwrap_or("NULL"))
+                }
+            })
+            .collect();
+        if gone.is_empty() {
+            rows
+        } else {
+            format!("{rows} AND ({}) IS NOT TRUE", gone.join(" OR "))
         }
     }
 
@@ -713,6 +759,13 @@ impl<'a> Builder<'a> {
         reason: Option<&str>,
         workspace: Option<&str>,
     ) {
+        // No two steps touch the same rows. A transfer reads the role the
+        // subject held, in the membership the step before it ends.
+        let rows = if matches!(action, Action::Transfer { .. }) {
+            rows
+        } else {
+            self.not_removed(t.oid, rows, key)
+        };
         self.plan.steps.push(Step {
             table: t.oid,
             table_name: t.name.clone(),
@@ -768,7 +821,7 @@ impl<'a> Builder<'a> {
         }
         let rows = rows.as_str();
         for r in refs {
-            if self.retained(r.child)
+            if (self.retained(r.child) && (!r.nullable || self.retention_path(&r)))
                 || (r.cols.len() == 1
                     && self
                         .covered
@@ -786,20 +839,12 @@ impl<'a> Builder<'a> {
                 r.parent_cols.join(", "),
                 t.name
             );
-            let mut others = if r.child == table {
+            let others = if r.child == table {
                 format!("{sub} AND NOT ({rows})")
             } else {
                 sub
             };
-            let gone: Vec<&str> = self
-                .removed
-                .iter()
-                .filter(|(c, _, k, second)| *c == r.child && k == key && *second == self.second)
-                .map(|(_, rows, _, _)| rows.as_str())
-                .collect();
-            if !gone.is_empty() {
-                others = format!("{others} AND ({}) IS NOT TRUE", gone.join(" OR "));
-            }
+
             match self.cat.table(r.child).cloned() {
                 None => {
                     self.plan.steps.push(Step {
@@ -866,24 +911,34 @@ impl<'a> Builder<'a> {
         let mut free = rows.to_string();
         let mut held = Vec::new();
         let mut names = Vec::new();
+        // References that cannot be cleared, and the path by which the
+        // retention record finds its rows again; any other nullable one is
+        // detached from the retained rows instead, as the schema allows.
         for r in self
             .cat
             .refs
             .iter()
             .filter(|r| r.parent == t.oid && self.retained(r.child))
+            .filter(|r| !r.nullable || self.retention_path(r))
         {
-            let exists = format!(
-                "EXISTS (SELECT 1 FROM {} k WHERE {})",
+            // Uncorrelated, so that it holds whatever the table is aliased.
+            let named = format!(
+                "({}) IN (SELECT {} FROM {} k WHERE {})",
+                r.parent_cols.join(", "),
+                r.cols
+                    .iter()
+                    .map(|c| format!("k.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 r.child_name,
                 r.cols
                     .iter()
-                    .zip(&r.parent_cols)
-                    .map(|(c, p)| format!("k.{c} OPERATOR(pg_catalog.=) {}.{p}", t.name))
+                    .map(|c| format!("k.{c} IS NOT NULL"))
                     .collect::<Vec<_>>()
                     .join(" AND ")
             );
-            free = format!("{free} AND NOT {exists}");
-            held.push(exists);
+            free = format!("{free} AND ({named}) IS NOT TRUE");
+            held.push(named);
             names.push(r.child_name.clone());
         }
         if held.is_empty() {
@@ -892,6 +947,27 @@ impl<'a> Builder<'a> {
         let kept = format!("{rows} AND ({})", held.join(" OR "));
         let why = format!("referenced by rows retained in {}", names.join(", "));
         (free, Some((kept, why)))
+    }
+
+    /// Whether `r` is the path through which retained rows are found again
+    /// (their tenant's in a workspace erasure, their subject's otherwise).
+    fn retention_path(&self, r: &Reference) -> bool {
+        let Some(d) = self.cat.table(r.child).and_then(|c| c.data.as_ref()) else {
+            return false;
+        };
+        let key = if self.by_tenant {
+            d.tenant.as_ref()
+        } else {
+            Some(&d.subject)
+        };
+        match key {
+            Some(Key::Via { column, parent, .. }) => {
+                *parent == r.parent
+                    && r.cols.len() == 1
+                    && (r.cols[0] == *column || r.cols[0] == ident(column))
+            }
+            _ => false,
+        }
     }
 
     /// Whether `table`'s rows are kept for a retention period.
@@ -1239,7 +1315,7 @@ pub fn subject_erasure(
     );
 
     // 6. What the verification re-scans.
-    verify_subject(&mut b, &sub, subject_type, id);
+    verify_subject(&mut b, &sub, subject_type, id, &erased);
     Ok(b.plan)
 }
 
@@ -1387,7 +1463,9 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
     }
 }
 
-fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str) {
+/// The checks of a subject's erasure; rows in workspaces erased with the
+/// subject are checked by the workspaces' own checks.
+fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str, erased: &[&str]) {
     let cat = b.cat;
     for t in &cat.tables {
         let owned = t.subject.is_none()
@@ -1420,6 +1498,10 @@ fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str
             };
             if let Some(rows) = rows {
                 let (rows, _) = b.unreferenced_by_retained(t, &rows);
+                let rows = match t.outside_tenants(erased, cat) {
+                    Some(o) => format!("{rows} AND {o}"),
+                    None => rows,
+                };
                 b.plan.checks.push(Check::RowsGone {
                     table: t.oid,
                     table_name: t.name.clone(),
@@ -1477,6 +1559,7 @@ fn workspace_steps(
                 .map(|m| (t.oid, t.eq(&m.tenant_column, "$1")))
         })
         .collect();
+    let by_tenant = std::mem::replace(&mut b.by_tenant, true);
     // A table reached through its parent loses all its rows of the
     // workspace in a step of its own: none below the parent.
     for t in &cat.tables {
@@ -1534,38 +1617,39 @@ fn workspace_steps(
         workspace,
     );
     b.covered.clear();
-    if workspace.is_none() {
-        for (oid, rows) in &scoped {
-            let t = cat.table(*oid).expect("scoped table");
-            if t.subject.is_some()
-                || t.data
-                    .as_ref()
-                    .is_some_and(|d| d.on_erase == "retain" && t.membership.is_none())
-            {
-                continue;
-            }
-            let (rows, _) = b.unreferenced_by_retained(t, rows);
-            b.plan.checks.push(Check::RowsGone {
-                table: t.oid,
-                table_name: t.name.clone(),
-                rows,
-                key: id.to_string(),
-                what: "rows removed".into(),
-            });
+    // Checked for a workspace erased on its own and for one erased with
+    // its last admin alike (the checks carry the workspace's id).
+    for (oid, rows) in &scoped {
+        let t = cat.table(*oid).expect("scoped table");
+        if t.subject.is_some()
+            || t.data
+                .as_ref()
+                .is_some_and(|d| d.on_erase == "retain" && t.membership.is_none())
+        {
+            continue;
         }
-        for (col, _) in &ten.rules {
-            if ten.column(col).is_none_or(|c| c.kind != ValueKind::Text) {
-                continue;
-            }
-            b.plan.checks.push(Check::ValuesGone {
-                table: ten.oid,
-                table_name: ten.name.clone(),
-                column: col.clone(),
-                rows: Some(rows.clone()),
-                key: id.to_string(),
-            });
-        }
+        let (rows, _) = b.unreferenced_by_retained(t, rows);
+        b.plan.checks.push(Check::RowsGone {
+            table: t.oid,
+            table_name: t.name.clone(),
+            rows,
+            key: id.to_string(),
+            what: "rows removed".into(),
+        });
     }
+    for (col, _) in &ten.rules {
+        if ten.column(col).is_none_or(|c| c.kind != ValueKind::Text) {
+            continue;
+        }
+        b.plan.checks.push(Check::ValuesGone {
+            table: ten.oid,
+            table_name: ten.name.clone(),
+            column: col.clone(),
+            rows: Some(rows.clone()),
+            key: id.to_string(),
+        });
+    }
+    b.by_tenant = by_tenant;
     Ok(())
 }
 
@@ -1804,6 +1888,7 @@ mod tests {
                 tenant_column: "teamid".into(),
                 role_column: "schemeadmin".into(),
                 admin: Admin::Flag,
+                active_column: None,
             }),
             rules: vec![],
             extra_scopes: vec![],
@@ -2079,13 +2164,13 @@ mod tests {
             .filter(|s| matches!(s.action, Action::Delete { .. }))
             .all(|s| s
                 .rows
-                .contains("AND NOT EXISTS (SELECT 1 FROM chat.channelmemberhistory k")));
+                .contains("IN (SELECT k.channelid FROM chat.channelmemberhistory k")));
         // The verification expects only the unreferenced channels gone.
         assert!(plan
             .checks
             .iter()
             .any(|c| matches!(c, Check::RowsGone { table: 4, rows, .. }
-            if rows.contains("NOT EXISTS"))));
+            if rows.contains("chat.channelmemberhistory k"))));
     }
 
     #[test]

@@ -102,6 +102,9 @@ CREATE TABLE lifecycle.memberships (
                    CHECK (role_kind IN ('exact', 'list', 'delimited', 'flag')),
     role_separator text,
     admin_roles    text[],
+    -- A boolean column that is true while the membership is current
+    -- (is_active): rows where it is not true are former members.
+    active_column  name,
     registered_at  timestamptz NOT NULL DEFAULT now(),
     registered_by  text        NOT NULL,
     CHECK ((role_kind = 'flag') = (admin_roles IS NULL)),
@@ -193,7 +196,8 @@ SELECT r.relation,
        coalesce((SELECT jsonb_agg(jsonb_build_object('column', l.column_name, 'parent', l.parent::text,
                                                      'parent_column', l.parent_column, 'source', l.source)
                                   ORDER BY l.column_name)
-                   FROM lifecycle.links l WHERE l.relation = r.relation), '[]') AS links
+                   FROM lifecycle.links l WHERE l.relation = r.relation), '[]') AS links,
+       m.active_column
   FROM lifecycle.registered_relations r
   JOIN pg_catalog.pg_class c ON c.oid = r.relation
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -526,7 +526,7 @@ pub const REGISTRATION_FUNCTIONS: &[&str] = &[
     "lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean)",
     "lifecycle.register_link(regclass, text, regclass, text)",
     "lifecycle.set_column_rule(regclass, text, text)",
-    "lifecycle.register_membership(regclass, text, text, text, text[], text, text)",
+    "lifecycle.register_membership(regclass, text, text, text, text[], text, text, text)",
     "lifecycle.unregister_membership(regclass)",
     "lifecycle.register_scope(regclass, text, text)",
     "lifecycle.unregister_table(regclass)",

@@ -25,6 +25,7 @@ pub struct MembershipRegistration<'a> {
     pub admin_roles: Option<Vec<Option<String>>>,
     pub subject_type: Option<&'a str>,
     pub role_separator: Option<&'a str>,
+    pub active_column: Option<&'a str>,
 }
 
 /// How a membership row says its subject is an admin of the tenant.
@@ -227,6 +228,21 @@ pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
             }
         },
     };
+    let active = match r.active_column {
+        None => None,
+        Some(a) => {
+            let c = column(&rel, Some(a), "active_column", F)?;
+            if c.base_type != pg_sys::BOOLOID {
+                return Err(LcError::datatype_mismatch(format!(
+                    "active_column \"{}\" of {} is not a boolean",
+                    c.name, rel.name
+                ))
+                .detail(format!("Its type is {}.", c.type_name))
+                .hint("Name a boolean column that is true while the membership is current, or register the table's soft-delete column with lifecycle.register_table()."));
+            }
+            Some(c.name)
+        }
+    };
     let (kind, separator, roles) = match &rule {
         AdminRule::Exact(r) => ("exact", None, Some(r.clone())),
         AdminRule::List(r) => ("list", None, Some(r.clone())),
@@ -243,6 +259,7 @@ pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
         "role_kind": kind,
         "role_separator": separator,
         "admin_roles": roles,
+        "active_column": active,
     });
     if store("memberships", &rel, wanted.clone(), &["subject", "tenant"])? {
         after_change(&rel, "data_map.membership_registered", wanted)?;

@@ -252,6 +252,7 @@ pub fn load() -> LcResult<Catalog> {
                     },
                     _ => Admin::Exact(strings(&m["admin_roles"])),
                 },
+                active_column: s(m, "active_column"),
             }
         });
         let mut rules: Vec<(String, String)> = v["rules"]

@@ -172,9 +172,9 @@ pub fn last_admin_tenants(
                                    AND o.{subj} OPERATOR(pg_catalog.<>) m.{subj} AND {} AND {})",
             t.eq(&m.subject_column, "$1"),
             m.admin.predicate("m", &m.role_column, "$2"),
-            t.live("m"),
+            t.live_member("m"),
             m.admin.predicate("o", &m.role_column, "$2"),
-            t.live("o"),
+            t.live_member("o"),
             name = t.name,
         );
         let roles = m.admin.roles();
@@ -199,7 +199,7 @@ pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) 
             t.name,
             plan::ident(&m.tenant_column),
             plan::ident(&m.subject_column),
-            t.live("m")
+            t.live_member("m")
         );
         if as_owner_of(t.oid, || {
             Ok(spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false))
@@ -335,6 +335,18 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
                 .collect();
             if !still.is_empty() {
                 return Err(LcError::last_admin(subject_type, id, &still));
+            }
+            // Whoever takes a workspace over must still be a member of it.
+            for (tenant, decision) in &decisions {
+                if let plan::Decision::TransferTo(to) = decision {
+                    if !is_member(&cat, subject_type, tenant, to)? {
+                        return Err(LcError::invalid_parameter(format!(
+                            "cannot transfer workspace {tenant} to \"{to}\": not a member"
+                        ))
+                        .detail("They were a member when the erasure was requested.")
+                        .hint("Cancel the request and request it again with a current member, or with \"erase\" for the workspace."));
+                    }
+                }
             }
             let plan = plan::subject_erasure(&cat, subject_type, id, &decisions, &salt)
                 .map_err(plan_error)?;

@@ -50,6 +50,58 @@ fn count_objects(step: &Step, params: &Params, columns: &[String]) -> LcResult<u
     .unwrap_or(0) as u64)
 }
 
+/// What a transfer step would do, as the run decides it: nothing where the
+/// subject holds no admin role in the table; where it does, the member
+/// takes it over, or, without a row of theirs there, it is not handed over.
+fn transfer(
+    cat: &Catalog,
+    step: &Step,
+    tenant: &str,
+    to: &str,
+    m: &plan::MembershipTable,
+) -> LcResult<Option<(&'static str, u64)>> {
+    let Some(t) = cat.table(step.table) else {
+        return Ok(None);
+    };
+    // `rows` names the columns bare: they are the only table's, `m`.
+    let held = format!(
+        "SELECT pg_catalog.count(*) FROM {} m WHERE {} AND {}",
+        step.table_name,
+        step.rows,
+        m.admin.predicate("m", &m.role_column, "$3")
+    );
+    let roles = m.admin.roles();
+    let n = super::as_owner_of(step.table, || {
+        spi::one::<i64>(
+            &held,
+            &[
+                step.key.as_str().into(),
+                step.second.as_deref().into(),
+                roles.into(),
+            ],
+        )
+    })?
+    .unwrap_or(0);
+    if n == 0 {
+        return Ok(None);
+    }
+    let member = format!(
+        "SELECT pg_catalog.count(*) FROM {} WHERE {} AND {}",
+        step.table_name,
+        t.eq(&m.tenant_column, "$1"),
+        t.eq(&m.subject_column, "$2")
+    );
+    let members = super::as_owner_of(step.table, || {
+        spi::one::<i64>(&member, &[tenant.into(), to.into()])
+    })?
+    .unwrap_or(0) as u64;
+    Ok(Some(if members == 0 {
+        ("not transferred", 1)
+    } else {
+        ("ownership transferred", members)
+    }))
+}
+
 /// The columns of `table` that a rule changes (storage objects aside).
 fn ruled_columns(cat: &Catalog, table: u32) -> Vec<String> {
     cat.table(table)
@@ -152,11 +204,14 @@ pub fn preview(
                 objects += n;
                 ("objects deleted", n, json!({ "columns": columns }))
             }
-            Action::Transfer { tenant, to, .. } => (
-                "ownership transferred",
-                count(step, &params, None)?,
-                json!({ "workspace": tenant, "to": to }),
-            ),
+            Action::Transfer {
+                tenant,
+                to,
+                membership,
+            } => match transfer(&cat, step, tenant, to, membership)? {
+                None => continue,
+                Some((verb, n)) => (verb, n, json!({ "workspace": tenant, "to": to })),
+            },
             Action::Anonymize { sets } => {
                 let n = count(step, &params, None)?;
                 let columns = ruled_columns(&cat, step.table);
