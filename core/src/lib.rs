@@ -84,6 +84,7 @@ pub mod codes;
 pub mod events;
 pub mod jobs;
 pub mod order;
+pub mod plan;
 pub mod redact;
 pub mod rules;
 

@@ -35,6 +35,10 @@ named_enum! {
         /// The value names an object in storage, deleted outside the
         /// database and tracked until confirmed.
         StorageObject => "storage_object",
+        /// The value says when the row was erased, in the column's own form
+        /// (`true`, a date, a timestamp, or milliseconds since the epoch):
+        /// the application sees the account as deleted.
+        ErasedAt => "erased_at",
     }
 }
 
@@ -62,6 +66,7 @@ mod tests {
                 "hash",
                 "empty",
                 "storage_object",
+                "erased_at",
             ],
         );
         assert_eq!(

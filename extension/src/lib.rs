@@ -14,9 +14,8 @@
 //! * [`keys`]: key values compared in their column's own type
 //! * [`audit`]: the hash-chained audit log
 //! * [`jobs`]: requests, their state machine, leases and the job runner
-//! * [`plan`]: the erasure plan, pure (steps from the data map)
+//! * [`plan`]: the erasure plan, pure (steps from the data map), from the core crate
 //! * [`erasure`]: user and workspace erasure and purge: catalog, run, verify, preview
-//! * [`fkeys`]: foreign keys, the order of deletions
 //! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`error`]: SQLSTATEs and error reporting
 //! * [`namespace`]: the pinned search path every entry point runs under
@@ -34,14 +33,14 @@ pub mod datamap;
 pub mod ddl;
 pub mod erasure;
 pub mod error;
-pub mod fkeys;
 pub mod guard;
 pub mod holds;
 pub mod jobs;
 pub mod keys;
 pub mod namespace;
-pub mod plan;
 pub mod privilege;
+/// The erasure plan, pure: in the core crate.
+pub use lifecycle_core::plan;
 pub mod spi;
 pub mod subxact;
 

@@ -33,8 +33,6 @@ pub use register::{
 };
 pub use rules::set_column_rule;
 
-pub const ON_ERASE: &[&str] = &["delete", "anonymize", "retain"];
-
 /// Guard trigger names, as installed on every registered relation.
 pub const ROW_GUARD: &str = "lifecycle_guard";
 pub const TRUNCATE_GUARD: &str = "lifecycle_guard_truncate";
@@ -68,6 +66,22 @@ pub struct Column {
 impl Column {
     pub fn is_textual(&self) -> bool {
         self.category == 'S'
+    }
+
+    /// What the erasure plan knows of the column (enough for the value a
+    /// rule writes).
+    pub fn facts(&self) -> crate::plan::ColumnFacts {
+        crate::plan::ColumnFacts {
+            name: self.name.clone(),
+            type_name: self.type_name.clone(),
+            base_type_name: self.type_name.clone(),
+            eq: "OPERATOR(pg_catalog.=)".into(),
+            kind: crate::plan::ValueKind::of(self.base_type.to_u32(), self.category),
+            not_null: self.not_null,
+            unique: self.unique,
+            max_chars: self.max_chars,
+            is_key: false,
+        }
     }
 
     pub fn is_json(&self) -> bool {

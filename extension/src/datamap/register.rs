@@ -8,12 +8,13 @@ use serde_json::json;
 use super::{
     after_change, audit_change, check_type_name, column, drop_guards, key_column,
     refresh_row_guard, relation, require_key_type, require_text, roles_of, store, warn_unindexed,
-    Column, Relation, ON_ERASE,
+    Column, Relation,
 };
 use crate::cache;
 use crate::error::{LcError, LcResult};
 use crate::holds;
 use crate::privilege;
+use lifecycle_core::rules::OnErase;
 
 pub struct SubjectRegistration<'a> {
     pub tbl: Option<pg_sys::Oid>,
@@ -393,13 +394,11 @@ pub fn register_table(r: TableRegistration<'_>) -> LcResult<()> {
         }
         (None, None) => {}
     }
-    let on_erase = require_text(r.on_erase, "on_erase", F)?;
-    if !ON_ERASE.contains(&on_erase.as_str()) {
-        return Err(
-            LcError::invalid_parameter(format!("unknown on_erase action \"{on_erase}\""))
-                .hint("Use 'delete', 'anonymize' or 'retain'."),
-        );
-    }
+    let on_erase: OnErase = require_text(r.on_erase, "on_erase", F)?.parse().map_err(
+        |e: lifecycle_core::UnknownName| {
+            LcError::invalid_parameter(e.to_string()).hint("Use 'delete', 'anonymize' or 'retain'.")
+        },
+    )?;
     let retain_text = match r.retain_for {
         Some(iv) => {
             let positive = crate::spi::one::<bool>(
@@ -417,7 +416,7 @@ pub fn register_table(r: TableRegistration<'_>) -> LcResult<()> {
         }
         None => None,
     };
-    if on_erase == "retain" {
+    if on_erase == OnErase::Retain {
         if retain_text.is_none() {
             return Err(
                 LcError::invalid_parameter("on_erase 'retain' requires retain_for")
@@ -446,7 +445,7 @@ pub fn register_table(r: TableRegistration<'_>) -> LcResult<()> {
         "subject_via": r.subject_via,
         "tenant_column": r.tenant_column,
         "tenant_via": r.tenant_via,
-        "on_erase": on_erase,
+        "on_erase": on_erase.as_str(),
         "retain_for": retain_text,
         "legal_basis": r.legal_basis,
         "soft_delete_column": r.soft_delete_column,

@@ -3,7 +3,8 @@
 //! column's type and length, not NULL where the column refuses NULL, unique
 //! per subject where the column is unique, and accepted by the column's
 //! CHECK constraints. `set_column_rule` refuses a rule that cannot, and names
-//! one that can.
+//! one that can. The value itself is the erasure plan's
+//! ([`crate::plan::rule_expr`]): what is checked here is what erasure writes.
 
 use pgrx::pg_sys;
 use serde_json::json;
@@ -12,122 +13,50 @@ use super::{audit_change, column, relation, require_text, roles_of, scope_column
 use crate::cache;
 use crate::error::{LcError, LcResult};
 use crate::holds::quote_ident;
+use crate::plan::{rule_expr, RuleContext};
 use crate::privilege;
-
-pub const COLUMN_RULES: &[&str] = &[
-    "keep",
-    "clear",
-    "redact",
-    "deleted_name",
-    "deleted_email",
-    "hash",
-    "empty",
-    "storage_object",
-    "erased_at",
-];
-
-/// What a rule's value is made from, as SQL expressions over the row.
-pub struct RuleContext<'a> {
-    /// The row's owner id as text (the subject id, or the workspace id on
-    /// the tenant table).
-    pub key: &'a str,
-    /// A text unique to the row, for unique columns of tables with several
-    /// rows per owner (the owner id on subject and tenant tables).
-    pub row_key: &'a str,
-    /// A per-job random salt, as an SQL expression (for `hash`).
-    pub salt: &'a str,
-}
-
-/// The SQL expression `rule` writes into column `c`: `CAST(... AS type)`, or
-/// `None` for rules that write nothing (`keep`, `storage_object`, which the
-/// engine handles as objects to delete).
-pub fn rule_expr(c: &Column, rule: &str, ctx: &RuleContext<'_>) -> Option<String> {
-    let q = quote_ident(&c.name);
-    // Unique columns get a value unique per row's owner.
-    let unique_suffix = |base: &str| {
-        if c.unique {
-            format!(
-                "{base} OPERATOR(pg_catalog.||) ' ' OPERATOR(pg_catalog.||) {}",
-                ctx.row_key
-            )
-        } else {
-            base.to_string()
-        }
-    };
-    let expr = match rule {
-        "keep" | "storage_object" => return None,
-        "clear" => "NULL".to_string(),
-        "redact" => unique_suffix("'[redacted]'"),
-        "deleted_name" => unique_suffix("'Deleted User'"),
-        "deleted_email" => format!(
-            "'deleted-' OPERATOR(pg_catalog.||) {} OPERATOR(pg_catalog.||) '@deleted.local'",
-            if c.unique { ctx.row_key } else { ctx.key }
-        ),
-        "hash" => format!(
-            "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({} OPERATOR(pg_catalog.||) {q}::text, 'UTF8')), 'hex')",
-            ctx.salt
-        ),
-        "empty" => {
-            if c.category == 'A' || c.is_json() {
-                "'{}'".to_string()
-            } else {
-                "''".to_string()
-            }
-        }
-        "erased_at" => match c.base_type {
-            t if t == pg_sys::BOOLOID => "true".to_string(),
-            t if t == pg_sys::DATEOID => "CURRENT_DATE".to_string(),
-            t if t == pg_sys::TIMESTAMPTZOID || t == pg_sys::TIMESTAMPOID => {
-                "pg_catalog.statement_timestamp()".to_string()
-            }
-            // Milliseconds since the epoch.
-            _ => "pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) OPERATOR(pg_catalog.*) 1000)".to_string(),
-        },
-        _ => return None,
-    };
-    Some(format!("CAST({expr} AS {})", type_for_cast(c)))
-}
-
-/// The column's type as a cast target (with its modifier, schema-qualified
-/// where `format_type` qualifies it).
-fn type_for_cast(c: &Column) -> &str {
-    &c.type_name
-}
+use lifecycle_core::rules::ColumnRule;
 
 /// The most characters a rule's value can have for an owner id of at most
 /// `key_chars` characters (`None`: unbounded or unknown).
-fn rule_chars(c: &Column, rule: &str, key_chars: Option<i32>) -> Option<i32> {
+fn rule_chars(c: &Column, rule: ColumnRule, key_chars: Option<i32>) -> Option<i32> {
     let suffix = if c.unique {
         key_chars.map(|k| k + 1)
     } else {
         Some(0)
     };
     match rule {
-        "redact" => suffix.map(|s| 10 + s),
-        "deleted_name" => suffix.map(|s| 12 + s),
-        "deleted_email" => key_chars.map(|k| 22 + k),
-        "hash" => Some(64),
+        ColumnRule::Redact => suffix.map(|s| 10 + s),
+        ColumnRule::DeletedName => suffix.map(|s| 12 + s),
+        ColumnRule::DeletedEmail => key_chars.map(|k| 22 + k),
+        ColumnRule::Hash => Some(64),
         _ => Some(0),
     }
 }
 
 /// Why `rule` cannot write into `c`, if it cannot (without touching data).
-fn static_misfit(c: &Column, rule: &str, key_chars: Option<i32>) -> Option<String> {
+fn static_misfit(c: &Column, rule: ColumnRule, key_chars: Option<i32>) -> Option<String> {
     let textual = c.is_textual();
     match rule {
-        "keep" => None,
-        "clear" if c.not_null => Some("'clear' writes NULL".into()),
-        "clear" => None,
-        "redact" | "deleted_name" | "deleted_email" | "hash" | "storage_object" if !textual => {
+        ColumnRule::Keep => None,
+        ColumnRule::Clear if c.not_null => Some("'clear' writes NULL".into()),
+        ColumnRule::Clear => None,
+        ColumnRule::Redact
+        | ColumnRule::DeletedName
+        | ColumnRule::DeletedEmail
+        | ColumnRule::Hash
+        | ColumnRule::StorageObject
+            if !textual =>
+        {
             Some(format!("'{rule}' writes text"))
         }
-        "empty" if !(textual || c.category == 'A' || c.is_json()) => {
+        ColumnRule::Empty if !(textual || c.category == 'A' || c.is_json()) => {
             Some("'empty' writes an empty text, array or JSON object".into())
         }
-        "empty" if c.unique => {
+        ColumnRule::Empty if c.unique => {
             Some("'empty' would give every erased row the same empty value".into())
         }
-        "erased_at"
+        ColumnRule::ErasedAt
             if !(c.category == 'N'
                 || c.base_type == pg_sys::BOOLOID
                 || c.base_type == pg_sys::DATEOID
@@ -174,7 +103,7 @@ fn checks(relid: pg_sys::Oid, c: &Column) -> LcResult<Vec<(String, String)>> {
 fn check_misfit(
     rel: &super::Relation,
     c: &Column,
-    rule: &str,
+    rule: ColumnRule,
     owner: &str,
 ) -> LcResult<Option<String>> {
     let constraints = checks(rel.oid, c)?;
@@ -186,7 +115,7 @@ fn check_misfit(
         row_key: &format!("t.{}::text", quote_ident(owner)),
         salt: "'salt'",
     };
-    let Some(value) = rule_expr(c, rule, &ctx) else {
+    let Some(value) = rule_expr(&c.facts(), rule, &ctx) else {
         return Ok(None);
     };
     let others = crate::spi::json(
@@ -266,13 +195,14 @@ pub fn set_column_rule(
         return Err(LcError::not_registered(&rel.name));
     }
     let c = column(&rel, col, "col", F)?;
-    let rule = require_text(rule, "rule", F)?;
-    if !COLUMN_RULES.contains(&rule.as_str()) {
-        return Err(
-            LcError::invalid_parameter(format!("unknown column rule \"{rule}\""))
-                .hint(format!("Use one of: {}.", COLUMN_RULES.join(", "))),
-        );
-    }
+    let rule: ColumnRule =
+        require_text(rule, "rule", F)?
+            .parse()
+            .map_err(|e: lifecycle_core::UnknownName| {
+                let all: Vec<&str> = ColumnRule::ALL.iter().map(|r| r.as_str()).collect();
+                LcError::invalid_parameter(e.to_string())
+                    .hint(format!("Use one of: {}.", all.join(", ")))
+            })?;
     if scope_columns(rel.oid)?.iter().any(|(_, k)| *k == c.name) {
         return Err(LcError::invalid_parameter(format!(
             "column \"{}\" of {} is a key column of the data map",
@@ -283,10 +213,10 @@ pub fn set_column_rule(
     }
     let owner = owner_column(rel.oid)?;
     let chars = key_chars(&rel, owner.as_deref())?;
-    let misfit = match static_misfit(&c, &rule, chars) {
+    let misfit = match static_misfit(&c, rule, chars) {
         Some(m) => Some(m),
         None => match &owner {
-            Some(o) => check_misfit(&rel, &c, &rule, o)?,
+            Some(o) => check_misfit(&rel, &c, rule, o)?,
             None => None,
         },
     };
@@ -295,12 +225,12 @@ pub fn set_column_rule(
         // back to a rule that is refused too.
         let mut fitting = None;
         for candidate in [
-            "clear",
-            "redact",
-            "deleted_name",
-            "hash",
-            "empty",
-            "erased_at",
+            ColumnRule::Clear,
+            ColumnRule::Redact,
+            ColumnRule::DeletedName,
+            ColumnRule::Hash,
+            ColumnRule::Empty,
+            ColumnRule::ErasedAt,
         ] {
             if candidate == rule || static_misfit(&c, candidate, chars).is_some() {
                 continue;
@@ -358,7 +288,7 @@ pub fn set_column_rule(
         audit_change(
             "data_map.column_rule_set",
             &rel,
-            json!({ "column": c.name, "rule": rule }),
+            json!({ "column": c.name, "rule": rule.as_str() }),
         )?;
     }
     Ok(())

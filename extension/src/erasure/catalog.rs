@@ -11,6 +11,7 @@ use crate::plan::{
     SubjectTable, Table, ValueKind,
 };
 use crate::spi;
+use lifecycle_core::rules::{ColumnRule, OnErase};
 
 const TABLES_SQL: &str = "\
     SELECT pg_catalog.jsonb_build_object( \
@@ -119,16 +120,7 @@ fn s(v: &Value, k: &str) -> Option<String> {
 fn column(v: &Value) -> LcResult<ColumnFacts> {
     let base = pg_sys::Oid::from(v["base_oid"].as_u64().unwrap_or_default() as u32);
     let category = v["category"].as_str().and_then(|c| c.chars().next());
-    let kind = match (base, category) {
-        (b, _) if b == pg_sys::JSONBOID || b == pg_sys::JSONOID => ValueKind::Json,
-        (b, _) if b == pg_sys::BOOLOID => ValueKind::Bool,
-        (b, _) if b == pg_sys::DATEOID => ValueKind::Date,
-        (b, _) if b == pg_sys::TIMESTAMPOID || b == pg_sys::TIMESTAMPTZOID => ValueKind::Timestamp,
-        (_, Some('S')) => ValueKind::Text,
-        (_, Some('A')) => ValueKind::Array,
-        (_, Some('N')) => ValueKind::Number,
-        _ => ValueKind::Other,
-    };
+    let kind = ValueKind::of(base.to_u32(), category.unwrap_or('X'));
     // The type's own equality, schema-qualified: pg_catalog's for the
     // built-in types, looked up for the others (citext...).
     let eq = if v["base_in_catalog"].as_bool().unwrap_or(true) {
@@ -228,7 +220,10 @@ pub fn load() -> LcResult<Catalog> {
                         &v["links"],
                         &names,
                     ),
-                    on_erase: s(d, "on_erase").unwrap_or_else(|| "delete".into()),
+                    // Checked when stored (lifecycle.tables has a CHECK).
+                    on_erase: s(d, "on_erase")
+                        .and_then(|o| o.parse().ok())
+                        .unwrap_or(OnErase::Delete),
                     retain_for: s(d, "retain_for"),
                     legal_basis: s(d, "legal_basis"),
                     soft_delete: soft_delete(s(d, "soft_delete_column"), &columns),
@@ -255,12 +250,12 @@ pub fn load() -> LcResult<Catalog> {
                 active_column: s(m, "active_column"),
             }
         });
-        let mut rules: Vec<(String, String)> = v["rules"]
+        let mut rules: Vec<(String, ColumnRule)> = v["rules"]
             .as_object()
             .map(|o| {
                 o.iter()
-                    .filter_map(|(c, r)| Some((c.clone(), r.as_str()?.to_string())))
-                    .filter(|(_, r)| r != "keep")
+                    .filter_map(|(c, r)| Some((c.clone(), r.as_str()?.parse().ok()?)))
+                    .filter(|(_, r)| *r != ColumnRule::Keep)
                     .collect()
             })
             .unwrap_or_default();

@@ -25,6 +25,7 @@ use crate::error::{LcError, LcResult};
 use crate::plan::{self, Catalog, Decision, Plan, Retained, Table};
 use crate::privilege;
 use crate::spi;
+use lifecycle_core::rules::ColumnRule;
 
 pub mod catalog;
 pub mod preview;
@@ -218,7 +219,7 @@ fn identifiers(
     table: &Table,
     id_col: &str,
     id: &str,
-    only_rule: Option<&str>,
+    only_rule: Option<ColumnRule>,
 ) -> LcResult<Vec<String>> {
     let cols: Vec<String> = table
         .rules
@@ -227,8 +228,8 @@ fn identifiers(
             table
                 .column(c)
                 .is_some_and(|f| f.kind == plan::ValueKind::Text)
-                && only_rule.is_none_or(|o| o == r)
-                && r != "storage_object"
+                && only_rule.is_none_or(|o| o == *r)
+                && *r != ColumnRule::StorageObject
         })
         .map(|(c, _)| format!("{}::text", plan::ident(c)))
         .collect();
@@ -351,7 +352,7 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
             let plan = plan::subject_erasure(&cat, subject_type, id, &decisions, &salt)
                 .map_err(plan_error)?;
             let params = Params::new(identifiers(&sub_table, &id_col, id, None)?);
-            let emails = identifiers(&sub_table, &id_col, id, Some("deleted_email"))?;
+            let emails = identifiers(&sub_table, &id_col, id, Some(ColumnRule::DeletedEmail))?;
             (plan, params, emails, "subject")
         }
         ("erase", Target::Tenant { .. }) => {

@@ -12,6 +12,7 @@ use crate::error::LcResult;
 use crate::plan::{self, Action, Catalog, Step};
 use crate::privilege;
 use crate::spi;
+use lifecycle_core::rules::ColumnRule;
 
 fn count(step: &Step, params: &Params, extra: Option<&str>) -> LcResult<u64> {
     let sql = format!(
@@ -108,7 +109,7 @@ fn ruled_columns(cat: &Catalog, table: u32) -> Vec<String> {
         .map(|t| {
             t.rules
                 .iter()
-                .filter(|(_, r)| r != "storage_object")
+                .filter(|(_, r)| *r != ColumnRule::StorageObject)
                 .map(|(c, _)| c.clone())
                 .collect()
         })

@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::rules::{ColumnRule, OnErase};
+
 /// Most steps a reference chain may add below one deletion.
 const MAX_DEPTH: u32 = 16;
 
@@ -28,6 +30,30 @@ pub enum ValueKind {
     Timestamp,
     Number,
     Other,
+}
+
+impl ValueKind {
+    /// The kind of a column of base type `base_oid` (a built-in type's OID)
+    /// in `pg_type.typcategory` `category`.
+    pub fn of(base_oid: u32, category: char) -> ValueKind {
+        // OIDs fixed by PostgreSQL (pg_type.dat).
+        const BOOL: u32 = 16;
+        const JSON: u32 = 114;
+        const DATE: u32 = 1082;
+        const TIMESTAMP: u32 = 1114;
+        const TIMESTAMPTZ: u32 = 1184;
+        const JSONB: u32 = 3802;
+        match (base_oid, category) {
+            (JSON | JSONB, _) => ValueKind::Json,
+            (BOOL, _) => ValueKind::Bool,
+            (DATE, _) => ValueKind::Date,
+            (TIMESTAMP | TIMESTAMPTZ, _) => ValueKind::Timestamp,
+            (_, 'S') => ValueKind::Text,
+            (_, 'A') => ValueKind::Array,
+            (_, 'N') => ValueKind::Number,
+            _ => ValueKind::Other,
+        }
+    }
 }
 
 /// One column of a registered table.
@@ -94,7 +120,7 @@ pub struct DataTable {
     pub subject: Key,
     pub tenant: Option<Key>,
     /// 'delete', 'anonymize' or 'retain'.
-    pub on_erase: String,
+    pub on_erase: OnErase,
     pub retain_for: Option<String>,
     pub legal_basis: Option<String>,
     pub soft_delete: Option<(String, SoftDelete)>,
@@ -166,7 +192,7 @@ pub struct Table {
     pub data: Option<DataTable>,
     pub membership: Option<MembershipTable>,
     /// Column rules other than `keep`: (column, rule).
-    pub rules: Vec<(String, String)>,
+    pub rules: Vec<(String, ColumnRule)>,
     /// Extra hold scopes: (scope type, column).
     pub extra_scopes: Vec<(String, String)>,
     pub columns: Vec<ColumnFacts>,
@@ -362,7 +388,7 @@ impl Table {
     pub fn storage_columns(&self) -> Vec<String> {
         self.rules
             .iter()
-            .filter(|(_, r)| r == "storage_object")
+            .filter(|(_, r)| *r == ColumnRule::StorageObject)
             .map(|(c, _)| c.clone())
             .collect()
     }
@@ -403,7 +429,7 @@ impl Table {
             .iter()
             .filter_map(|(c, r)| {
                 let facts = self.column(c)?;
-                let e = rule_expr(facts, r, &ctx)?;
+                let e = rule_expr(facts, *r, &ctx)?;
                 Some(format!("{} = {e}", ident(c)))
             })
             .collect()
@@ -474,7 +500,7 @@ impl Catalog {
 
     /// `tables`, children before parents.
     pub fn delete_order(&self, tables: &[u32]) -> Vec<u32> {
-        crate::fkeys::delete_order(tables, &self.edges())
+        crate::order::delete_order(tables, &self.edges())
     }
 }
 
@@ -491,7 +517,7 @@ pub struct RuleContext<'a> {
 /// The SQL expression `rule` writes into column `c` (`CAST(... AS type)`),
 /// or `None` for rules that write nothing (`keep`; `storage_object` objects
 /// are deleted by steps of their own).
-pub fn rule_expr(c: &ColumnFacts, rule: &str, ctx: &RuleContext<'_>) -> Option<String> {
+pub fn rule_expr(c: &ColumnFacts, rule: ColumnRule, ctx: &RuleContext<'_>) -> Option<String> {
     let q = ident(&c.name);
     let unique = |base: &str| {
         if c.unique {
@@ -504,28 +530,28 @@ pub fn rule_expr(c: &ColumnFacts, rule: &str, ctx: &RuleContext<'_>) -> Option<S
         }
     };
     let expr = match rule {
-        "clear" => "NULL".to_string(),
-        "redact" => unique("'[redacted]'"),
-        "deleted_name" => unique("'Deleted User'"),
-        "deleted_email" => format!(
+        ColumnRule::Clear => "NULL".to_string(),
+        ColumnRule::Redact => unique("'[redacted]'"),
+        ColumnRule::DeletedName => unique("'Deleted User'"),
+        ColumnRule::DeletedEmail => format!(
             "'deleted-' OPERATOR(pg_catalog.||) {} OPERATOR(pg_catalog.||) '@deleted.local'",
             if c.unique { ctx.row_key } else { ctx.key }
         ),
-        "hash" => format!(
+        ColumnRule::Hash => format!(
             "pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({} OPERATOR(pg_catalog.||) {q}::text, 'UTF8')), 'hex')",
             ctx.salt
         ),
-        "empty" => match c.kind {
+        ColumnRule::Empty => match c.kind {
             ValueKind::Array | ValueKind::Json => "'{}'".to_string(),
             _ => "''".to_string(),
         },
-        "erased_at" => match c.kind {
+        ColumnRule::ErasedAt => match c.kind {
             ValueKind::Bool => "true".to_string(),
             ValueKind::Date => "CURRENT_DATE".to_string(),
             ValueKind::Timestamp => "pg_catalog.statement_timestamp()".to_string(),
             _ => "pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) OPERATOR(pg_catalog.*) 1000)".to_string(),
         },
-        _ => return None,
+        ColumnRule::Keep | ColumnRule::StorageObject => return None,
     };
     Some(format!("CAST({expr} AS {})", c.type_name))
 }
@@ -973,7 +999,10 @@ impl<'a> Builder<'a> {
     /// Whether `table`'s rows are kept for a retention period.
     fn retained(&self, table: u32) -> bool {
         self.cat.table(table).is_some_and(|t| {
-            t.membership.is_none() && t.data.as_ref().is_some_and(|d| d.on_erase == "retain")
+            t.membership.is_none()
+                && t.data
+                    .as_ref()
+                    .is_some_and(|d| d.on_erase == OnErase::Retain)
         })
     }
 
@@ -1219,7 +1248,7 @@ pub fn subject_erasure(
             .filter(|d| d.subject_type == subject_type)
             .map(|d| outside(&t, t.key_rows(&d.subject, "$1", cat)));
         match (&t.data, data_rows, membership_rows) {
-            (Some(d), Some(rows), _) if d.on_erase == "delete" => {
+            (Some(d), Some(rows), _) if d.on_erase == OnErase::Delete => {
                 b.delete(t.oid, &rows, id, None, None, 0)?;
             }
             (_, _, Some(rows)) => {
@@ -1228,7 +1257,7 @@ pub fn subject_erasure(
             // Rows kept attributed to the anonymized subject: those the
             // application already deleted (soft delete) go for real.
             // Retained rows are kept whatever the application did.
-            (Some(d), Some(rows), None) if d.on_erase == "anonymize" => {
+            (Some(d), Some(rows), None) if d.on_erase == OnErase::Anonymize => {
                 if let Some(p) = Builder::soft_deleted(&t, &rows) {
                     b.delete(t.oid, &p, id, Some("soft-deleted earlier"), None, 0)?;
                 }
@@ -1245,8 +1274,8 @@ pub fn subject_erasure(
             continue;
         }
         let rows = outside(t, t.key_rows(&d.subject, "$1", cat));
-        match d.on_erase.as_str() {
-            "anonymize" => {
+        match d.on_erase {
+            OnErase::Anonymize => {
                 // Soft-deleted rows are gone by now (step 2).
                 let rows = match &d.soft_delete {
                     Some(_) => format!("{rows} AND {}", t.live("")),
@@ -1263,8 +1292,8 @@ pub fn subject_erasure(
             }
             // Retained rows are kept as the law requires them: only their
             // ruled columns change.
-            "retain" => b.retain(t, d, d.subject.column(), &rows, id, None),
-            _ => {}
+            OnErase::Retain => b.retain(t, d, d.subject.column(), &rows, id, None),
+            OnErase::Delete => {}
         }
     }
     // 4. Rows that name the subject through another scope column: only
@@ -1284,9 +1313,10 @@ pub fn subject_erasure(
                 .rules
                 .iter()
                 .filter(|(c, r)| {
-                    r != "storage_object" && t.column(c).is_some_and(|f| f.kind == ValueKind::Text)
+                    *r != ColumnRule::StorageObject
+                        && t.column(c).is_some_and(|f| f.kind == ValueKind::Text)
                 })
-                .filter_map(|(c, r)| Some((c.clone(), rule_expr(t.column(c)?, r, &ctx)?)))
+                .filter_map(|(c, r)| Some((c.clone(), rule_expr(t.column(c)?, *r, &ctx)?)))
                 .collect();
             if sets.is_empty() {
                 continue;
@@ -1490,10 +1520,12 @@ fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str
         {
             let d = t.data.as_ref();
             let rows = match (d, &subj_rows) {
-                (Some(d), Some(r)) if d.on_erase == "delete" => Some(r.clone()),
+                (Some(d), Some(r)) if d.on_erase == OnErase::Delete => Some(r.clone()),
                 (None, Some(r)) => Some(r.clone()),
                 (Some(_), Some(r)) if t.membership.is_some() => Some(r.clone()),
-                (Some(d), Some(r)) if d.on_erase == "anonymize" => Builder::soft_deleted(t, r),
+                (Some(d), Some(r)) if d.on_erase == OnErase::Anonymize => {
+                    Builder::soft_deleted(t, r)
+                }
                 _ => None,
             };
             if let Some(rows) = rows {
@@ -1578,7 +1610,7 @@ fn workspace_steps(
         if t.subject.is_some()
             || t.data
                 .as_ref()
-                .is_some_and(|d| d.on_erase == "retain" && t.membership.is_none())
+                .is_some_and(|d| d.on_erase == OnErase::Retain && t.membership.is_none())
         {
             continue;
         }
@@ -1597,7 +1629,7 @@ fn workspace_steps(
         } else if let Some(d) = t
             .data
             .as_ref()
-            .filter(|d| d.on_erase == "retain" && t.membership.is_none())
+            .filter(|d| d.on_erase == OnErase::Retain && t.membership.is_none())
         {
             let d = d.clone();
             let tenant_column = d
@@ -1624,7 +1656,7 @@ fn workspace_steps(
         if t.subject.is_some()
             || t.data
                 .as_ref()
-                .is_some_and(|d| d.on_erase == "retain" && t.membership.is_none())
+                .is_some_and(|d| d.on_erase == OnErase::Retain && t.membership.is_none())
         {
             continue;
         }
@@ -1736,9 +1768,9 @@ pub fn purge(
             .iter()
             .filter(|t| t.subject.is_none() && t.tenant.is_none() && t.membership.is_none())
             .filter(|t| {
-                t.data
-                    .as_ref()
-                    .is_some_and(|d| d.subject_type == target_type && d.on_erase == "anonymize")
+                t.data.as_ref().is_some_and(|d| {
+                    d.subject_type == target_type && d.on_erase == OnErase::Anonymize
+                })
             })
             .map(|t| t.oid)
             .collect();
@@ -1777,7 +1809,7 @@ pub fn retention_sweep(cat: &Catalog, id: &str, records: &[Retained]) -> Plan {
 
 /// The subject's identifiers as `ILIKE` patterns.
 pub fn like_patterns(identifiers: &[String]) -> Vec<String> {
-    lifecycle_core::redact::like_patterns(identifiers)
+    crate::redact::like_patterns(identifiers)
 }
 
 /// A condition true when one of `columns` (name, is JSON) mentions one of
@@ -1852,8 +1884,8 @@ mod tests {
             data: None,
             membership: None,
             rules: vec![
-                ("email".into(), "deleted_email".into()),
-                ("username".into(), "redact".into()),
+                ("email".into(), ColumnRule::DeletedEmail),
+                ("username".into(), ColumnRule::Redact),
             ],
             extra_scopes: vec![],
             columns: vec![
@@ -1907,7 +1939,7 @@ mod tests {
                 subject_type: "user".into(),
                 subject: Key::Column("creatorid".into()),
                 tenant: Some(Key::Column("teamid".into())),
-                on_erase: "anonymize".into(),
+                on_erase: OnErase::Anonymize,
                 retain_for: None,
                 legal_basis: None,
                 soft_delete: Some(("deleteat".into(), SoftDelete::Epoch)),
@@ -1939,7 +1971,7 @@ mod tests {
                     parent_key: "id".into(),
                     parent_column: "teamid".into(),
                 }),
-                on_erase: "anonymize".into(),
+                on_erase: OnErase::Anonymize,
                 retain_for: None,
                 legal_basis: None,
                 soft_delete: Some(("deleteat".into(), SoftDelete::Epoch)),
@@ -2045,7 +2077,7 @@ mod tests {
     #[test]
     fn references_from_unmapped_tables_refuse_and_nullable_ones_detach() {
         let mut cat = chat();
-        cat.tables[4].data.as_mut().unwrap().on_erase = "delete".into();
+        cat.tables[4].data.as_mut().unwrap().on_erase = OnErase::Delete;
         cat.refs.push(Reference {
             name: "reactions_post".into(),
             child: 99,
@@ -2123,7 +2155,7 @@ mod tests {
         history.oid = 6;
         history.name = "chat.channelmemberhistory".into();
         let d = history.data.as_mut().unwrap();
-        d.on_erase = "retain".into();
+        d.on_erase = OnErase::Retain;
         d.retain_for = Some("1 year".into());
         d.legal_basis = Some("eDiscovery".into());
         d.soft_delete = None;
@@ -2202,13 +2234,17 @@ mod tests {
             salt: "'s'",
         };
         assert_eq!(
-            rule_expr(&c, "redact", &ctx).unwrap(),
+            rule_expr(&c, ColumnRule::Redact, &ctx).unwrap(),
             "CAST('[redacted]' AS text)"
         );
         c.unique = true;
-        assert!(rule_expr(&c, "redact", &ctx).unwrap().contains("rk"));
-        assert!(rule_expr(&c, "keep", &ctx).is_none());
+        assert!(rule_expr(&c, ColumnRule::Redact, &ctx)
+            .unwrap()
+            .contains("rk"));
+        assert!(rule_expr(&c, ColumnRule::Keep, &ctx).is_none());
         let n = col("deleteat", ValueKind::Number);
-        assert!(rule_expr(&n, "erased_at", &ctx).unwrap().contains("epoch"));
+        assert!(rule_expr(&n, ColumnRule::ErasedAt, &ctx)
+            .unwrap()
+            .contains("epoch"));
     }
 }
