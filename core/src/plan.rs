@@ -213,29 +213,76 @@ impl Table {
 
     /// Rows tied by `key` to `$param`.
     pub fn key_rows(&self, key: &Key, param: &str, catalog: &Catalog) -> String {
+        self.key_cond(
+            key,
+            catalog,
+            &|t: &Table, c: &str, col: &str| match t.column(c) {
+                Some(f) => format!("{col} {} {param}::{}", f.eq, f.base_type_name),
+                None => format!("{col}::text OPERATOR(pg_catalog.=) {param}::text"),
+            },
+        )
+    }
+
+    /// The key a path through this table continues with: the subject or
+    /// tenant key whose column is `column`, when it leads on to a parent.
+    fn path_key(&self, column: &str) -> Option<&Key> {
+        let d = self.data.as_ref()?;
+        [Some(&d.subject), d.tenant.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|k| matches!(k, Key::Via { .. }) && k.column() == column)
+    }
+
+    /// A condition on this table's rows (columns named bare) that holds
+    /// when the value `key` leads to satisfies `leaf(table, column, column
+    /// as written in the condition)`: the column itself, or, for a path,
+    /// the column of the parent (and of its parent, as far as the path
+    /// goes) that holds the scope id.
+    pub fn key_cond(
+        &self,
+        key: &Key,
+        catalog: &Catalog,
+        leaf: &dyn Fn(&Table, &str, &str) -> String,
+    ) -> String {
+        self.key_cond_at(key, catalog, leaf, 1)
+    }
+
+    fn key_cond_at(
+        &self,
+        key: &Key,
+        catalog: &Catalog,
+        leaf: &dyn Fn(&Table, &str, &str) -> String,
+        depth: u32,
+    ) -> String {
         match key {
-            Key::Column(c) => self.eq(c, param),
+            Key::Column(c) => leaf(self, c, &ident(c)),
             Key::Via {
                 column,
                 parent,
                 parent_key,
                 parent_column,
             } => {
-                let p = catalog.table(*parent);
-                let (pname, pcond) = match p {
-                    Some(p) => (p.name.clone(), p.eq(parent_column, param)),
-                    None => (
-                        format!("{parent}"),
-                        format!(
-                            "{}::text OPERATOR(pg_catalog.=) {param}::text",
-                            ident(parent_column)
-                        ),
+                let Some(p) = catalog.table(*parent) else {
+                    // Unknown parent: no row can be shown to match.
+                    return "FALSE".to_string();
+                };
+                let alias = format!("p{depth}");
+                let inner = match p.path_key(parent_column) {
+                    // The parent's own path, its first column qualified.
+                    Some(next) if depth < MAX_DEPTH => {
+                        format!("{alias}.{}", p.key_cond_at(next, catalog, leaf, depth + 1))
+                    }
+                    _ => leaf(
+                        p,
+                        parent_column,
+                        &format!("{alias}.{}", ident(parent_column)),
                     ),
                 };
                 format!(
-                    "{} IN (SELECT p.{} FROM {pname} p WHERE p.{pcond})",
+                    "{} IN (SELECT {alias}.{} FROM {} {alias} WHERE {inner})",
                     ident(column),
-                    ident(parent_key)
+                    ident(parent_key),
+                    p.name
                 )
             }
         }
@@ -300,27 +347,10 @@ impl Table {
                     .as_ref()
                     .map(|m| Key::Column(m.tenant_column.clone()))
             })?;
-        Some(match key {
-            Key::Column(c) => format!(
-                "({}::text OPERATOR(pg_catalog.=) ANY ({list})) IS NOT TRUE",
-                ident(&c)
-            ),
-            Key::Via {
-                column,
-                parent,
-                parent_key,
-                parent_column,
-            } => format!(
-                "({} IN (SELECT p.{} FROM {} p WHERE p.{}::text OPERATOR(pg_catalog.=) ANY ({list}))) IS NOT TRUE",
-                ident(&column),
-                ident(&parent_key),
-                catalog
-                    .table(parent)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_else(|| parent.to_string()),
-                ident(&parent_column)
-            ),
-        })
+        let within = self.key_cond(&key, catalog, &|_, _, col| {
+            format!("{col}::text OPERATOR(pg_catalog.=) ANY ({list})")
+        });
+        Some(format!("({within}) IS NOT TRUE"))
     }
 
     /// A condition on the membership row aliased `alias` that holds for
@@ -1438,24 +1468,9 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
         if memberships.is_empty() {
             continue;
         }
-        let tenant_rows = match tenant {
-            Key::Column(c) => format!("{}::text IN ({in_workspaces})", ident(c)),
-            Key::Via {
-                column,
-                parent,
-                parent_key,
-                parent_column,
-            } => match cat.table(*parent) {
-                Some(p) => format!(
-                    "{} IN (SELECT p.{} FROM {} p WHERE p.{}::text IN ({in_workspaces}))",
-                    ident(column),
-                    ident(parent_key),
-                    p.name,
-                    ident(parent_column)
-                ),
-                None => continue,
-            },
-        };
+        let tenant_rows = t.key_cond(tenant, cat, &|_, _, col| {
+            format!("{col}::text IN ({in_workspaces})")
+        });
         let own = if d.subject_type == subject_type {
             format!(" AND ({}) IS NOT TRUE", t.key_rows(&d.subject, "$1", cat))
         } else {
@@ -2034,7 +2049,8 @@ mod tests {
             .find(|s| s.table_name == "chat.posts" && s.action.verb() == "mentioned")
             .expect("mentions in posts");
         assert!(
-            m.rows.contains("IN (SELECT p.\"id\" FROM chat.channels p"),
+            m.rows
+                .contains("IN (SELECT p1.\"id\" FROM chat.channels p1"),
             "{}",
             m.rows
         );
@@ -2066,9 +2082,9 @@ mod tests {
             posts < channels,
             "posts go before the channels they reach their team through"
         );
-        assert!(deletes[posts]
-            .rows
-            .contains("\"channelid\" IN (SELECT p.\"id\" FROM chat.channels p WHERE p.\"teamid\""));
+        assert!(deletes[posts].rows.contains(
+            "\"channelid\" IN (SELECT p1.\"id\" FROM chat.channels p1 WHERE p1.\"teamid\""
+        ));
         assert!(plan.checks.iter().any(
             |c| matches!(c, Check::RowsGone { table_name, .. } if table_name == "chat.posts")
         ));
@@ -2203,6 +2219,36 @@ mod tests {
             .iter()
             .any(|c| matches!(c, Check::RowsGone { table: 4, rows, .. }
             if rows.contains("chat.channelmemberhistory k"))));
+    }
+
+    #[test]
+    fn paths_of_several_steps_nest() {
+        let cat = chat();
+        // Reminders name a post; the post's team is its channel's.
+        let mut reminders = cat.tables[4].clone();
+        reminders.oid = 7;
+        reminders.name = "chat.postreminders".into();
+        let via = Key::Via {
+            column: "postid".into(),
+            parent: 5,
+            parent_key: "id".into(),
+            parent_column: "channelid".into(),
+        };
+        let rows = reminders.key_rows(&via, "$1", &cat);
+        assert_eq!(
+            rows,
+            "\"postid\" IN (SELECT p1.\"id\" FROM chat.posts p1 WHERE p1.\"channelid\" IN \
+             (SELECT p2.\"id\" FROM chat.channels p2 WHERE p2.\"teamid\" OPERATOR(pg_catalog.=) $1::pg_catalog.text))"
+        );
+        let outside = {
+            let mut t = reminders.clone();
+            t.data.as_mut().unwrap().tenant = Some(via);
+            t.outside_tenants(&["t1"], &cat).unwrap()
+        };
+        assert!(
+            outside.contains("p2.\"teamid\"::text OPERATOR(pg_catalog.=) ANY (ARRAY['t1']"),
+            "{outside}"
+        );
     }
 
     #[test]

@@ -195,12 +195,23 @@ fn all_unspaced(v: &str) -> bool {
 ///   spaces also without one ("山田太郎"). A single word of such a script
 ///   of three characters or more (a full name written as one word)
 ///   identifies on its own.
-pub fn identifiers(values: &[String]) -> Vec<String> {
+///
+/// `values` pairs each value with whether its column's rule says it names
+/// the subject (`deleted_name`, `deleted_email`, `redact`, `hash`). A value
+/// of several plain words in a column that is merely cleared (a job title
+/// such as "Product Designer") identifies nobody.
+pub fn identifiers(values: &[(String, bool)]) -> Vec<String> {
     let mut strong = Vec::new();
     let mut parts: Vec<String> = Vec::new();
-    for v in values {
+    for (v, names) in values {
         let v = nfc(v.trim()).into_owned();
         if v.is_empty() {
+            continue;
+        }
+        let plain_words = v
+            .chars()
+            .all(|c| c.is_alphabetic() || c.is_whitespace() || is_combining(c) || c == '-');
+        if !names && !single_word(&v) && plain_words {
             continue;
         }
         if single_word(&v) {
@@ -258,6 +269,10 @@ mod tests {
 
     fn ids(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn named(v: &[&str]) -> Vec<(String, bool)> {
+        v.iter().map(|s| (s.to_string(), true)).collect()
     }
 
     #[test]
@@ -347,7 +362,7 @@ mod tests {
 
     #[test]
     fn identifiers_combine_single_words_into_names() {
-        let got = identifiers(&ids(&[
+        let got = identifiers(&named(&[
             "erin.ersatz",
             "erin@example.com",
             "Erin",
@@ -368,13 +383,21 @@ mod tests {
         for not in ["Erin", "Ersatz", "Engineer"] {
             assert!(!got.contains(&not.to_string()), "{not} in {got:?}");
         }
-        let jp = identifiers(&ids(&["yamada.taro", "太郎", "山田", "山田太郎"]));
+        let jp = identifiers(&named(&["yamada.taro", "太郎", "山田", "山田太郎"]));
         for want in ["山田太郎", "太郎山田", "山田 太郎", "yamada.taro"] {
             assert!(jp.contains(&want.to_string()), "{want} in {jp:?}");
         }
         assert!(!jp.contains(&"太郎".to_string()));
         // Short values other than names do not identify either.
-        assert!(identifiers(&ids(&["ab", "x1"])).is_empty());
+        assert!(identifiers(&named(&["ab", "x1"])).is_empty());
+        // A job title in a column that is only cleared names nobody; a
+        // phone number there does.
+        let cleared = identifiers(&[
+            ("Product Designer".to_string(), false),
+            ("+49 30 1234 5678".to_string(), false),
+            ("Erin Ersatz".to_string(), true),
+        ]);
+        assert_eq!(cleared, vec!["+49 30 1234 5678", "Erin Ersatz"]);
     }
 
     #[test]

@@ -533,41 +533,92 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
 }
 
 /// The path from a row to its scope through `parent` (`key` referenced by
-/// the row, `column` holding the scope id).
+/// the row, `column` holding the scope id, or leading on through the
+/// parent's own path).
 pub fn via(parent: pg_sys::Oid, key: &str, column: &str) -> LcResult<Via> {
     let parent_name =
         crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[parent.into()])?
             .unwrap_or_default();
-    let attr = |name: &str| {
-        Spi::connect(|client| attribute(client, parent, name))?.ok_or_else(|| {
-            crate::error::LcError::internal(format!("column {name} of {parent_name} vanished"))
-        })
-    };
-    let (_, key_type, _) = attr(key)?;
-    let (_, col_type, collation) = attr(column)?;
-    let (key_base, col_base) = (
-        crate::keys::base_type(key_type),
-        crate::keys::base_type(col_type),
-    );
+    let (_, key_type, _) = attribute_of(parent, &parent_name, key)?;
+    let key_base = crate::keys::base_type(key_type);
     let key_eq = crate::namespace::equality_operator(key_base)?;
-    let col_eq = crate::namespace::equality_operator(col_base)?;
     let key_ty = crate::namespace::type_name(key_base)?;
-    let col_ty = crate::namespace::type_name(col_base)?;
-    let (k, c) = (
-        crate::holds::quote_ident(key),
-        crate::holds::quote_ident(column),
-    );
+    let k = crate::holds::quote_ident(key);
+    let (matches, scope_type, collation) = path_cond(parent, column, "p", "$2", 0)?;
+    let (rows, _, _) = path_cond(parent, column, "p", "$1", 0)?;
     Ok(Via {
         match_sql: format!(
             "SELECT EXISTS (SELECT 1 FROM {parent_name} p \
-                             WHERE p.{k} {key_eq} $1::{key_ty} AND p.{c} {col_eq} $2::{col_ty})"
+                             WHERE p.{k} {key_eq} $1::{key_ty} AND {matches})"
         ),
-        rows_sql: format!(
-            "IN (SELECT p.{k} FROM {parent_name} p WHERE p.{c} {col_eq} $1::{col_ty})"
-        ),
+        rows_sql: format!("IN (SELECT p.{k} FROM {parent_name} p WHERE {rows})"),
         parent_name,
-        parent_type: col_base,
+        parent_type: scope_type,
         parent_collation: collation,
+    })
+}
+
+/// Most parents a path goes through.
+const MAX_PATH: u32 = 8;
+
+/// A condition on `relid` aliased `alias` that its `column` holds the
+/// scope id `param` (text): directly, or through the relation's own path
+/// to a parent of its own. Returns the condition and the scope id's base
+/// type and collation.
+fn path_cond(
+    relid: pg_sys::Oid,
+    column: &str,
+    alias: &str,
+    param: &str,
+    depth: u32,
+) -> LcResult<(String, pg_sys::Oid, pg_sys::Oid)> {
+    let name = crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
+        .unwrap_or_default();
+    let c = crate::holds::quote_ident(column);
+    let next = crate::privilege::as_extension_owner(|| {
+        crate::spi::json(
+            "SELECT pg_catalog.jsonb_build_array(via_parent::pg_catalog.oid::pg_catalog.int8, \
+                    via_key::text, via_column::text) \
+               FROM lifecycle.scope_columns \
+              WHERE relation OPERATOR(pg_catalog.=) $1 AND column_name OPERATOR(pg_catalog.=) $2::pg_catalog.name \
+                AND via_parent IS NOT NULL LIMIT 1",
+            &[relid.into(), column.into()],
+        )
+    })?;
+    if let Some(n) = next.filter(|_| depth < MAX_PATH) {
+        let parent = pg_sys::Oid::from(n[0].as_u64().unwrap_or_default() as u32);
+        let (key, further) = (
+            n[1].as_str().unwrap_or_default().to_string(),
+            n[2].as_str().unwrap_or_default().to_string(),
+        );
+        let parent_name =
+            crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[parent.into()])?
+                .unwrap_or_default();
+        let inner_alias = format!("{alias}{}", depth + 1);
+        let (inner, ty, coll) = path_cond(parent, &further, &inner_alias, param, depth + 1)?;
+        return Ok((
+            format!(
+                "{alias}.{c} IN (SELECT {inner_alias}.{} FROM {parent_name} {inner_alias} WHERE {inner})",
+                crate::holds::quote_ident(&key)
+            ),
+            ty,
+            coll,
+        ));
+    }
+    let (_, col_type, collation) = attribute_of(relid, &name, column)?;
+    let base = crate::keys::base_type(col_type);
+    let eq = crate::namespace::equality_operator(base)?;
+    let ty = crate::namespace::type_name(base)?;
+    Ok((format!("{alias}.{c} {eq} {param}::{ty}"), base, collation))
+}
+
+fn attribute_of(
+    relid: pg_sys::Oid,
+    name: &str,
+    column: &str,
+) -> LcResult<(i16, pg_sys::Oid, pg_sys::Oid)> {
+    Spi::connect(|client| attribute(client, relid, column))?.ok_or_else(|| {
+        crate::error::LcError::internal(format!("column {column} of {name} vanished"))
     })
 }
 

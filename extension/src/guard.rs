@@ -139,7 +139,7 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     let Some(guard) = cache::table_guard(relid)? else {
         return Ok(td.tg_trigtuple);
     };
-    let Some((column, attnum, type_oid)) = &guard.soft_delete else {
+    let Some((column, _, type_oid)) = &guard.soft_delete else {
         return Ok(td.tg_trigtuple);
     };
     // A held row is refused as the DELETE it is, before it is turned into
@@ -147,41 +147,43 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     if let Some(h) = holds::hold_covering_row(&guard, td.tg_trigtuple, (*td.tg_relation).rd_att)? {
         return Err(holds::row_refusal("delete", &guard, &h));
     }
-    let mut isnull = false;
-    let current = pg_sys::heap_getattr(
-        td.tg_trigtuple,
-        *attnum as i32,
-        (*td.tg_relation).rd_att,
-        &mut isnull,
-    );
-    let is_bool = *type_oid == pg_sys::BOOLOID;
-    let value = if is_bool {
-        "true"
-    } else if *type_oid == pg_sys::DATEOID {
-        "CURRENT_DATE"
+    // The value that marks the row deleted, and the condition that it is
+    // still live (an earlier deletion is kept): a nullable time or date, a
+    // boolean flag, or milliseconds since the epoch (0 or NULL: live).
+    let base = crate::keys::base_type(*type_oid);
+    let c = holds::quote_ident(column);
+    let (value, live) = if base == pg_sys::BOOLOID {
+        ("true".to_string(), format!("{c} IS NOT TRUE"))
+    } else if base == pg_sys::DATEOID {
+        ("CURRENT_DATE".to_string(), format!("{c} IS NULL"))
+    } else if [pg_sys::TIMESTAMPTZOID, pg_sys::TIMESTAMPOID].contains(&base) {
+        (
+            "pg_catalog.statement_timestamp()".to_string(),
+            format!("{c} IS NULL"),
+        )
     } else {
-        "pg_catalog.statement_timestamp()"
+        (
+            "pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.statement_timestamp()) \
+               OPERATOR(pg_catalog.*) 1000)"
+                .to_string(),
+            format!("COALESCE({c} OPERATOR(pg_catalog.=) 0, true)"),
+        )
     };
-    // Already soft-deleted: keep the first deletion.
-    let already = !isnull && (!is_bool || current.value() != 0);
-    if !already {
-        let tid = (*td.tg_trigtuple).t_self;
-        let block = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
-        let ctid = format!("({},{})", block, tid.ip_posid);
-        // The caller's own DELETE, turned into an UPDATE: it runs as the
-        // caller and under the caller's search path, so the application's
-        // triggers see what they would see for the caller's own UPDATE. The
-        // text itself is fully qualified.
-        let sql = format!(
-            "UPDATE ONLY {} SET {} = {value} WHERE ctid OPERATOR(pg_catalog.=) $1::pg_catalog.tid",
-            guard.name,
-            holds::quote_ident(column)
-        );
-        crate::namespace::with_caller_path(|| {
-            Spi::run_with_args(&sql, &[ctid.as_str().into()])?;
-            Ok(())
-        })?;
-    }
+    let tid = (*td.tg_trigtuple).t_self;
+    let block = ((tid.ip_blkid.bi_hi as u32) << 16) | tid.ip_blkid.bi_lo as u32;
+    let ctid = format!("({},{})", block, tid.ip_posid);
+    // The caller's own DELETE, turned into an UPDATE: it runs as the
+    // caller and under the caller's search path, so the application's
+    // triggers see what they would see for the caller's own UPDATE. The
+    // text itself is fully qualified.
+    let sql = format!(
+        "UPDATE ONLY {} SET {c} = {value} WHERE ctid OPERATOR(pg_catalog.=) $1::pg_catalog.tid AND {live}",
+        guard.name,
+    );
+    crate::namespace::with_caller_path(|| {
+        Spi::run_with_args(&sql, &[ctid.as_str().into()])?;
+        Ok(())
+    })?;
     Ok(std::ptr::null_mut())
 }
 

@@ -144,14 +144,14 @@ CREATE VIEW lifecycle.scope_columns AS
     UNION SELECT relation, 'tenant', tenant_column, NULL, NULL, NULL FROM lifecycle.memberships
     UNION SELECT relation, scope_type, column_name, NULL, NULL, NULL FROM lifecycle.scopes
     UNION SELECT t.relation, 'tenant', t.tenant_via, l.parent, l.parent_column,
-                 coalesce(pt.tenant_column, ps.tenant_column, pten.id_column)
+                 coalesce(pt.tenant_column, pt.tenant_via, ps.tenant_column, pten.id_column)
       FROM lifecycle.tables t
       JOIN lifecycle.links l ON l.relation = t.relation AND l.column_name = t.tenant_via
       LEFT JOIN lifecycle.tables pt ON pt.relation = l.parent
       LEFT JOIN lifecycle.subject_tables ps ON ps.relation = l.parent
       LEFT JOIN lifecycle.tenant_tables pten ON pten.relation = l.parent
     UNION SELECT t.relation, t.subject_type, t.subject_via, l.parent, l.parent_column,
-                 coalesce(pt.subject_column, ps.id_column)
+                 coalesce(pt.subject_column, pt.subject_via, ps.id_column)
       FROM lifecycle.tables t
       JOIN lifecycle.links l ON l.relation = t.relation AND l.column_name = t.subject_via
       LEFT JOIN lifecycle.tables pt ON pt.relation = l.parent

@@ -110,15 +110,23 @@ async fn registration_of_a_schema_without_foreign_keys() {
     assert_eq!(members["subject_type"], "user");
     assert_eq!(members["is_membership"], true);
 
-    // A tenant path through a parent that does not carry the tenant itself
-    // is refused (a post's team is two steps from a reminder).
+    // A reminder's team is two steps away (post -> channel -> team).
+    let reminders: Value = one(
+        &c,
+        "SELECT to_jsonb(d) FROM lifecycle.data_map d WHERE relation = 'chat.postreminders'::regclass",
+    )
+    .await;
+    assert_eq!(reminders["tenant_via"], "postid");
+    // A path through a parent that carries no tenant is refused.
     let e = expect_sqlstate(
         c.batch_execute(
-            "SELECT lifecycle.register_table('chat.postreminders', 'user', 'userid', tenant_via => 'postid')",
+            "CREATE TABLE chat.emoji_uses (userid varchar(26), emojiid varchar(26)); \
+             SELECT lifecycle.register_link('chat.emoji_uses', 'emojiid', 'chat.emoji', 'id'); \
+             SELECT lifecycle.register_table('chat.emoji_uses', 'user', 'userid', tenant_via => 'emojiid')",
         )
         .await,
         "22023",
-        "tenant two steps away",
+        "tenant through a parent without one",
     );
     assert!(e.hint().unwrap_or_default().contains("Register"), "{e:?}");
     // A tenant column of another type than the team's key is refused.
@@ -135,6 +143,43 @@ async fn registration_of_a_schema_without_foreign_keys() {
         "42804",
         "tenant column of the wrong type",
     );
+    // A membership whose "workspace" column names channels is refused.
+    let e = expect_sqlstate(
+        c.batch_execute(
+            "SELECT lifecycle.register_membership('chat.channelmembers', 'userid', 'channelid', 'schemeadmin')",
+        )
+        .await,
+        "22023",
+        "channel members as workspace members",
+    );
+    assert!(e.message().contains("chat.channels"), "{e:?}");
+    // A DELETE of a row with a soft-delete column in epoch milliseconds
+    // marks it deleted with the time; a second DELETE keeps the first time.
+    let draft =
+        "userid = 'zoeangstrom000000000000002' AND channelid = 'chanlumentownsquare0000001'";
+    exec(
+        &c,
+        &format!("UPDATE chat.drafts SET deleteat = 0 WHERE {draft}"),
+    )
+    .await;
+    exec(&c, &format!("DELETE FROM chat.drafts WHERE {draft}")).await;
+    let first: i64 = one(
+        &c,
+        &format!("SELECT deleteat FROM chat.drafts WHERE {draft}"),
+    )
+    .await;
+    assert!(first > 1_700_000_000_000, "deleteat {first}");
+    exec(&c, "SELECT pg_sleep(0.01)").await;
+    exec(&c, &format!("DELETE FROM chat.drafts WHERE {draft}")).await;
+    assert_eq!(
+        one::<i64>(
+            &c,
+            &format!("SELECT deleteat FROM chat.drafts WHERE {draft}")
+        )
+        .await,
+        first
+    );
+
     // A rule that cannot fit: 'Deleted User <id>' is longer than 5 characters.
     let e = expect_sqlstate(
         c.batch_execute(

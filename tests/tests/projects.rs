@@ -1250,7 +1250,6 @@ async fn the_preview_under_a_hold_on_lumen_names_it() {
 }
 
 #[tokio::test]
-#[ignore = "engine limitation: a tenant path has one step; comments, attachments, activities, subscribers are two steps from the workspace"]
 async fn a_hold_on_lumen_protects_comments_and_files_of_its_issues() {
     let (db, c) = projects("projects_hold_deep").await;
     exec(

@@ -198,6 +198,27 @@ fn admin_rule(
     }
 }
 
+/// A tenant column that references another table than the tenant table
+/// (a channel, where the workspace is the team) names no workspace.
+fn refuse_link_elsewhere(rel: &Relation, t: &Column) -> LcResult<()> {
+    let Some((tenant_table, _)) = key_column("tenant")? else {
+        return Ok(());
+    };
+    if let Some((_, parent_name, _, source)) = super::register::resolve_link(rel, &t.name)? {
+        if parent_name != tenant_table {
+            return Err(LcError::invalid_parameter(format!(
+                "column \"{}\" of {} names rows of {parent_name}, not workspaces",
+                t.name, rel.name
+            ))
+            .detail(format!(
+                "It references {parent_name} ({source}); the workspaces are {tenant_table}'s rows."
+            ))
+            .hint("Name the column that holds the workspace id: the last-admin rule counts admins per workspace."));
+        }
+    }
+    Ok(())
+}
+
 pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
     const F: &str = "lifecycle.register_membership()";
     let rel = relation(r.tbl, F)?;
@@ -206,6 +227,7 @@ pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
     require_key_type(&rel, &s, "a subject id")?;
     let t = column(&rel, r.tenant_column, "tenant_column", F)?;
     require_key_type(&rel, &t, "a tenant id")?;
+    refuse_link_elsewhere(&rel, &t)?;
     let role = column(&rel, r.role_column, "role_column", F)?;
     let rule = admin_rule(&rel, &role, r.admin_roles, r.role_separator)?;
     // The subject type: given, or the one the subject column references,

@@ -393,7 +393,11 @@ fn store(
             rel.name
         ))
         .detail(format!("Registered: {existing}. Requested: {wanted}."))
-        .hint("Unregister it with lifecycle.unregister_table() and register it again."));
+        .hint(if table == "memberships" {
+            "Unregister the membership with lifecycle.unregister_membership() and register it again."
+        } else {
+            "Unregister it with lifecycle.unregister_table() and register it again."
+        }));
     }
     let me = privilege::current_user_name();
     privilege::as_extension_owner(|| {

@@ -262,29 +262,30 @@ fn resolve_path(
             rel.name, col.name
         )));
     };
-    // The parent must carry the scope directly (one step).
+    // The parent must carry the scope: a column of its own, or a path of
+    // its own (comments -> issues -> projects -> workspaces), registered
+    // first, so that a path never loops back.
     let carries = privilege::as_extension_owner(|| {
         Ok(crate::spi::one::<bool>(
             "SELECT EXISTS (SELECT 1 FROM lifecycle.scope_columns \
-                             WHERE relation OPERATOR(pg_catalog.=) $1 AND scope_type OPERATOR(pg_catalog.=) $2 \
-                               AND via_parent IS NULL)",
+                             WHERE relation OPERATOR(pg_catalog.=) $1 AND scope_type OPERATOR(pg_catalog.=) $2)",
             &[parent.into(), scope.into()],
         )?
         .unwrap_or(false))
     })?;
     if !carries {
         return Err(LcError::invalid_parameter(format!(
-            "parent {parent_name} of {} does not carry the {scope} itself",
+            "parent {parent_name} of {} does not carry the {scope}",
             rel.name
         ))
         .detail(format!(
-            "{}.{} references {parent_name}.{}, but {parent_name} is not registered with a {scope} column of its own.",
+            "{}.{} references {parent_name}.{}, but {parent_name} is registered with neither a {scope} column nor a path to one.",
             rel.name,
             quote(&col.name),
             quote(&key)
         ))
         .hint(format!(
-            "Register {parent_name} first, with its {scope} column (a path has one step)."
+            "Register {parent_name} first, with its {scope} column or its own path to it."
         )));
     }
     let parent_rel = Relation {

@@ -317,10 +317,9 @@ fn resolve_paths(tables: &mut [Table]) {
                     .clone()
                     .or_else(|| p.subject.as_ref().and_then(|s| s.tenant_column.clone()))
                     .or_else(|| {
-                        p.data.as_ref().and_then(|d| match &d.tenant {
-                            Some(Key::Column(c)) => Some(c.clone()),
-                            _ => None,
-                        })
+                        p.data
+                            .as_ref()
+                            .and_then(|d| d.tenant.as_ref().map(|k| k.column().to_string()))
                     })
             } else {
                 p.subject
@@ -328,10 +327,10 @@ fn resolve_paths(tables: &mut [Table]) {
                     .filter(|s| s.subject_type == subject_type)
                     .map(|s| s.id_column.clone())
                     .or_else(|| {
-                        p.data.as_ref().and_then(|d| match &d.subject {
-                            Key::Column(c) if d.subject_type == subject_type => Some(c.clone()),
-                            _ => None,
-                        })
+                        p.data
+                            .as_ref()
+                            .filter(|d| d.subject_type == subject_type)
+                            .map(|d| d.subject.column().to_string())
                     })
             }
         };

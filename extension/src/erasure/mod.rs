@@ -221,7 +221,7 @@ fn identifiers(
     id: &str,
     only_rule: Option<ColumnRule>,
 ) -> LcResult<Vec<String>> {
-    let cols: Vec<String> = table
+    let ruled: Vec<&(String, ColumnRule)> = table
         .rules
         .iter()
         .filter(|(c, r)| {
@@ -231,6 +231,9 @@ fn identifiers(
                 && only_rule.is_none_or(|o| o == *r)
                 && *r != ColumnRule::StorageObject
         })
+        .collect();
+    let cols: Vec<String> = ruled
+        .iter()
         .map(|(c, _)| format!("{}::text", plan::ident(c)))
         .collect();
     if cols.is_empty() {
@@ -243,15 +246,29 @@ fn identifiers(
         table.eq(id_col, "$1")
     );
     let v = as_owner_of(table.oid, || spi::json(&sql, &[id.into()]))?.unwrap_or(Value::Null);
-    let values: Vec<String> = v
+    // (value, whether its rule says it names the subject), NULLs left out.
+    let values: Vec<(String, bool)> = v
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|x| x.as_str())
-        .map(str::to_string)
+        .zip(&ruled)
+        .filter_map(|(x, (_, r))| {
+            let names = matches!(
+                r,
+                ColumnRule::DeletedName
+                    | ColumnRule::DeletedEmail
+                    | ColumnRule::Redact
+                    | ColumnRule::Hash
+            );
+            Some((x.as_str()?.to_string(), names))
+        })
         .collect();
     if only_rule.is_some() {
-        let mut out: Vec<String> = values.into_iter().filter(|s| !s.is_empty()).collect();
+        let mut out: Vec<String> = values
+            .into_iter()
+            .map(|(v, _)| v)
+            .filter(|s| !s.is_empty())
+            .collect();
         out.sort();
         out.dedup();
         return Ok(out);
