@@ -57,6 +57,10 @@ pub const DATA_MAP_TABLE_REGISTERED: &str = "data_map.table_registered";
 pub const DATA_MAP_COLUMN_RULE_SET: &str = "data_map.column_rule_set";
 /// A membership table was registered.
 pub const DATA_MAP_MEMBERSHIP_REGISTERED: &str = "data_map.membership_registered";
+/// A membership registration was removed.
+pub const DATA_MAP_MEMBERSHIP_UNREGISTERED: &str = "data_map.membership_unregistered";
+/// A column was declared to reference a registered table's key.
+pub const DATA_MAP_LINK_REGISTERED: &str = "data_map.link_registered";
 /// A column was mapped to a hold scope.
 pub const DATA_MAP_SCOPE_REGISTERED: &str = "data_map.scope_registered";
 /// A table was unregistered.
@@ -100,6 +104,8 @@ pub const ALL: &[&str] = &[
     DATA_MAP_TABLE_REGISTERED,
     DATA_MAP_COLUMN_RULE_SET,
     DATA_MAP_MEMBERSHIP_REGISTERED,
+    DATA_MAP_MEMBERSHIP_UNREGISTERED,
+    DATA_MAP_LINK_REGISTERED,
     DATA_MAP_SCOPE_REGISTERED,
     DATA_MAP_TABLE_UNREGISTERED,
     DATA_MAP_TABLE_DROPPED,
@@ -126,6 +132,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ALL.len(), 31);
+        assert_eq!(ALL.len(), 33);
     }
 }

@@ -540,10 +540,10 @@ pub fn via(parent: pg_sys::Oid, key: &str, column: &str) -> LcResult<Via> {
         crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[parent.into()])?
             .unwrap_or_default();
     let (_, key_type, _) = attribute_of(parent, &parent_name, key)?;
-    let key_base = crate::keys::base_type(key_type);
+    let key_base = crate::namespace::base_type(key_type);
     let key_eq = crate::namespace::equality_operator(key_base)?;
     let key_ty = crate::namespace::type_name(key_base)?;
-    let k = crate::holds::quote_ident(key);
+    let k = crate::namespace::quote_ident(key);
     let (matches, scope_type, collation) = path_cond(parent, column, "p", "$2", 0)?;
     let (rows, _, _) = path_cond(parent, column, "p", "$1", 0)?;
     Ok(Via {
@@ -574,7 +574,7 @@ fn path_cond(
 ) -> LcResult<(String, pg_sys::Oid, pg_sys::Oid)> {
     let name = crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
         .unwrap_or_default();
-    let c = crate::holds::quote_ident(column);
+    let c = crate::namespace::quote_ident(column);
     let next = crate::privilege::as_extension_owner(|| {
         crate::spi::json(
             "SELECT pg_catalog.jsonb_build_array(via_parent::pg_catalog.oid::pg_catalog.int8, \
@@ -599,14 +599,14 @@ fn path_cond(
         return Ok((
             format!(
                 "{alias}.{c} IN (SELECT {inner_alias}.{} FROM {parent_name} {inner_alias} WHERE {inner})",
-                crate::holds::quote_ident(&key)
+                crate::namespace::quote_ident(&key)
             ),
             ty,
             coll,
         ));
     }
     let (_, col_type, collation) = attribute_of(relid, &name, column)?;
-    let base = crate::keys::base_type(col_type);
+    let base = crate::namespace::base_type(col_type);
     let eq = crate::namespace::equality_operator(base)?;
     let ty = crate::namespace::type_name(base)?;
     Ok((format!("{alias}.{c} {eq} {param}::{ty}"), base, collation))
@@ -643,5 +643,83 @@ fn attribute(
     Ok(match (n, t) {
         (Some(n), Some(t)) => Some((n, t, c.unwrap_or(pg_sys::Oid::INVALID))),
         _ => None,
+    })
+}
+
+// ----- the data map's scopes, read directly ----------------------------------
+
+/// Every scope type some registered relation maps to a column.
+pub fn scope_types() -> LcResult<Vec<String>> {
+    privilege::as_extension_owner(|| {
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(
+                "SELECT DISTINCT scope_type FROM lifecycle.scope_columns ORDER BY 1",
+                None,
+                &[],
+            )? {
+                out.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok(out)
+        })
+    })
+}
+
+/// Registered relations (quoted names) that map `scope_type`, in OID order.
+pub fn relations_with_scope(scope_type: &str) -> LcResult<Vec<String>> {
+    privilege::as_extension_owner(|| {
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(
+                "SELECT relation::text FROM lifecycle.scope_columns WHERE scope_type = $1 \
+                  GROUP BY relation ORDER BY relation::oid",
+                None,
+                &[scope_type.into()],
+            )? {
+                out.push(row.get::<String>(1)?.unwrap_or_default());
+            }
+            Ok(out)
+        })
+    })
+}
+
+/// (scope type, column) pairs of a registered relation.
+pub fn scope_columns(relid: pg_sys::Oid) -> LcResult<Vec<(String, String)>> {
+    privilege::as_extension_owner(|| {
+        Spi::connect(|client| {
+            let mut out = Vec::new();
+            for row in client.select(SCOPE_COLUMNS_SQL, None, &[relid.into()])? {
+                out.push((
+                    row.get::<String>(1)?.unwrap_or_default(),
+                    row.get::<String>(2)?.unwrap_or_default(),
+                ));
+            }
+            Ok(out)
+        })
+    })
+}
+
+/// The relation and every partition below it: (oid, quoted name).
+pub fn partitions(relid: pg_sys::Oid) -> LcResult<Vec<(pg_sys::Oid, String)>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT p.relid, p.relid::pg_catalog.regclass::text \
+               FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) p \
+              ORDER BY p.level, p.relid",
+            None,
+            &[relid.into()],
+        )? {
+            if let (Some(oid), Some(name)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
+                out.push((oid, name));
+            }
+        }
+        if out.is_empty() {
+            let name =
+                crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
+                    .unwrap_or_default();
+            out.push((relid, name));
+        }
+        Ok(out)
     })
 }

@@ -89,7 +89,7 @@ fn keyset(scope: &cache::ScopeColumn, ids: &[&str]) -> LcResult<KeySet> {
         // The row's scope id is its parent's: the row guard looks it up.
         return Ok(KeySet::Unknown);
     }
-    let base = keys::base_type(scope.type_oid);
+    let base = crate::namespace::base_type(scope.type_oid);
     let mut values = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(v) = keys::value(base, id)? {

@@ -24,10 +24,12 @@ use crate::audit::{self, Event};
 use crate::cache;
 use crate::cache::Hold;
 use crate::datamap::{self, ROW_GUARD, SOFT_DELETE, TRUNCATE_GUARD};
+use crate::error::lower_first;
 use crate::error::{LcError, LcResult};
-use crate::guard::{internal_write_active, lower_first, with_internal_write};
 use crate::holds;
 use crate::privilege;
+use crate::privilege::{internal_write_active, with_internal_write};
+use lifecycle_core::events;
 
 struct GuardState {
     tgname: String,
@@ -426,7 +428,7 @@ fn check_relation(relid: pg_sys::Oid, statement: &Statement) -> LcResult<()> {
                     .detail("Guard triggers keep their names so that they can be checked.")
                     .hint("Leave lifecycle guard triggers as they are; unregister the table to remove them."));
             }
-            record_superuser_bypass("guard.renamed", &name, &st.tgname)?;
+            record_superuser_bypass(events::GUARD_RENAMED, &name, &st.tgname)?;
         } else if st.enabled != 'A' {
             if !privilege::is_superuser() {
                 let action = if st.enabled == 'D' {
@@ -441,7 +443,7 @@ fn check_relation(relid: pg_sys::Oid, statement: &Statement) -> LcResult<()> {
                     ))
                     .hint("Leave lifecycle guard triggers enabled; they refuse only what legal holds forbid."));
             }
-            record_superuser_bypass("guard.disabled", &name, &st.tgname)?;
+            record_superuser_bypass(events::GUARD_DISABLED, &name, &st.tgname)?;
         }
     }
     // 4. A new partition (CREATE TABLE ... PARTITION OF, ATTACH PARTITION)
@@ -539,7 +541,8 @@ fn check_detached(root: pg_sys::Oid, root_name: &str) -> LcResult<()> {
                     "It is a partition of {root_name}; {}",
                     lower_first(&holds::hold_detail(&h))
                 ))
-                .hint(holds::release_hint(&h)));
+                .hint(holds::release_hint(&h))
+                .blocked_by(&h.id));
         }
         let parts = datamap::partition_tree(orphan)?;
         privilege::as_extension_owner(|| {
@@ -619,12 +622,12 @@ pub fn sql_drop() -> LcResult<()> {
             continue;
         }
         let scope_types: Vec<String> = if registered {
-            datamap::scope_columns(t.objid)?
+            cache::scope_columns(t.objid)?
                 .into_iter()
                 .map(|(s, _)| s)
                 .collect()
         } else {
-            datamap::scope_types()?
+            cache::scope_types()?
         };
         for st in scope_types {
             if let Some(h) = cache::holds_for(&st)?.into_iter().next() {
@@ -635,7 +638,7 @@ pub fn sql_drop() -> LcResult<()> {
             datamap::forget(t.objid)?;
             let me = privilege::current_user_name();
             audit::record(Event {
-                event_type: "data_map.table_dropped",
+                event_type: events::DATA_MAP_TABLE_DROPPED,
                 actor: Some(&me),
                 details: Some(json!({ "table": t.identity })),
                 ..Event::default()
@@ -699,7 +702,7 @@ pub fn sql_drop() -> LcResult<()> {
                     "Unregister the table with lifecycle.unregister_table() to remove its guards.",
                 ));
         }
-        record_superuser_bypass("guard.dropped", table, tg)?;
+        record_superuser_bypass(events::GUARD_DROPPED, table, tg)?;
     }
     Ok(())
 }
@@ -716,6 +719,7 @@ fn holder(part: &str, table: &str) -> String {
 
 fn refuse_drop(table: &str, scope_type: &str, h: &Hold) -> LcError {
     LcError::held_table_drop("drop", table)
+        .blocked_by(&h.id)
         .detail(format!(
             "Its rows can no longer be checked, and legal hold {} ({}) placed by {} covers {scope_type} rows: {}",
             h.id,

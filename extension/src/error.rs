@@ -3,7 +3,7 @@
 //! pgrx's own error type only carries PostgreSQL's built-in SQLSTATEs, so the
 //! extension reports its errors itself: every refusal is an [`LcError`] with a
 //! five-character SQLSTATE (class `LC` for the extension's own conditions),
-//! a message in PostgreSQL's style, a DETAIL and a HINT. [`boundary`] is the
+//! a message in PostgreSQL's style, a DETAIL and a HINT. `entry::boundary` is the
 //! single place where an `LcError` becomes a PostgreSQL `ERROR`; every
 //! `#[pg_extern]` and trigger entry point runs its body inside it.
 //!
@@ -13,7 +13,6 @@
 
 use std::cell::RefCell;
 use std::ffi::CString;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 
 use lifecycle_core::jobs::STATE_MACHINE;
 use lifecycle_core::Code;
@@ -29,6 +28,17 @@ pub struct LcError {
 }
 
 pub type LcResult<T> = Result<T, LcError>;
+
+thread_local! {
+    /// The hold named by the last refusal raised in this backend.
+    static BLOCKING_HOLD: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The hold named by the last hold refusal raised since the last call
+/// (taken: a second call returns `None`).
+pub fn take_blocking_hold() -> Option<String> {
+    BLOCKING_HOLD.with(|b| b.borrow_mut().take())
+}
 
 impl LcError {
     fn new(code: Code, message: impl Into<String>) -> Self {
@@ -47,6 +57,14 @@ impl LcError {
 
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
+        self
+    }
+
+    /// A refusal because of legal hold `hold_id`: the id is kept for the
+    /// job runner (see [`take_blocking_hold`]), which catches the error
+    /// PostgreSQL raised and marks the job blocked by that hold.
+    pub fn blocked_by(self, hold_id: &str) -> Self {
+        BLOCKING_HOLD.with(|b| *b.borrow_mut() = Some(hold_id.to_string()));
         self
     }
 
@@ -401,7 +419,7 @@ impl std::fmt::Display for LcError {
 thread_local! {
     /// The last error raised by [`raise`]. When one of the extension's own
     /// errors travels through a nested SPI call, pgrx re-throws it with a
-    /// generic SQLSTATE; the outer [`boundary`] uses this to restore it.
+    /// generic SQLSTATE; the outer `entry::boundary` uses this to restore it.
     static LAST_RAISED: RefCell<Option<LcError>> = const { RefCell::new(None) };
 }
 
@@ -438,9 +456,9 @@ fn pg_cstr(s: &str) -> *mut std::os::raw::c_char {
 
 /// Report `e` as a PostgreSQL ERROR. Never returns.
 ///
-/// Must only be called from [`boundary`], where no Rust value that needs
+/// Must only be called from `entry::boundary`, where no Rust value that needs
 /// dropping is alive in the frames that the error unwinds through.
-fn raise(e: LcError) -> ! {
+pub(crate) fn raise(e: LcError) -> ! {
     LAST_RAISED.with(|l| *l.borrow_mut() = Some(e.clone()));
     let code = sqlstate_code(e.sqlstate);
     let message = pg_cstr(&e.message);
@@ -484,25 +502,10 @@ pub(crate) fn recover(payload: &(dyn std::any::Any + Send)) -> Option<LcError> {
     })
 }
 
-/// Run an entry point's body; an `Err` becomes a PostgreSQL ERROR with its
-/// own SQLSTATE, DETAIL and HINT. Panics (including PostgreSQL errors caught
-/// by pgrx) keep unwinding to pgrx's own boundary, except that errors of ours
-/// that passed through nested SPI get their SQLSTATE back.
-///
-/// The body runs with the search path pinned ([`crate::namespace::pinned`]):
-/// nothing it parses can be redirected to objects of the caller's choosing.
-pub fn boundary<R>(f: impl FnOnce() -> LcResult<R>) -> R {
-    let outcome = catch_unwind(AssertUnwindSafe(|| crate::namespace::pinned(f)));
-    let err = match outcome {
-        Ok(Ok(v)) => return v,
-        Ok(Err(e)) => e,
-        Err(payload) => match recover(payload.as_ref()) {
-            Some(e) => {
-                drop(payload);
-                e
-            }
-            None => resume_unwind(payload),
-        },
-    };
-    raise(err)
+pub fn lower_first(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
 }

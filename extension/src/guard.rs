@@ -13,7 +13,7 @@
 //! * the extension's own tables: append-only audit log, immutable holds, and
 //!   writes only from the extension's functions.
 //!
-//! The event triggers (DDL) are in [`crate::ddl`].
+//! The event triggers (DDL) are in `ddl`.
 
 use std::cell::Cell;
 
@@ -24,28 +24,6 @@ use crate::cache;
 use crate::error::{LcError, LcResult};
 use crate::holds;
 use crate::privilege;
-
-thread_local! {
-    /// Depth of the extension's own writes to protected tables and its own
-    /// DDL on guarded tables. Not reachable from SQL.
-    static INTERNAL: Cell<u32> = const { Cell::new(0) };
-}
-
-pub fn internal_write_active() -> bool {
-    INTERNAL.with(|c| c.get() > 0)
-}
-
-/// Run `f` as the extension's own write (bypasses append-only and
-/// immutability triggers, and the DDL guard).
-pub fn with_internal_write<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
-    INTERNAL.with(|c| c.set(c.get() + 1));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    INTERNAL.with(|c| c.set(c.get().saturating_sub(1)));
-    match r {
-        Ok(v) => v,
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
 
 const EVENT_OPMASK: u32 = pg_sys::TRIGGER_EVENT_OPMASK;
 
@@ -93,21 +71,14 @@ pub unsafe fn guard_truncate(td: &pg_sys::TriggerData) -> LcResult<()> {
     }
     if let Some(h) = holds::hold_covering_any_row(relid, guard.registered)? {
         return Err(LcError::held_table_truncate(&guard.name)
+            .blocked_by(&h.id)
             .detail(holds::hold_detail(&h))
             .hint(format!(
                 "Delete the rows that are not held with DELETE instead, or {}",
-                lower_first(&holds::release_hint(&h))
+                crate::error::lower_first(&holds::release_hint(&h))
             )));
     }
     Ok(())
-}
-
-pub(crate) fn lower_first(s: &str) -> String {
-    let mut c = s.chars();
-    match c.next() {
-        Some(f) => f.to_lowercase().collect::<String>() + c.as_str(),
-        None => String::new(),
-    }
 }
 
 thread_local! {
@@ -150,8 +121,8 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
     // The value that marks the row deleted, and the condition that it is
     // still live (an earlier deletion is kept): a nullable time or date, a
     // boolean flag, or milliseconds since the epoch (0 or NULL: live).
-    let base = crate::keys::base_type(*type_oid);
-    let c = holds::quote_ident(column);
+    let base = crate::namespace::base_type(*type_oid);
+    let c = crate::namespace::quote_ident(column);
     let (value, live) = if base == pg_sys::BOOLOID {
         ("true".to_string(), format!("{c} IS NOT TRUE"))
     } else if base == pg_sys::DATEOID {
@@ -189,7 +160,7 @@ pub unsafe fn soft_delete_row(td: &pg_sys::TriggerData) -> LcResult<pg_sys::Heap
 
 /// Append-only: refuses UPDATE, DELETE and TRUNCATE of the audit log.
 pub fn audit_append_only(event: u32) -> LcResult<()> {
-    if internal_write_active() {
+    if privilege::internal_write_active() {
         return Ok(());
     }
     Err(LcError::audit_log_append_only(op_name(event)))
@@ -203,7 +174,10 @@ pub fn audit_append_only(event: u32) -> LcResult<()> {
 /// # Safety
 /// `td` must be the TriggerData of a statement-level trigger.
 pub unsafe fn own_table_write(td: &pg_sys::TriggerData) -> LcResult<()> {
-    if privilege::extension_acting() || internal_write_active() || privilege::is_superuser() {
+    if privilege::extension_acting()
+        || privilege::internal_write_active()
+        || privilege::is_superuser()
+    {
         return Ok(());
     }
     let relid = (*td.tg_relation).rd_id;
@@ -231,7 +205,7 @@ pub unsafe fn own_table_write(td: &pg_sys::TriggerData) -> LcResult<()> {
 /// Legal holds are records: refuses UPDATE, DELETE, TRUNCATE outside
 /// `release_hold`.
 pub fn holds_immutable(event: u32) -> LcResult<()> {
-    if internal_write_active() {
+    if privilege::internal_write_active() {
         return Ok(());
     }
     Err(LcError::legal_hold_immutable(op_name(event)))

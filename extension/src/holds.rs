@@ -6,10 +6,10 @@ use pgrx::prelude::*;
 
 use crate::audit::{self, Event};
 use crate::cache::{self, Hold, ScopeColumn, TableGuard};
-use crate::datamap;
 use crate::error::{LcError, LcResult};
 use crate::keys;
 use crate::privilege;
+use lifecycle_core::events;
 
 pub struct NewHold<'a> {
     pub scope_type: Option<&'a str>,
@@ -58,7 +58,7 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
             .hint("Pass a later expiry, or NULL for a hold that lasts until released."));
         }
     }
-    let known = datamap::scope_types()?;
+    let known = cache::scope_types()?;
     if !known.iter().any(|k| k == scope_type) {
         return Err(LcError::unknown_scope_type(scope_type, &known));
     }
@@ -84,7 +84,7 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
     let tenant_id = tenant_id.as_deref();
 
     // Serialize against writers on every relation the scope reaches.
-    let relations = datamap::relations_with_scope(scope_type)?;
+    let relations = cache::relations_with_scope(scope_type)?;
     privilege::as_extension_owner(|| {
         for rel in &relations {
             Spi::run(&format!("LOCK TABLE {rel} IN SHARE MODE"))?;
@@ -110,7 +110,7 @@ pub fn place(h: NewHold<'_>) -> LcResult<String> {
     })?;
     cache::invalidate("legal_holds")?;
     audit::record(Event {
-        event_type: "legal_hold.placed",
+        event_type: events::LEGAL_HOLD_PLACED,
         actor: Some(created_by),
         subject_type: if scope_type == "tenant" {
             None
@@ -286,7 +286,7 @@ pub fn release(
         return Err(LcError::hold_already_released(&id, &released_at, &prev_by));
     }
     privilege::as_extension_owner(|| {
-        crate::guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             Spi::run_with_args(
                 "UPDATE lifecycle.legal_holds \
                     SET active = false, released_at = pg_catalog.now(), released_by = $2, \
@@ -307,7 +307,7 @@ pub fn release(
     cache::invalidate("legal_holds")?;
     let is_tenant = scope_type == "tenant";
     audit::record(Event {
-        event_type: "legal_hold.released",
+        event_type: events::LEGAL_HOLD_RELEASED,
         actor: Some(released_by),
         subject_type: if is_tenant { None } else { Some(&scope_type) },
         subject_id: if is_tenant { None } else { Some(&scope_id) },
@@ -412,6 +412,7 @@ pub fn row_refusal(op: &str, guard: &TableGuard, h: &Hold) -> LcError {
     LcError::held_row_modification(op, &guard.name)
         .detail(hold_detail(h))
         .hint(release_hint(h))
+        .blocked_by(&h.id)
 }
 
 pub fn release_hint(h: &Hold) -> String {
@@ -449,7 +450,7 @@ fn scanned_columns(relid: pg_sys::Oid, registered: pg_sys::Oid) -> LcResult<Vec<
         let Some(type_oid) = v[5].as_u64() else {
             continue;
         };
-        let column = quote_ident(v[1].as_str().unwrap_or_default());
+        let column = crate::namespace::quote_ident(v[1].as_str().unwrap_or_default());
         let scope_type = v[0].as_str().unwrap_or_default().to_string();
         match (v[2].as_u64(), v[3].as_str(), v[4].as_str()) {
             (Some(parent), Some(key), Some(parent_column)) => {
@@ -461,7 +462,7 @@ fn scanned_columns(relid: pg_sys::Oid, registered: pg_sys::Oid) -> LcResult<Vec<
                 });
             }
             _ => {
-                let base = keys::base_type(pg_sys::Oid::from(type_oid as u32));
+                let base = crate::namespace::base_type(pg_sys::Oid::from(type_oid as u32));
                 out.push(ScannedColumn {
                     scope_type,
                     matches: format!(
@@ -579,7 +580,7 @@ pub fn hold_covering_tree(
     relid: pg_sys::Oid,
     registered: pg_sys::Oid,
 ) -> LcResult<Option<(String, Hold)>> {
-    for (part, name) in datamap::partitions(relid)? {
+    for (part, name) in cache::partitions(relid)? {
         if let Some(h) = hold_covering_any_row(part, registered)? {
             return Ok(Some((name, h)));
         }
@@ -598,8 +599,4 @@ pub fn uuid_bytes(s: &str) -> Option<[u8; 16]> {
         out[k] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
     }
     Some(out)
-}
-
-pub fn quote_ident(s: &str) -> String {
-    pgrx::spi::quote_identifier(s)
 }

@@ -645,14 +645,6 @@ fn hold_on_target(job: &Value) -> LcResult<Option<(String, String)>> {
     Ok(id.zip(reason))
 }
 
-/// The hold id named in a refusal's DETAIL ("Legal hold <uuid> ...").
-pub fn hold_in_detail(detail: Option<&str>) -> Option<String> {
-    let d = detail?;
-    let rest = &d[d.find("Legal hold ")? + "Legal hold ".len()..];
-    let id: String = rest.chars().take(36).collect();
-    crate::holds::uuid_bytes(&id).map(|_| id)
-}
-
 /// What happened to a job the runner took.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -706,10 +698,13 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
                 updated_at = now() WHERE id = $1::uuid",
         &[id.as_str().into(), worker.into()],
     )?;
+    crate::error::take_blocking_hold();
     let attempt = subxact::run(|| {
         let receipt = guard::with_hard_delete(|| erasure::execute(&work))?;
         finish(job, &receipt)
     });
+    // The hold a refusal named, recorded where it was raised.
+    let blocking = crate::error::take_blocking_hold();
     match attempt {
         Ok(o) => Ok(o),
         Err(f)
@@ -718,11 +713,10 @@ fn execute(job: &Value, worker: &str) -> LcResult<Outcome> {
                 Some(Code::HeldRowModification | Code::HeldTableTruncate | Code::HeldTableDrop)
             ) =>
         {
-            let hold = hold_in_detail(f.detail.as_deref()).unwrap_or_default();
-            if hold.is_empty() {
+            let Some(hold) = blocking else {
                 fail(job, &f)?;
                 return Ok(Outcome::Failed);
-            }
+            };
             mark_blocked(job, &hold, &f.message)?;
             Ok(Outcome::Blocked)
         }

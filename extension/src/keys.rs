@@ -34,12 +34,6 @@ thread_local! {
     static CACHE: RefCell<Option<Cache>> = const { RefCell::new(None) };
 }
 
-/// The base type of a (possibly domain) type: its values' representation
-/// and its equality.
-pub fn base_type(type_oid: pg_sys::Oid) -> pg_sys::Oid {
-    unsafe { pg_sys::getBaseType(type_oid) }
-}
-
 /// Read `id` with the input function of `type_oid`, in the current memory
 /// context; `None` when it is not valid input (or contains a NUL).
 fn read(type_oid: pg_sys::Oid, id: &str) -> Option<pg_sys::Datum> {
@@ -122,7 +116,7 @@ pub unsafe fn equals(
     datum: pg_sys::Datum,
     id: &str,
 ) -> LcResult<bool> {
-    let base = base_type(type_oid);
+    let base = crate::namespace::base_type(type_oid);
     let Some(held) = value(base, id)? else {
         return Ok(false);
     };
@@ -160,6 +154,6 @@ pub unsafe fn output(type_oid: pg_sys::Oid, datum: pg_sys::Datum) -> String {
 /// `id` in the canonical text form of `type_oid` (what the type prints for
 /// it), or `None` when it is not a valid value of the type.
 pub fn canonical(type_oid: pg_sys::Oid, id: &str) -> LcResult<Option<String>> {
-    let base = base_type(type_oid);
+    let base = crate::namespace::base_type(type_oid);
     Ok(value(base, id)?.map(|d| unsafe { output(base, d) }))
 }

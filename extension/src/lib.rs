@@ -2,7 +2,7 @@
 //!
 //! This file is the SQL surface: thin `#[pg_extern]` functions and the raw
 //! trigger entry points, each running its body through
-//! [`error::boundary`]. The logic lives in one module per concept:
+//! [`entry::boundary`]. The logic lives in one module per concept:
 //!
 //! * [`datamap`]: registration of subject, tenant and data tables
 //! * [`holds`]: legal holds and what they cover
@@ -17,9 +17,16 @@
 //! * [`plan`]: the erasure plan, pure (steps from the data map), from the core crate
 //! * [`erasure`]: user and workspace erasure and purge: catalog, run, verify, preview
 //! * [`subxact`] runs each job in a subtransaction of its own
+//! * [`entry`]: the boundary every entry point runs through
 //! * [`error`]: SQLSTATEs and error reporting
-//! * [`namespace`]: the pinned search path every entry point runs under
-//! * [`privilege`]: acting as the extension owner
+//! * [`namespace`]: the pinned search path every entry point runs under,
+//!   quoting and types
+//! * [`privilege`]: acting as the extension owner, the extension's own writes
+//!
+//! Dependencies go one way, from the entry points (this file, `entry`)
+//! down: `jobs`, `erasure`, `ddl`, `datamap`, `guard`, `holds`, `audit`,
+//! `condition`, `keys`, `cache`, `privilege`, `subxact`, `namespace`, `spi`,
+//! `error`; none imports a module above it.
 
 use pgrx::datum::{Interval, TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys;
@@ -31,6 +38,7 @@ pub mod cache;
 pub mod condition;
 pub mod datamap;
 pub mod ddl;
+pub mod entry;
 pub mod erasure;
 pub mod error;
 pub mod guard;
@@ -44,7 +52,8 @@ pub use lifecycle_core::plan;
 pub mod spi;
 pub mod subxact;
 
-use error::{boundary, LcError};
+use entry::boundary;
+use error::LcError;
 
 ::pgrx::pg_module_magic!(name, version);
 

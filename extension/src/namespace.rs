@@ -11,7 +11,7 @@
 //! [`pinned`] runs a piece of work with the search path reduced to
 //! `pg_catalog` alone: no user schema, and no temporary schema either, so a
 //! temporary table cannot shadow a relation by its bare name. Every entry
-//! point runs its body through it (see [`crate::error::boundary`]), so no
+//! point runs its body through it (see `entry::boundary`), so no
 //! extension code path can forget it. The extension's own objects are always
 //! named with their schema (`lifecycle.jobs`), relations of the data map by
 //! their OID or by the schema-qualified name `regclass` prints under the
@@ -138,4 +138,14 @@ pub fn display_type(type_oid: pg_sys::Oid) -> LcResult<String> {
         &[type_oid.into()],
     )?
     .unwrap_or_else(|| format!("type {}", type_oid.to_u32())))
+}
+
+pub fn quote_ident(s: &str) -> String {
+    pgrx::spi::quote_identifier(s)
+}
+
+/// The base type of a (possibly domain) type: its values' representation
+/// and its equality.
+pub fn base_type(type_oid: pg_sys::Oid) -> pg_sys::Oid {
+    unsafe { pg_sys::getBaseType(type_oid) }
 }

@@ -146,3 +146,25 @@ pub fn require_table_owner(relid: pg_sys::Oid, table: &str, action: &str) -> LcR
         .hint("Run the call as the table's owner or a superuser."))
     }
 }
+
+thread_local! {
+    /// Depth of the extension's own writes to protected tables and its own
+    /// DDL on guarded tables. Not reachable from SQL.
+    static INTERNAL: Cell<u32> = const { Cell::new(0) };
+}
+
+pub fn internal_write_active() -> bool {
+    INTERNAL.with(|c| c.get() > 0)
+}
+
+/// Run `f` as the extension's own write (bypasses append-only and
+/// immutability triggers, and the DDL guard).
+pub fn with_internal_write<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    INTERNAL.with(|c| c.set(c.get() + 1));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    INTERNAL.with(|c| c.set(c.get().saturating_sub(1)));
+    match r {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}

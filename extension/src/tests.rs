@@ -504,16 +504,12 @@ mod tests {
         for s in codes.chain(["23503", "08P01"]) {
             assert_eq!(unpack_sqlstate(sqlstate_code(s)), s);
         }
+        // A hold refusal keeps its hold's id for the runner, once.
         let id = "0b7e6c1e-8a63-4a3c-9a57-4f3c0e6a1b2c";
-        assert_eq!(
-            crate::jobs::hold_in_detail(Some(&format!("Legal hold {id} (user 1) placed by x: y"))),
-            Some(id.to_string())
-        );
-        assert_eq!(
-            crate::jobs::hold_in_detail(Some("Legal hold nothing here")),
-            None
-        );
-        assert_eq!(crate::jobs::hold_in_detail(None), None);
+        crate::error::take_blocking_hold();
+        let _ = crate::error::LcError::held_table_truncate("t").blocked_by(id);
+        assert_eq!(crate::error::take_blocking_hold(), Some(id.to_string()));
+        assert_eq!(crate::error::take_blocking_hold(), None);
         assert!(crate::jobs::is_transient("40P01") && crate::jobs::is_transient("40001"));
         assert!(!crate::jobs::is_transient("23503") && !crate::jobs::is_transient("LC040"));
         assert!(crate::jobs::is_self_service("user", "42", "user:42"));

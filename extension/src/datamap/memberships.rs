@@ -14,8 +14,9 @@ use super::{
     require_key_type, roles_of, store, warn_unindexed, Column, Relation,
 };
 use crate::error::{LcError, LcResult};
-use crate::holds::quote_ident;
+use crate::namespace::quote_ident;
 use crate::privilege;
+use lifecycle_core::events;
 
 pub struct MembershipRegistration<'a> {
     pub tbl: Option<pg_sys::Oid>,
@@ -284,7 +285,7 @@ pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
         "active_column": active,
     });
     if store("memberships", &rel, wanted.clone(), &["subject", "tenant"])? {
-        after_change(&rel, "data_map.membership_registered", wanted)?;
+        after_change(&rel, events::DATA_MAP_MEMBERSHIP_REGISTERED, wanted)?;
         warn_unindexed(&rel, &[s.name, t.name])?;
     }
     Ok(())
@@ -309,9 +310,10 @@ pub fn unregister_membership(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
             return Err(LcError::held_table_drop("unregister", &rel.name)
                 .detail(format!(
                     "Rows of {part} are under {}",
-                    crate::guard::lower_first(&crate::holds::hold_detail(&h))
+                    crate::error::lower_first(&crate::holds::hold_detail(&h))
                 ))
-                .hint(crate::holds::release_hint(&h)));
+                .hint(crate::holds::release_hint(&h))
+                .blocked_by(&h.id));
         }
     }
     privilege::as_extension_owner(|| {
@@ -327,5 +329,5 @@ pub fn unregister_membership(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
     } else {
         refresh_row_guard(rel.oid)?;
     }
-    audit_change("data_map.membership_unregistered", &rel, json!({}))
+    audit_change(events::DATA_MAP_MEMBERSHIP_UNREGISTERED, &rel, json!({}))
 }

@@ -18,8 +18,7 @@ use serde_json::json;
 use crate::audit::{self, Event};
 use crate::cache;
 use crate::error::{LcError, LcResult};
-use crate::guard;
-use crate::holds::quote_ident;
+use crate::namespace::quote_ident;
 use crate::privilege;
 
 pub mod memberships;
@@ -279,57 +278,6 @@ fn check_type_name(t: &str, param: &str) -> LcResult<()> {
     Ok(())
 }
 
-/// Every scope type some registered relation maps to a column.
-pub fn scope_types() -> LcResult<Vec<String>> {
-    privilege::as_extension_owner(|| {
-        Spi::connect(|client| {
-            let mut out = Vec::new();
-            for row in client.select(
-                "SELECT DISTINCT scope_type FROM lifecycle.scope_columns ORDER BY 1",
-                None,
-                &[],
-            )? {
-                out.push(row.get::<String>(1)?.unwrap_or_default());
-            }
-            Ok(out)
-        })
-    })
-}
-
-/// Registered relations (quoted names) that map `scope_type`, in OID order.
-pub fn relations_with_scope(scope_type: &str) -> LcResult<Vec<String>> {
-    privilege::as_extension_owner(|| {
-        Spi::connect(|client| {
-            let mut out = Vec::new();
-            for row in client.select(
-                "SELECT relation::text FROM lifecycle.scope_columns WHERE scope_type = $1 \
-                  GROUP BY relation ORDER BY relation::oid",
-                None,
-                &[scope_type.into()],
-            )? {
-                out.push(row.get::<String>(1)?.unwrap_or_default());
-            }
-            Ok(out)
-        })
-    })
-}
-
-/// (scope type, column) pairs of a registered relation.
-pub fn scope_columns(relid: pg_sys::Oid) -> LcResult<Vec<(String, String)>> {
-    privilege::as_extension_owner(|| {
-        Spi::connect(|client| {
-            let mut out = Vec::new();
-            for row in client.select(cache::SCOPE_COLUMNS_SQL, None, &[relid.into()])? {
-                out.push((
-                    row.get::<String>(1)?.unwrap_or_default(),
-                    row.get::<String>(2)?.unwrap_or_default(),
-                ));
-            }
-            Ok(out)
-        })
-    })
-}
-
 /// Which data-map roles a relation has: subject, tenant, table, membership.
 fn roles_of(relid: pg_sys::Oid) -> LcResult<Vec<&'static str>> {
     let mut roles = Vec::new();
@@ -483,31 +431,6 @@ pub fn partition_tree(relid: pg_sys::Oid) -> LcResult<Vec<String>> {
     })
 }
 
-/// The relation and every partition below it: (oid, quoted name).
-pub fn partitions(relid: pg_sys::Oid) -> LcResult<Vec<(pg_sys::Oid, String)>> {
-    Spi::connect(|client| {
-        let mut out = Vec::new();
-        for row in client.select(
-            "SELECT p.relid, p.relid::pg_catalog.regclass::text \
-               FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) p \
-              ORDER BY p.level, p.relid",
-            None,
-            &[relid.into()],
-        )? {
-            if let (Some(oid), Some(name)) = (row.get::<pg_sys::Oid>(1)?, row.get::<String>(2)?) {
-                out.push((oid, name));
-            }
-        }
-        if out.is_empty() {
-            let name =
-                crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
-                    .unwrap_or_default();
-            out.push((relid, name));
-        }
-        Ok(out)
-    })
-}
-
 /// Whether `rel` has a trigger named `name`.
 pub fn trigger_exists(rel: &str, name: &str) -> LcResult<bool> {
     Ok(crate::spi::one::<bool>(
@@ -559,9 +482,9 @@ pub fn install_guards(relid: pg_sys::Oid) -> LcResult<()> {
     })?;
     let tree = partition_tree(relid)?;
     let root = tree[0].clone();
-    let scopes = scope_columns(relid)?;
+    let scopes = cache::scope_columns(relid)?;
     privilege::as_extension_owner(|| {
-        guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             if !trigger_exists(&root, ROW_GUARD)? {
                 Spi::run(&row_guard_ddl(&root, &scopes))?;
             }
@@ -608,9 +531,9 @@ fn row_guard_ddl(root: &str, scopes: &[(String, String)]) -> String {
 /// its WHEN condition passes the new keys.
 fn refresh_row_guard(relid: pg_sys::Oid) -> LcResult<()> {
     let root = partition_tree(relid)?[0].clone();
-    let scopes = scope_columns(relid)?;
+    let scopes = cache::scope_columns(relid)?;
     privilege::as_extension_owner(|| {
-        guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             if trigger_exists(&root, ROW_GUARD)? {
                 Spi::run(&format!("DROP TRIGGER {ROW_GUARD} ON {root}"))?;
             }
@@ -626,7 +549,7 @@ fn refresh_row_guard(relid: pg_sys::Oid) -> LcResult<()> {
 /// The statement-level TRUNCATE guard of one relation (partitions need
 /// their own: statement triggers are not cloned).
 pub fn install_truncate_guard(rel: &str) -> LcResult<()> {
-    guard::with_internal_write(|| {
+    crate::privilege::with_internal_write(|| {
         if !trigger_exists(rel, TRUNCATE_GUARD)? {
             Spi::run(&format!(
                 "CREATE TRIGGER {TRUNCATE_GUARD} BEFORE TRUNCATE ON {rel} \
@@ -643,7 +566,7 @@ pub fn install_truncate_guard(rel: &str) -> LcResult<()> {
 fn drop_guards(relid: pg_sys::Oid) -> LcResult<()> {
     let tree = partition_tree(relid)?;
     privilege::as_extension_owner(|| {
-        guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             let root = &tree[0];
             for t in [ROW_GUARD, SOFT_DELETE] {
                 if trigger_exists(root, t)? {

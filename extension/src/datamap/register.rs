@@ -14,6 +14,7 @@ use crate::cache;
 use crate::error::{LcError, LcResult};
 use crate::holds;
 use crate::privilege;
+use lifecycle_core::events;
 use lifecycle_core::rules::OnErase;
 
 pub struct SubjectRegistration<'a> {
@@ -60,7 +61,7 @@ fn require_matching_key(
 }
 
 fn quote(s: &str) -> String {
-    crate::holds::quote_ident(s)
+    crate::namespace::quote_ident(s)
 }
 
 pub fn register_subject(r: SubjectRegistration<'_>) -> LcResult<()> {
@@ -103,7 +104,7 @@ pub fn register_subject(r: SubjectRegistration<'_>) -> LcResult<()> {
         wanted.clone(),
         &["tenant", "table", "membership"],
     )? {
-        after_change(&rel, "data_map.subject_registered", wanted)?;
+        after_change(&rel, events::DATA_MAP_SUBJECT_REGISTERED, wanted)?;
         warn_unindexed(&rel, &keys)?;
     }
     Ok(())
@@ -140,7 +141,7 @@ pub fn register_tenant(
         wanted.clone(),
         &["subject", "table", "membership"],
     )? {
-        after_change(&rel, "data_map.tenant_registered", wanted)?;
+        after_change(&rel, events::DATA_MAP_TENANT_REGISTERED, wanted)?;
     }
     Ok(())
 }
@@ -458,7 +459,7 @@ pub fn register_table(r: TableRegistration<'_>) -> LcResult<()> {
         store_link(&rel, col, *parent, key, source)?;
     }
     if store("tables", &rel, wanted.clone(), &["subject", "tenant"])? {
-        after_change(&rel, "data_map.table_registered", wanted)?;
+        after_change(&rel, events::DATA_MAP_TABLE_REGISTERED, wanted)?;
         warn_unindexed(&rel, &keys)?;
     }
     Ok(())
@@ -522,7 +523,7 @@ pub fn register_link(
     }
     if store_link(&rel, &c.name, parent_rel.oid, &key.name, "declared")? {
         audit_change(
-            "data_map.link_registered",
+            events::DATA_MAP_LINK_REGISTERED,
             &rel,
             json!({ "column": c.name, "parent": parent_rel.name, "parent_column": key.name }),
         )?;
@@ -577,7 +578,7 @@ pub fn register_scope(
         cache::invalidate("scopes")?;
         refresh_row_guard(rel.oid)?;
         audit_change(
-            "data_map.scope_registered",
+            events::DATA_MAP_SCOPE_REGISTERED,
             &rel,
             json!({ "scope_type": scope_type, "column": c.name }),
         )?;
@@ -610,9 +611,10 @@ pub fn unregister_table(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
         return Err(LcError::held_table_drop("unregister", &rel.name)
             .detail(format!(
                 "Rows of {part} are under {}",
-                crate::guard::lower_first(&holds::hold_detail(&h))
+                crate::error::lower_first(&holds::hold_detail(&h))
             ))
-            .hint(holds::release_hint(&h)));
+            .hint(holds::release_hint(&h))
+            .blocked_by(&h.id));
     }
     refuse_if_a_path_leads_here(&rel)?;
     let keeps_membership = roles.contains(&"membership");
@@ -643,7 +645,7 @@ pub fn unregister_table(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
         drop_guards(rel.oid)?;
     }
     audit_change(
-        "data_map.table_unregistered",
+        events::DATA_MAP_TABLE_UNREGISTERED,
         &rel,
         json!({ "membership_kept": keeps_membership }),
     )

@@ -9,12 +9,14 @@
 use pgrx::pg_sys;
 use serde_json::json;
 
-use super::{audit_change, column, relation, require_text, roles_of, scope_columns, Column};
+use super::{audit_change, column, relation, require_text, roles_of, Column};
 use crate::cache;
+use crate::cache::scope_columns;
 use crate::error::{LcError, LcResult};
-use crate::holds::quote_ident;
+use crate::namespace::quote_ident;
 use crate::plan::{rule_expr, RuleContext};
 use crate::privilege;
+use lifecycle_core::events;
 use lifecycle_core::rules::ColumnRule;
 
 /// The most characters a rule's value can have for an owner id of at most
@@ -286,7 +288,7 @@ pub fn set_column_rule(
     if changed {
         cache::invalidate("column_rules")?;
         audit_change(
-            "data_map.column_rule_set",
+            events::DATA_MAP_COLUMN_RULE_SET,
             &rel,
             json!({ "column": c.name, "rule": rule.as_str() }),
         )?;

@@ -486,7 +486,7 @@ fn receipt(
 /// chain stays valid: events carry only a digest of those fields.
 pub fn redact_audit(subject_type: &str, subject_id: &str) -> LcResult<u64> {
     privilege::as_extension_owner(|| {
-        crate::guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             spi::exec(
                 "UPDATE lifecycle.audit_log \
                     SET actor = NULL, ip = NULL, user_agent = NULL, reason = NULL, details = NULL, \
@@ -501,7 +501,7 @@ pub fn redact_audit(subject_type: &str, subject_id: &str) -> LcResult<u64> {
 
 fn redact_audit_tenant(tenant_id: &str) -> LcResult<u64> {
     privilege::as_extension_owner(|| {
-        crate::guard::with_internal_write(|| {
+        crate::privilege::with_internal_write(|| {
             spi::exec(
                 "UPDATE lifecycle.audit_log \
                     SET actor = NULL, ip = NULL, user_agent = NULL, reason = NULL, details = NULL, \
