@@ -140,6 +140,38 @@ pub enum Admin {
 }
 
 impl Admin {
+    /// From a membership registration's `role_kind`, `role_separator` and
+    /// `admin_roles`.
+    pub fn from_registration(kind: &str, separator: Option<&str>, roles: Vec<String>) -> Admin {
+        match kind {
+            "flag" => Admin::Flag,
+            "list" => Admin::List(roles),
+            "delimited" => Admin::Delimited {
+                separator: separator.unwrap_or(" ").to_string(),
+                roles,
+            },
+            _ => Admin::Exact(roles),
+        }
+    }
+
+    /// The registration's `role_kind`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Admin::Exact(_) => "exact",
+            Admin::List(_) => "list",
+            Admin::Delimited { .. } => "delimited",
+            Admin::Flag => "flag",
+        }
+    }
+
+    /// The registration's `role_separator`.
+    pub fn separator(&self) -> Option<&str> {
+        match self {
+            Admin::Delimited { separator, .. } => Some(separator),
+            _ => None,
+        }
+    }
+
     /// The admin roles as the `text[]` parameter the predicate reads.
     pub fn roles(&self) -> Vec<String> {
         match self {
@@ -1026,6 +1058,34 @@ impl<'a> Builder<'a> {
         }
     }
 
+    /// Check after the run that no row of `t` matching `rows` is left.
+    fn check_rows_gone(&mut self, t: &Table, rows: String, key: &str) {
+        self.plan.checks.push(Check::RowsGone {
+            table: t.oid,
+            table_name: t.name.clone(),
+            rows,
+            key: key.to_string(),
+            what: "rows removed".into(),
+        });
+    }
+
+    /// Check after the run that the subject's values are gone from the
+    /// ruled text columns of `t` (in `rows`, or in the whole column).
+    fn check_values_gone(&mut self, t: &Table, rows: Option<String>, key: &str) {
+        for (col, _) in &t.rules {
+            if t.column(col).is_none_or(|c| c.kind != ValueKind::Text) {
+                continue;
+            }
+            self.plan.checks.push(Check::ValuesGone {
+                table: t.oid,
+                table_name: t.name.clone(),
+                column: col.clone(),
+                rows: rows.clone(),
+                key: key.to_string(),
+            });
+        }
+    }
+
     /// Whether `table`'s rows are kept for a retention period.
     fn retained(&self, table: u32) -> bool {
         self.cat.table(table).is_some_and(|t| {
@@ -1549,27 +1609,10 @@ fn verify_subject(b: &mut Builder<'_>, sub: &Table, subject_type: &str, id: &str
                     Some(o) => format!("{rows} AND {o}"),
                     None => rows,
                 };
-                b.plan.checks.push(Check::RowsGone {
-                    table: t.oid,
-                    table_name: t.name.clone(),
-                    rows,
-                    key: id.to_string(),
-                    what: "rows removed".into(),
-                });
+                b.check_rows_gone(t, rows, id);
             }
         }
-        for (col, _) in &t.rules {
-            if t.column(col).is_none_or(|c| c.kind != ValueKind::Text) {
-                continue;
-            }
-            b.plan.checks.push(Check::ValuesGone {
-                table: t.oid,
-                table_name: t.name.clone(),
-                column: col.clone(),
-                rows: subj_rows.clone(),
-                key: id.to_string(),
-            });
-        }
+        b.check_values_gone(t, subj_rows, id);
     }
 }
 
@@ -1676,26 +1719,9 @@ fn workspace_steps(
             continue;
         }
         let (rows, _) = b.unreferenced_by_retained(t, rows);
-        b.plan.checks.push(Check::RowsGone {
-            table: t.oid,
-            table_name: t.name.clone(),
-            rows,
-            key: id.to_string(),
-            what: "rows removed".into(),
-        });
+        b.check_rows_gone(t, rows, id);
     }
-    for (col, _) in &ten.rules {
-        if ten.column(col).is_none_or(|c| c.kind != ValueKind::Text) {
-            continue;
-        }
-        b.plan.checks.push(Check::ValuesGone {
-            table: ten.oid,
-            table_name: ten.name.clone(),
-            column: col.clone(),
-            rows: Some(rows.clone()),
-            key: id.to_string(),
-        });
-    }
+    b.check_values_gone(&ten, Some(rows), id);
     b.by_tenant = by_tenant;
     Ok(())
 }

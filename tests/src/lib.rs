@@ -544,7 +544,9 @@ pub fn grant_registration_sql(role: &Role) -> String {
 /// Rows per (table, action) of a preview's steps or a receipt's actions,
 /// without the steps that touch nothing and without the audit log (which
 /// only the run redacts).
-fn rows_by_action(items: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
+pub fn rows_by_action(
+    items: &serde_json::Value,
+) -> std::collections::BTreeMap<(String, String), u64> {
     let mut out = std::collections::BTreeMap::new();
     for s in items.as_array().into_iter().flatten() {
         let table = s["table"].as_str().unwrap_or_default().to_string();
@@ -559,7 +561,7 @@ fn rows_by_action(items: &serde_json::Value) -> std::collections::BTreeMap<(Stri
 }
 
 /// Mentions (table, column) -> rows of a preview or a receipt.
-fn mentions_of(v: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
+pub fn mentions_of(v: &serde_json::Value) -> std::collections::BTreeMap<(String, String), u64> {
     v["mentions"]
         .as_array()
         .into_iter()
@@ -612,4 +614,82 @@ pub fn assert_preview_matches_receipt(
         external_steps,
         "stored objects of the preview vs external steps of the run"
     );
+}
+
+/// The first column of the one row `sql` returns.
+pub async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
+    c.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
+        .get(0)
+}
+
+/// The text `sql` returns.
+pub async fn text(c: &Client, sql: &str) -> String {
+    one::<String>(c, sql).await
+}
+
+/// `lifecycle.preview_erasure()` with the workspace decisions, if any.
+pub async fn preview_erasure(
+    c: &Client,
+    target_type: &str,
+    id: &str,
+    workspaces: Option<&serde_json::Value>,
+) -> serde_json::Value {
+    c.query_one(
+        "SELECT lifecycle.preview_erasure($1, $2, NULL, $3)",
+        &[&target_type, &id, &workspaces],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("preview_erasure({target_type} {id}): {}", describe(&e)))
+    .get(0)
+}
+
+/// An erasure requested by `by`, due at once (no cooling-off, no
+/// approval); returns the job id.
+pub async fn request_erasure_now(
+    c: &Client,
+    target_type: &str,
+    id: &str,
+    by: &str,
+    workspaces: Option<&serde_json::Value>,
+) -> uuid::Uuid {
+    c.query_one(
+        "SELECT lifecycle.request_erasure($1, $2, NULL, $3, 'test', \
+                cooling_off => '0', requires_approval => false, workspaces => $4)",
+        &[&target_type, &id, &by, &workspaces],
+    )
+    .await
+    .unwrap_or_else(|e| panic!("request_erasure({target_type} {id}): {}", describe(&e)))
+    .get(0)
+}
+
+/// The job row, as JSON.
+pub async fn job(c: &Client, id: uuid::Uuid) -> serde_json::Value {
+    one::<serde_json::Value>(
+        c,
+        &format!("SELECT to_jsonb(j) FROM lifecycle.jobs j WHERE id = '{id}'"),
+    )
+    .await
+}
+
+/// How many steps outside the database the job recorded.
+pub async fn external_steps(c: &Client, id: uuid::Uuid) -> i64 {
+    count(
+        c,
+        &format!("SELECT 1 FROM lifecycle.external_steps WHERE job_id = '{id}'"),
+    )
+    .await
+}
+
+/// Confirm every pending step outside the database of the job.
+pub async fn confirm_steps(c: &Client, id: uuid::Uuid) {
+    exec(
+        c,
+        &format!(
+            "SELECT lifecycle.confirm_step(s.id, 'storage-worker') \
+               FROM lifecycle.external_steps s WHERE s.job_id = '{id}' AND s.status = 'pending'"
+        ),
+    )
+    .await;
 }

@@ -7,8 +7,8 @@
 //! and Unicode forms, and a quoted CamelCase table.
 
 use lifecycle_tests::{
-    assert_preview_matches_receipt, count, describe, exec, expect_sqlstate, guards_not_ok,
-    verify_audit_log, Role, TestDb,
+    assert_preview_matches_receipt, count, describe, exec, expect_sqlstate, external_steps,
+    guards_not_ok, job, one, preview_erasure, request_erasure_now, verify_audit_log, Role, TestDb,
 };
 use serde_json::Value;
 use tokio_postgres::Client;
@@ -32,50 +32,6 @@ async fn chat(prefix: &str) -> (TestDb, Client) {
     exec(&c, "SELECT chat.seed(3, 20, 10)").await;
     exec(&c, REGISTER).await;
     (db, c)
-}
-
-async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
-        .get(0)
-}
-
-async fn preview(c: &Client, target_type: &str, id: &str, workspaces: Option<&Value>) -> Value {
-    c.query_one(
-        "SELECT lifecycle.preview_erasure($1, $2, NULL, $3)",
-        &[&target_type, &id, &workspaces],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("preview_erasure({target_type} {id}): {}", describe(&e)))
-    .get(0)
-}
-
-async fn request(c: &Client, target_type: &str, id: &str, workspaces: Option<&Value>) -> Uuid {
-    c.query_one(
-        "SELECT lifecycle.request_erasure($1, $2, NULL, 'dpo@chat.example', 'test', \
-                cooling_off => '0', requires_approval => false, workspaces => $3)",
-        &[&target_type, &id, &workspaces],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("request_erasure({target_type} {id}): {}", describe(&e)))
-    .get(0)
-}
-
-async fn job(c: &Client, id: Uuid) -> Value {
-    one::<Value>(
-        c,
-        &format!("SELECT to_jsonb(j) FROM lifecycle.jobs j WHERE id = '{id}'"),
-    )
-    .await
-}
-
-async fn external_steps(c: &Client, id: Uuid) -> i64 {
-    count(
-        c,
-        &format!("SELECT 1 FROM lifecycle.external_steps WHERE job_id = '{id}'"),
-    )
-    .await
 }
 
 /// Rows of `table` (a chat table) matching `condition`.
@@ -221,7 +177,7 @@ async fn user_erasure_redacts_own_text_counts_mentions_and_agrees_with_preview()
 
     // Erin is the only live admin of lumen: Olaf still has the flag, but
     // left the team (deleteat > 0).
-    let p = preview(&c, "user", ERIN, None).await;
+    let p = preview_erasure(&c, "user", ERIN, None).await;
     assert_eq!(
         p["last_admin_workspaces"],
         serde_json::json!([LUMEN]),
@@ -248,7 +204,7 @@ async fn user_erasure_redacts_own_text_counts_mentions_and_agrees_with_preview()
     )
     .await;
     assert_eq!(
-        preview(&c, "user", ERIN, None).await["last_admin_workspaces"],
+        preview_erasure(&c, "user", ERIN, None).await["last_admin_workspaces"],
         serde_json::json!([])
     );
     exec(
@@ -259,10 +215,10 @@ async fn user_erasure_redacts_own_text_counts_mentions_and_agrees_with_preview()
 
     // The team goes to Zoë; preview first, with the same decision.
     let decision = serde_json::json!({ LUMEN: { "transfer_to": ZOE } });
-    let p = preview(&c, "user", ERIN, Some(&decision)).await;
+    let p = preview_erasure(&c, "user", ERIN, Some(&decision)).await;
     assert_eq!(p["would_run"], true, "{p}");
     assert_eq!(p["last_admin_workspaces"], serde_json::json!([]));
-    let id = request(&c, "user", ERIN, Some(&decision)).await;
+    let id = request_erasure_now(&c, "user", ERIN, "dpo@chat.example", Some(&decision)).await;
     assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 1);
     let j = job(&c, id).await;
     let receipt = &j["result"];
@@ -529,7 +485,7 @@ async fn team_hold_protects_rows_reached_through_channels_then_team_erasure() {
     let other_posts = rows(&c, "posts", "channelid NOT LIKE 'chanlumen%'").await;
     let lumen_history = rows(&c, "channelmemberhistory", "channelid LIKE 'chanlumen%'").await;
     assert!(lumen_posts > 5 && lumen_history > 0);
-    let id = request(&c, "tenant", LUMEN, None).await;
+    let id = request_erasure_now(&c, "tenant", LUMEN, "dpo@chat.example", None).await;
     assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 0);
     let j = job(&c, id).await;
     assert_eq!(j["blocked_by_hold"], true, "{j}");
@@ -543,7 +499,7 @@ async fn team_hold_protects_rows_reached_through_channels_then_team_erasure() {
         &format!("SELECT lifecycle.release_hold('{hold}', 'legal', 'settled')"),
     )
     .await;
-    let p = preview(&c, "tenant", LUMEN, None).await;
+    let p = preview_erasure(&c, "tenant", LUMEN, None).await;
     assert_eq!(p["would_run"], true, "{p}");
     assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 1);
     let j = job(&c, id).await;
@@ -636,10 +592,10 @@ async fn names_in_other_scripts_and_unicode_forms() {
         "Erin Ersatzová, [redacted], [redacted]さん"
     );
     // Zoë is one of two admins of kitsune: no decision needed.
-    let p = preview(&c, "user", ZOE, None).await;
+    let p = preview_erasure(&c, "user", ZOE, None).await;
     assert_eq!(p["last_admin_workspaces"], serde_json::json!([]), "{p}");
     assert_eq!(p["would_run"], true);
-    let id = request(&c, "user", ZOE, None).await;
+    let id = request_erasure_now(&c, "user", ZOE, "dpo@chat.example", None).await;
     assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 1);
     let j = job(&c, id).await;
     assert_eq!(j["result"]["verification"]["ok"], true, "{j}");

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use lifecycle_tests::{
-    backend_pid, connect_admin, count, describe, exec, expect_sqlstate, verify_audit_log,
-    wait_until_blocked, within, Role, TestDb,
+    backend_pid, confirm_steps, connect_admin, count, describe, exec, expect_sqlstate, job, one,
+    text, verify_audit_log, wait_until_blocked, within, Role, TestDb,
 };
 use serde_json::Value;
 use tokio_postgres::Client;
@@ -39,17 +39,6 @@ async fn crm(prefix: &str, accounts: i32) -> (TestDb, Client) {
     exec(&c, CRM_DATA).await;
     exec(&c, &format!("SELECT \"CRM\".seed({accounts})")).await;
     (db, c)
-}
-
-async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
-        .get(0)
-}
-
-async fn text(c: &Client, sql: &str) -> String {
-    one::<String>(c, sql).await
 }
 
 /// `lifecycle.subject_state()` of a target.
@@ -109,35 +98,7 @@ async fn non_admins(c: &Client, n: i64) -> Vec<i64> {
 }
 
 async fn request_now(c: &Client, target_type: &str, id: &str, by: &str) -> Uuid {
-    c.query_one(
-        "SELECT lifecycle.request_erasure($1, $2, NULL, $3, 'test', cooling_off => '0', \
-                                          requires_approval => false)",
-        &[&target_type, &id, &by],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("request_erasure({target_type} {id}): {}", describe(&e)))
-    .get(0)
-}
-
-async fn job(c: &Client, id: Uuid) -> Value {
-    c.query_one(
-        "SELECT to_jsonb(j) FROM lifecycle.jobs j WHERE id = $1",
-        &[&id],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("job {id}: {}", describe(&e)))
-    .get(0)
-}
-
-async fn confirm_steps(c: &Client, id: Uuid) {
-    exec(
-        c,
-        &format!(
-            "SELECT lifecycle.confirm_step(s.id, 'storage-worker') \
-               FROM lifecycle.external_steps s WHERE s.job_id = '{id}' AND s.status = 'pending'"
-        ),
-    )
-    .await;
+    lifecycle_tests::request_erasure_now(c, target_type, id, by, None).await
 }
 
 /// Rows of the demo that belong to `uid`, table by table.

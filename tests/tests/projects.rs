@@ -8,10 +8,10 @@
 //! delete with timestamptz, and fixed people with similar names in several
 //! scripts.
 
-use std::collections::BTreeMap;
-
 use lifecycle_tests::{
-    count, describe, exec, expect_sqlstate, guards_not_ok, verify_audit_log, Role, TestDb,
+    assert_preview_matches_receipt, confirm_steps, count, describe, exec, expect_sqlstate,
+    external_steps, guards_not_ok, job, mentions_of, one, preview_erasure, request_erasure_now,
+    rows_by_action, text, verify_audit_log, Role, TestDb,
 };
 use serde_json::{json, Value};
 use tokio_postgres::Client;
@@ -59,37 +59,9 @@ async fn projects(prefix: &str) -> (TestDb, Client) {
     (db, c)
 }
 
-async fn one<T: for<'a> tokio_postgres::types::FromSql<'a>>(c: &Client, sql: &str) -> T {
-    c.query_one(sql, &[])
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {}", describe(&e)))
-        .get(0)
-}
-
-async fn text(c: &Client, sql: &str) -> String {
-    one::<String>(c, sql).await
-}
-
-async fn preview(c: &Client, target_type: &str, id: &str, workspaces: Option<&Value>) -> Value {
-    c.query_one(
-        "SELECT lifecycle.preview_erasure($1, $2, NULL, $3)",
-        &[&target_type, &id, &workspaces],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("preview_erasure({target_type} {id}): {}", describe(&e)))
-    .get(0)
-}
-
 /// An erasure without cooling-off or approval; returns the job id.
 async fn request(c: &Client, target_type: &str, id: &str, workspaces: Option<&Value>) -> Uuid {
-    c.query_one(
-        "SELECT lifecycle.request_erasure($1, $2, NULL, 'dpo@projects.example', 'test', \
-                cooling_off => '0', requires_approval => false, workspaces => $3)",
-        &[&target_type, &id, &workspaces],
-    )
-    .await
-    .unwrap_or_else(|e| panic!("request_erasure({target_type} {id}): {}", describe(&e)))
-    .get(0)
+    request_erasure_now(c, target_type, id, "dpo@projects.example", workspaces).await
 }
 
 /// Runs the due jobs; `n` of them must run.
@@ -101,39 +73,12 @@ async fn run_due(c: &Client, n: i32) {
     );
 }
 
-async fn job(c: &Client, id: Uuid) -> Value {
-    one::<Value>(
-        c,
-        &format!("SELECT to_jsonb(j) FROM lifecycle.jobs j WHERE id = '{id}'"),
-    )
-    .await
-}
-
 /// The receipt of a job whose database part is done, verified.
 async fn receipt(c: &Client, id: Uuid) -> Value {
     let j = job(c, id).await;
     assert!(j["result"].is_object(), "the job ran: {j}");
     assert_eq!(j["result"]["verification"]["ok"], true, "verification: {j}");
     j["result"].clone()
-}
-
-async fn external_steps(c: &Client, id: Uuid) -> i64 {
-    count(
-        c,
-        &format!("SELECT 1 FROM lifecycle.external_steps WHERE job_id = '{id}'"),
-    )
-    .await
-}
-
-async fn confirm_steps(c: &Client, id: Uuid) {
-    exec(
-        c,
-        &format!(
-            "SELECT lifecycle.confirm_step(s.id, 'storage-worker') \
-               FROM lifecycle.external_steps s WHERE s.job_id = '{id}' AND s.status = 'pending'"
-        ),
-    )
-    .await;
 }
 
 fn transfer(workspace: &str, to: &str) -> Value {
@@ -174,76 +119,8 @@ async fn owned(c: &Client, user: &str) -> Vec<(String, i64)> {
     out
 }
 
-/// Rows per (table, action) of a preview's steps or a receipt's actions,
-/// without those that touch nothing and without the audit log (which only
-/// the run redacts).
-fn rows_by_action(items: &Value) -> BTreeMap<(String, String), u64> {
-    let mut out = BTreeMap::new();
-    for s in items.as_array().into_iter().flatten() {
-        let table = s["table"].as_str().unwrap_or_default().to_string();
-        let action = s["action"].as_str().unwrap_or_default().to_string();
-        let rows = s["rows"].as_u64().unwrap_or(0);
-        if rows == 0 || table == "lifecycle.audit_log" {
-            continue;
-        }
-        *out.entry((table, action)).or_insert(0) += rows;
-    }
-    out
-}
-
-/// Mentions per (table, column) of a preview or a receipt.
-fn mentions(v: &Value) -> BTreeMap<(String, String), u64> {
-    v["mentions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|m| {
-            (
-                (
-                    m["table"].as_str().unwrap_or_default().to_string(),
-                    m["column"].as_str().unwrap_or_default().to_string(),
-                ),
-                m["rows"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
-}
-
-/// The preview taken before the erasure and the receipt after it agree:
-/// rows per table and action, mentions, stored objects.
-fn assert_preview_matches(preview: &Value, receipt: &Value, external_steps: i64) {
-    let planned = rows_by_action(&preview["steps"]);
-    let done = rows_by_action(&receipt["actions"]);
-    let mut differences = Vec::new();
-    for key in planned.keys().chain(done.keys()) {
-        let (p, d) = (planned.get(key), done.get(key));
-        if p != d && !differences.iter().any(|(k, _, _)| k == key) {
-            differences.push((key.clone(), p.copied(), d.copied()));
-        }
-    }
-    assert!(
-        differences.is_empty(),
-        "preview and receipt disagree ((table, action): preview rows, receipt rows): {differences:?}\n\
-         preview steps: {}\nreceipt actions: {}",
-        preview["steps"],
-        receipt["actions"]
-    );
-    assert_eq!(
-        mentions(preview),
-        mentions(receipt),
-        "mentions: preview {} receipt {}",
-        preview["mentions"],
-        receipt["mentions"]
-    );
-    assert_eq!(
-        preview["stored_objects"].as_i64(),
-        Some(external_steps),
-        "stored objects of the preview, steps outside the database of the run"
-    );
-}
-
 fn mentioned_in(receipt: &Value, table: &str) -> u64 {
-    mentions(receipt)
+    mentions_of(receipt)
         .iter()
         .filter(|((t, _), _)| t == table)
         .map(|(_, n)| *n)
@@ -833,12 +710,12 @@ async fn the_only_admin_of_lumen_needs_a_decision() {
         detail.contains(LUMEN) && !detail.contains(KITSUNE),
         "DETAIL names lumen, and not kitsune (two admins): {detail}"
     );
-    let p = preview(&c, "user", ERIN, None).await;
+    let p = preview_erasure(&c, "user", ERIN, None).await;
     assert_eq!(p["last_admin_workspaces"], json!([LUMEN]), "{p}");
     assert_eq!(p["would_run"], false);
     // Zoë shares kitsune with 山田太郎: no decision needed.
     assert_eq!(
-        preview(&c, "user", ZOE, None).await["last_admin_workspaces"],
+        preview_erasure(&c, "user", ZOE, None).await["last_admin_workspaces"],
         json!([])
     );
     // Nothing was requested.
@@ -888,7 +765,7 @@ async fn a_former_admin_who_left_does_not_count() {
         "Erin is the only active admin of lumen",
     );
     assert_eq!(
-        preview(&c, "user", ERIN, None).await["last_admin_workspaces"],
+        preview_erasure(&c, "user", ERIN, None).await["last_admin_workspaces"],
         json!([LUMEN])
     );
     // Nor can lumen be handed to the one who left.
@@ -957,7 +834,7 @@ async fn lumen_handed_to_zoe_stays_with_everything_in_it() {
     );
     // Now Zoë is the one lumen needs a decision from.
     assert_eq!(
-        preview(&c, "user", ZOE, None).await["last_admin_workspaces"],
+        preview_erasure(&c, "user", ZOE, None).await["last_admin_workspaces"],
         json!([LUMEN])
     );
     db.cleanup().await.unwrap();
@@ -1236,7 +1113,7 @@ async fn the_preview_under_a_hold_on_lumen_names_it() {
         ("user", ZOE, None),
         ("user", ERIN, Some(transfer(LUMEN, ZOE))),
     ] {
-        let p = preview(&c, target_type, id, decisions.as_ref()).await;
+        let p = preview_erasure(&c, target_type, id, decisions.as_ref()).await;
         assert_eq!(p["would_run"], false, "{p}");
         assert!(
             p["holds"]
@@ -1270,9 +1147,9 @@ async fn a_hold_on_lumen_protects_comments_and_files_of_its_issues() {
     }
     // And other people's comments in Erin's workspaces that name her are
     // counted like their issues.
-    let p = preview(&c, "user", ERIN, Some(&transfer(LUMEN, ZOE))).await;
+    let p = preview_erasure(&c, "user", ERIN, Some(&transfer(LUMEN, ZOE))).await;
     assert!(
-        mentions(&p)
+        mentions_of(&p)
             .keys()
             .any(|(t, _)| t == "\"PM\".issue_comments"),
         "comments by Zoë and 山田太郎 name Erin: {}",
@@ -1323,12 +1200,12 @@ async fn a_hold_on_erin_covers_what_is_hers_through_other_columns() {
 #[tokio::test]
 async fn preview_of_zoe_matches_her_erasure() {
     let (db, c) = projects("projects_preview_zoe").await;
-    let p = preview(&c, "user", ZOE, None).await;
+    let p = preview_erasure(&c, "user", ZOE, None).await;
     assert_eq!(p["would_run"], true, "{p}");
     let id = request(&c, "user", ZOE, None).await;
     run_due(&c, 1).await;
     let r = receipt(&c, id).await;
-    assert_preview_matches(&p, &r, external_steps(&c, id).await);
+    assert_preview_matches_receipt(&p, &r, external_steps(&c, id).await);
     db.cleanup().await.unwrap();
 }
 
@@ -1336,13 +1213,13 @@ async fn preview_of_zoe_matches_her_erasure() {
 async fn preview_of_erin_with_a_transfer_matches_her_erasure() {
     let (db, c) = projects("projects_preview_erin").await;
     let decision = transfer(LUMEN, ZOE);
-    let p = preview(&c, "user", ERIN, Some(&decision)).await;
+    let p = preview_erasure(&c, "user", ERIN, Some(&decision)).await;
     assert_eq!(p["would_run"], true, "{p}");
     assert_eq!(p["last_admin_workspaces"], json!([]), "{p}");
     let id = request(&c, "user", ERIN, Some(&decision)).await;
     run_due(&c, 1).await;
     let r = receipt(&c, id).await;
-    assert_preview_matches(&p, &r, external_steps(&c, id).await);
+    assert_preview_matches_receipt(&p, &r, external_steps(&c, id).await);
     db.cleanup().await.unwrap();
 }
 
@@ -1350,12 +1227,12 @@ async fn preview_of_erin_with_a_transfer_matches_her_erasure() {
 async fn preview_of_erin_with_lumen_erased_matches_her_erasure() {
     let (db, c) = projects("projects_preview_erin_ws").await;
     let decision = erase(LUMEN);
-    let p = preview(&c, "user", ERIN, Some(&decision)).await;
+    let p = preview_erasure(&c, "user", ERIN, Some(&decision)).await;
     assert_eq!(p["would_run"], true, "{p}");
     let id = request(&c, "user", ERIN, Some(&decision)).await;
     run_due(&c, 1).await;
     let r = receipt(&c, id).await;
-    assert_preview_matches(&p, &r, external_steps(&c, id).await);
+    assert_preview_matches_receipt(&p, &r, external_steps(&c, id).await);
     db.cleanup().await.unwrap();
 }
 
@@ -1372,12 +1249,12 @@ async fn preview_of_a_workspace_matches_its_erasure() {
         ),
     )
     .await;
-    let p = preview(&c, "tenant", &ws, None).await;
+    let p = preview_erasure(&c, "tenant", &ws, None).await;
     assert_eq!(p["would_run"], true, "{p}");
     let id = request(&c, "tenant", &ws, None).await;
     run_due(&c, 1).await;
     let r = receipt(&c, id).await;
-    assert_preview_matches(&p, &r, external_steps(&c, id).await);
+    assert_preview_matches_receipt(&p, &r, external_steps(&c, id).await);
     // The request log of the workspace's tokens: retained (without
     // addresses and agents) and recorded, never left behind as it was.
     assert_eq!(
@@ -1419,10 +1296,10 @@ async fn preview_of_a_workspace_matches_its_erasure() {
 async fn upper_case_uuids_are_accepted() {
     let (db, c) = projects("projects_upper").await;
     let zoe = ZOE.to_uppercase();
-    let p = preview(&c, "user", &zoe, None).await;
+    let p = preview_erasure(&c, "user", &zoe, None).await;
     assert_eq!(p["target"]["exists"], true, "{p}");
     assert_eq!(p["would_run"], true, "{p}");
-    let lower = preview(&c, "user", ZOE, None).await;
+    let lower = preview_erasure(&c, "user", ZOE, None).await;
     assert_eq!(
         rows_by_action(&p["steps"]),
         rows_by_action(&lower["steps"]),

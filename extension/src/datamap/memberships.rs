@@ -14,7 +14,7 @@ use super::{
     require_key_type, roles_of, store, warn_unindexed, Column, Relation,
 };
 use crate::error::{LcError, LcResult};
-use crate::namespace::quote_ident;
+use crate::plan::Admin;
 use crate::privilege;
 use lifecycle_core::events;
 
@@ -27,66 +27,6 @@ pub struct MembershipRegistration<'a> {
     pub subject_type: Option<&'a str>,
     pub role_separator: Option<&'a str>,
     pub active_column: Option<&'a str>,
-}
-
-/// How a membership row says its subject is an admin of the tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdminRule {
-    /// The role column's value (compared as text) is one of these.
-    Exact(Vec<String>),
-    /// The role column is an array holding one of these.
-    List(Vec<String>),
-    /// The role column is a string of roles separated by `separator`.
-    Delimited {
-        separator: String,
-        roles: Vec<String>,
-    },
-    /// The role column is a boolean, true for admins.
-    Flag,
-}
-
-impl AdminRule {
-    /// From the registration's `role_kind`, `role_separator`, `admin_roles`.
-    pub fn from_registration(kind: &str, separator: Option<&str>, roles: Vec<String>) -> Self {
-        match kind {
-            "flag" => AdminRule::Flag,
-            "list" => AdminRule::List(roles),
-            "delimited" => AdminRule::Delimited {
-                separator: separator.unwrap_or(" ").to_string(),
-                roles,
-            },
-            _ => AdminRule::Exact(roles),
-        }
-    }
-
-    /// The admin roles, as the SQL parameter the predicate compares with
-    /// (empty for a flag).
-    pub fn roles(&self) -> Vec<String> {
-        match self {
-            AdminRule::Exact(r) | AdminRule::List(r) => r.clone(),
-            AdminRule::Delimited { roles, .. } => roles.clone(),
-            AdminRule::Flag => Vec::new(),
-        }
-    }
-
-    /// A condition on the row aliased `alias` that is true for admins;
-    /// `param` is the SQL parameter holding [`AdminRule::roles`] as `text[]`.
-    pub fn predicate(&self, alias: &str, role_column: &str, param: &str) -> String {
-        let col = format!("{alias}.{}", quote_ident(role_column));
-        match self {
-            AdminRule::Exact(_) => {
-                format!("{col}::text OPERATOR(pg_catalog.=) ANY ({param}::pg_catalog.text[])")
-            }
-            AdminRule::List(_) => format!(
-                "{col}::pg_catalog.text[] OPERATOR(pg_catalog.&&) {param}::pg_catalog.text[]"
-            ),
-            AdminRule::Delimited { separator, .. } => format!(
-                "pg_catalog.string_to_array({col}::text, {}) OPERATOR(pg_catalog.&&) {param}::pg_catalog.text[]",
-                pgrx::spi::quote_literal(separator)
-            ),
-            AdminRule::Flag => format!("{col} IS TRUE"),
-        }
-    }
 }
 
 /// The subject type a membership's subject column refers to, from its
@@ -110,7 +50,7 @@ fn admin_rule(
     role: &Column,
     admin_roles: Option<Vec<Option<String>>>,
     separator: Option<&str>,
-) -> LcResult<AdminRule> {
+) -> LcResult<Admin> {
     let roles: Option<Vec<String>> = admin_roles.map(|r| {
         r.into_iter()
             .flatten()
@@ -148,7 +88,7 @@ fn admin_rule(
             )
             .hint("Leave role_separator NULL."));
         }
-        return Ok(AdminRule::Flag);
+        return Ok(Admin::Flag);
     }
     if role.category == 'A' {
         if separator.is_some() {
@@ -157,14 +97,14 @@ fn admin_rule(
             )
             .hint("Leave role_separator NULL: the array's elements are the roles."));
         }
-        return Ok(AdminRule::List(need_roles(roles)?));
+        return Ok(Admin::List(need_roles(roles)?));
     }
     match separator {
         Some("") => Err(
             LcError::invalid_parameter("role_separator must not be empty")
                 .hint("For roles such as 'team_user team_admin', pass role_separator => ' '."),
         ),
-        Some(sep) if role.is_textual() => Ok(AdminRule::Delimited {
+        Some(sep) if role.is_textual() => Ok(Admin::Delimited {
             separator: sep.to_string(),
             roles: need_roles(roles)?,
         }),
@@ -174,7 +114,7 @@ fn admin_rule(
         ))
         .detail(format!("Its type is {}.", role.type_name))
         .hint("Leave role_separator NULL.")),
-        None if role.is_textual() => Ok(AdminRule::Exact(need_roles(roles)?)),
+        None if role.is_textual() => Ok(Admin::Exact(need_roles(roles)?)),
         None if role.category == 'N' || role.category == 'E' => {
             // Roles of a number or enum column must be values of it.
             let roles = need_roles(roles)?;
@@ -188,7 +128,7 @@ fn admin_rule(
                     .hint("Name the values that mark admins, for example admin_roles => '{20}'."));
                 }
             }
-            Ok(AdminRule::Exact(roles))
+            Ok(Admin::Exact(roles))
         }
         None => Err(LcError::datatype_mismatch(format!(
             "column \"{}\" of {} cannot say who is an admin",
@@ -266,14 +206,8 @@ pub fn register_membership(r: MembershipRegistration<'_>) -> LcResult<()> {
             Some(c.name)
         }
     };
-    let (kind, separator, roles) = match &rule {
-        AdminRule::Exact(r) => ("exact", None, Some(r.clone())),
-        AdminRule::List(r) => ("list", None, Some(r.clone())),
-        AdminRule::Delimited { separator, roles } => {
-            ("delimited", Some(separator.clone()), Some(roles.clone()))
-        }
-        AdminRule::Flag => ("flag", None, None),
-    };
+    let (kind, separator) = (rule.kind(), rule.separator().map(str::to_string));
+    let roles = (rule != Admin::Flag).then(|| rule.roles());
     let wanted = json!({
         "subject_type": subject_type,
         "subject_column": s.name,

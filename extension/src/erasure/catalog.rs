@@ -238,15 +238,11 @@ pub fn load() -> LcResult<Catalog> {
                 subject_column: s(m, "subject_column").unwrap_or_default(),
                 tenant_column: s(m, "tenant_column").unwrap_or_default(),
                 role_column: s(m, "role_column").unwrap_or_default(),
-                admin: match s(m, "role_kind").as_deref() {
-                    Some("flag") => Admin::Flag,
-                    Some("list") => Admin::List(strings(&m["admin_roles"])),
-                    Some("delimited") => Admin::Delimited {
-                        separator: s(m, "role_separator").unwrap_or_else(|| " ".into()),
-                        roles: strings(&m["admin_roles"]),
-                    },
-                    _ => Admin::Exact(strings(&m["admin_roles"])),
-                },
+                admin: Admin::from_registration(
+                    s(m, "role_kind").as_deref().unwrap_or("exact"),
+                    s(m, "role_separator").as_deref(),
+                    strings(&m["admin_roles"]),
+                ),
                 active_column: s(m, "active_column"),
             }
         });
