@@ -97,15 +97,43 @@ fn register_subject(
     })
 }
 
-/// Register the tenant (workspace) table.
+/// Register the tenant (workspace) table; `name_column` holds a tenant's
+/// display name (jobs are searched by it).
 #[pg_extern(volatile, parallel_unsafe)]
 fn register_tenant(
     tbl: Option<PgRelation>,
     id_column: Option<&str>,
+    name_column: default!(Option<&str>, "NULL"),
     label: default!(Option<&str>, "NULL"),
 ) {
     let tbl = oid_of(tbl);
-    boundary(|| datamap::register_tenant(tbl, id_column, label))
+    boundary(|| datamap::register_tenant(tbl, id_column, name_column, label))
+}
+
+/// The display names of tenants (the tenant table's `name_column`), for
+/// the ids given: (tenant_id, name). Empty when no name column is
+/// registered.
+#[pg_extern(stable, parallel_safe)]
+fn tenant_names(
+    tenant_ids: Option<Vec<Option<String>>>,
+) -> TableIterator<'static, (name!(tenant_id, String), name!(name, Option<String>))> {
+    let ids: Vec<String> = tenant_ids.unwrap_or_default().into_iter().flatten().collect();
+    let rows = boundary(|| privilege::as_extension_owner(|| datamap::tenant_names(&ids)));
+    TableIterator::new(rows)
+}
+
+/// Tenants whose id is `q` or whose name contains it (case-insensitive),
+/// at most `max_rows`: (tenant_id, name).
+#[pg_extern(stable, parallel_safe)]
+fn find_tenants(
+    q: Option<&str>,
+    max_rows: default!(Option<i32>, "1000"),
+) -> TableIterator<'static, (name!(tenant_id, String), name!(name, Option<String>))> {
+    let rows = boundary(|| {
+        let q = q.ok_or_else(|| LcError::null_value("q", "lifecycle.find_tenants()"))?;
+        privilege::as_extension_owner(|| datamap::find_tenants(q, max_rows.unwrap_or(1000)))
+    });
+    TableIterator::new(rows)
 }
 
 /// Register a table holding a subject's rows, and what erasure does to it.

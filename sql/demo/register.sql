@@ -44,7 +44,7 @@ SELECT lifecycle.set_column_rule('app.users', 'avatar_url',    'clear');
 SELECT lifecycle.set_column_rule('app.users', 'phone',         'clear');
 SELECT lifecycle.set_column_rule('app.users', 'last_login_at', 'clear');
 
-SELECT lifecycle.register_tenant('app.workspaces', 'id');
+SELECT lifecycle.register_tenant('app.workspaces', 'id', name_column => 'name');
 
 -- ---------------------------------------------------------------------------
 -- Membership

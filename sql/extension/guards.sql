@@ -232,7 +232,7 @@ REVOKE EXECUTE ON FUNCTION
 
 REVOKE EXECUTE ON FUNCTION
     lifecycle.register_subject(regclass, text, text, text, text),
-    lifecycle.register_tenant(regclass, text, text),
+    lifecycle.register_tenant(regclass, text, text, text),
     lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean),
     lifecycle.register_link(regclass, text, regclass, text),
     lifecycle.set_column_rule(regclass, text, text),
@@ -260,6 +260,8 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.confirm_step(bigint, text),
     lifecycle.retention_sweep(),
     lifecycle.preview_erasure(text, text, text, jsonb),
+    lifecycle.tenant_names(text[]),
+    lifecycle.find_tenants(text, integer),
     lifecycle.unmapped_references(),
     lifecycle.retention_disclosure(),
     lifecycle.compliance_report(timestamptz, timestamptz)

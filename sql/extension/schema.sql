@@ -21,6 +21,8 @@ COMMENT ON TABLE lifecycle.subject_tables IS
 CREATE TABLE lifecycle.tenant_tables (
     relation      regclass    PRIMARY KEY,
     id_column     name        NOT NULL,
+    -- The column holding a tenant's display name (jobs are searched by it).
+    name_column   name,
     label         text,
     registered_at timestamptz NOT NULL DEFAULT now(),
     registered_by text        NOT NULL
@@ -197,7 +199,8 @@ SELECT r.relation,
                                                      'parent_column', l.parent_column, 'source', l.source)
                                   ORDER BY l.column_name)
                    FROM lifecycle.links l WHERE l.relation = r.relation), '[]') AS links,
-       m.active_column
+       m.active_column,
+       te.name_column AS tenant_name_column
   FROM lifecycle.registered_relations r
   JOIN pg_catalog.pg_class c ON c.oid = r.relation
   JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

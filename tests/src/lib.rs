@@ -522,7 +522,7 @@ pub async fn place_hold(
 /// The functions a table owner needs to register tables.
 pub const REGISTRATION_FUNCTIONS: &[&str] = &[
     "lifecycle.register_subject(regclass, text, text, text, text)",
-    "lifecycle.register_tenant(regclass, text, text)",
+    "lifecycle.register_tenant(regclass, text, text, text)",
     "lifecycle.register_table(regclass, text, text, text, text, interval, text, text, text, text, text, boolean)",
     "lifecycle.register_link(regclass, text, regclass, text)",
     "lifecycle.set_column_rule(regclass, text, text)",

@@ -99,6 +99,32 @@ async fn registration_of_a_schema_without_foreign_keys() {
         "42804",
         "tenant column of the wrong type",
     );
+    // Workspaces by name, as the control plane searches jobs.
+    let found: Vec<(String, String)> = c
+        .query(
+            "SELECT tenant_id, name FROM lifecycle.find_tenants('LUMEN')",
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(found, vec![(LUMEN.to_string(), "Lumen Works".to_string())]);
+    assert_eq!(
+        one::<String>(
+            &c,
+            &format!("SELECT string_agg(name, ',' ORDER BY name) FROM lifecycle.tenant_names(ARRAY['{LUMEN}', '{KITSUNE}', 'nope'])")
+        )
+        .await,
+        "Kitsune 狐,Lumen Works"
+    );
+    assert_eq!(
+        count(&c, "SELECT 1 FROM lifecycle.find_tenants('%')").await,
+        0,
+        "no pattern characters"
+    );
+
     // A membership whose "workspace" column names channels is refused.
     let e = expect_sqlstate(
         c.batch_execute(

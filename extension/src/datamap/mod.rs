@@ -582,3 +582,76 @@ fn drop_guards(relid: pg_sys::Oid) -> LcResult<()> {
         })
     })
 }
+
+/// The tenant table, its id column and its name column, if registered.
+fn tenant_naming() -> LcResult<Option<(String, String, Option<String>)>> {
+    let v = crate::spi::json(
+        "SELECT pg_catalog.jsonb_build_array(relation::text, id_column, name_column) \
+           FROM lifecycle.tenant_tables",
+        &[],
+    )?;
+    Ok(v.map(|v| {
+        (
+            v[0].as_str().unwrap_or_default().to_string(),
+            v[1].as_str().unwrap_or_default().to_string(),
+            v[2].as_str().map(str::to_string),
+        )
+    }))
+}
+
+fn tenant_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> LcResult<Vec<(String, Option<String>)>> {
+    Ok(crate::spi::json_rows(sql, args)?
+        .iter()
+        .map(|v| {
+            (
+                v[0].as_str().unwrap_or_default().to_string(),
+                v[1].as_str().map(str::to_string),
+            )
+        })
+        .collect())
+}
+
+/// (tenant id, display name) of the tenants `ids` that exist.
+pub fn tenant_names(ids: &[String]) -> LcResult<Vec<(String, Option<String>)>> {
+    let Some((table, id, name)) = tenant_naming()? else {
+        return Ok(Vec::new());
+    };
+    let name = name
+        .map(|n| format!("t.{}::text", quote_ident(&n)))
+        .unwrap_or_else(|| "NULL::text".into());
+    tenant_rows(
+        &format!(
+            "SELECT pg_catalog.jsonb_build_array(t.{id}::text, {name}) FROM {table} t \
+              WHERE t.{id}::text OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])",
+            id = quote_ident(&id)
+        ),
+        &[ids.to_vec().into()],
+    )
+}
+
+/// (tenant id, display name) of the tenants whose id is `q` or whose name
+/// contains it, ignoring case; at most `max_rows`.
+pub fn find_tenants(q: &str, max_rows: i32) -> LcResult<Vec<(String, Option<String>)>> {
+    let Some((table, id, name)) = tenant_naming()? else {
+        return Ok(Vec::new());
+    };
+    let id = quote_ident(&id);
+    let (name_expr, matches) = match name {
+        Some(n) => {
+            let n = format!("t.{}::text", quote_ident(&n));
+            let m = format!(
+                "OR pg_catalog.strpos(pg_catalog.lower({n}), pg_catalog.lower($1)) OPERATOR(pg_catalog.>) 0"
+            );
+            (n, m)
+        }
+        None => ("NULL::text".to_string(), String::new()),
+    };
+    tenant_rows(
+        &format!(
+            "SELECT pg_catalog.jsonb_build_array(t.{id}::text, {name_expr}) FROM {table} t \
+              WHERE t.{id}::text OPERATOR(pg_catalog.=) $1 {matches} \
+              ORDER BY 1 LIMIT $2"
+        ),
+        &[q.into(), max_rows.max(0).into()],
+    )
+}

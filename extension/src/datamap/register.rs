@@ -113,6 +113,7 @@ pub fn register_subject(r: SubjectRegistration<'_>) -> LcResult<()> {
 pub fn register_tenant(
     tbl: Option<pg_sys::Oid>,
     id_column: Option<&str>,
+    name_column: Option<&str>,
     label: Option<&str>,
 ) -> LcResult<()> {
     const F: &str = "lifecycle.register_tenant()";
@@ -120,6 +121,21 @@ pub fn register_tenant(
     privilege::require_table_owner(rel.oid, &rel.name, "register")?;
     let id = column(&rel, id_column, "id_column", F)?;
     require_key_type(&rel, &id, "a tenant id")?;
+    let name = match name_column {
+        None => None,
+        Some(n) => {
+            let c = column(&rel, Some(n), "name_column", F)?;
+            if !c.is_textual() {
+                return Err(LcError::datatype_mismatch(format!(
+                    "name_column \"{}\" of {} is not text",
+                    c.name, rel.name
+                ))
+                .detail(format!("Its type is {}.", c.type_name))
+                .hint("Name the column that holds the tenant's display name."));
+            }
+            Some(c.name)
+        }
+    };
     let other = privilege::as_extension_owner(|| {
         crate::spi::one::<String>(
             "SELECT relation::text FROM lifecycle.tenant_tables \
@@ -134,7 +150,7 @@ pub fn register_tenant(
         .detail("The data map has one tenant table.")
         .hint("Unregister it with lifecycle.unregister_table() first."));
     }
-    let wanted = json!({ "id_column": id.name, "label": label });
+    let wanted = json!({ "id_column": id.name, "name_column": name, "label": label });
     if store(
         "tenant_tables",
         &rel,
