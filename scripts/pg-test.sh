@@ -9,6 +9,15 @@ cd "$ROOT/extension"
 export RUST_TEST_THREADS=1
 
 PGDATA_DIR="${LIFECYCLE_PGRX_PGDATA:-/var/tmp/lifecycle-pgrx-data}"
+
+# cargo pgrx test installs its debug build over the system PostgreSQL's
+# lifecycle.so by writing into the file: backends of the system cluster
+# that have it mapped would crash (SIGBUS), and the whole cluster with
+# them. Unlinking the file first makes the copy a new file; the mapped one
+# lives on until those backends end. (scripts/install-extension.sh puts the
+# release build back the same safe way.)
+LIB="$("$PG_CONFIG" --pkglibdir)/lifecycle.so"
+if [ -f "$LIB" ]; then $SUDO rm -f "$LIB"; fi
 if [ "$(id -u)" -eq 0 ]; then
     # The postgres user must read the checkout and the build output.
     d="$ROOT"
