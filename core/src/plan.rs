@@ -1439,6 +1439,20 @@ pub fn subject_erasure(
     Ok(b.plan)
 }
 
+/// `expr` (column `column` of `t`) is one of the texts `set` (an SQL
+/// query of one text column) returns, compared in the column's own type so
+/// that an index on the column serves (a cast of the column to text would
+/// read the whole table).
+fn in_text_set(t: &Table, column: &str, expr: &str, set: &str) -> String {
+    match t.column(column) {
+        Some(f) => format!(
+            "{expr} IN (SELECT CAST(w.v AS {}) FROM ({set}) w(v))",
+            f.base_type_name
+        ),
+        None => format!("{expr}::text IN ({set})"),
+    }
+}
+
 /// Other people's rows that may mention the subject: rows of tables scoped
 /// to a workspace of the subject (through a membership), not the subject's.
 fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) {
@@ -1476,10 +1490,8 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
             .map(|c| (c.name.clone(), c.kind == ValueKind::Json))
             .collect();
         if !columns.is_empty() {
-            let rows = format!(
-                "{}::text IN ({in_workspaces})",
-                ident(ten.tenant.as_deref().expect("tenant"))
-            );
+            let col = ten.tenant.as_deref().expect("tenant");
+            let rows = in_text_set(ten, col, &ident(col), &in_workspaces);
             b.push(
                 ten,
                 rows,
@@ -1528,8 +1540,8 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
         if memberships.is_empty() {
             continue;
         }
-        let tenant_rows = t.key_cond(tenant, cat, &|_, _, col| {
-            format!("{col}::text IN ({in_workspaces})")
+        let tenant_rows = t.key_cond(tenant, cat, &|table, column, col| {
+            in_text_set(table, column, col, &in_workspaces)
         });
         let own = if d.subject_type == subject_type {
             format!(" AND ({}) IS NOT TRUE", t.key_rows(&d.subject, "$1", cat))

@@ -277,12 +277,11 @@ pub fn preview(
                 if params.identifiers.is_empty() {
                     continue;
                 }
-                for (c, json) in columns {
-                    let cond = plan::mentions_condition(&[(c.clone(), *json)]);
-                    let n = count(step, &params, Some(&cond))?;
-                    if n > 0 {
-                        mentions.push(json!({ "table": step.table_name, "column": c, "rows": n }));
-                    }
+                let counts = super::as_owner_of(step.table, || {
+                    super::run::mention_counts(step, columns, &params)
+                })?;
+                for (c, n) in counts {
+                    mentions.push(json!({ "table": step.table_name, "column": c, "rows": n }));
                 }
                 continue;
             }

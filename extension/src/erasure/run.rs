@@ -52,6 +52,39 @@ impl Params {
     }
 }
 
+/// The rows of a [`Action::CountMentions`] step that mention the subject,
+/// per column (those with none left out): one scan of the step's rows.
+/// Run as the table's owner.
+pub fn mention_counts(
+    step: &Step,
+    columns: &[(String, bool)],
+    params: &Params,
+) -> LcResult<Vec<(String, u64)>> {
+    let counts: Vec<String> = columns
+        .iter()
+        .map(|(c, json)| {
+            format!(
+                "pg_catalog.count(*) FILTER (WHERE {})",
+                plan::mentions_condition(&[(c.clone(), *json)])
+            )
+        })
+        .collect();
+    let sql = format!(
+        "SELECT pg_catalog.jsonb_build_array({}) FROM {} WHERE {}",
+        counts.join(", "),
+        step.table_name,
+        step.rows
+    );
+    let v = spi::json(&sql, &params.args(&step.key, step.second.as_deref()))?
+        .unwrap_or(Value::Null);
+    Ok(columns
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| (c.clone(), v[i].as_u64().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect())
+}
+
 pub struct Runner<'a> {
     pub cat: &'a Catalog,
     pub job_id: &'a str,
@@ -338,32 +371,13 @@ impl<'a> Runner<'a> {
                 if self.params.identifiers.is_empty() {
                     return Ok(());
                 }
-                let counts: Vec<String> = columns
-                    .iter()
-                    .map(|(c, json)| {
-                        format!(
-                            "pg_catalog.count(*) FILTER (WHERE {})",
-                            plan::mentions_condition(&[(c.clone(), *json)])
-                        )
-                    })
-                    .collect();
-                let sql = format!(
-                    "SELECT pg_catalog.jsonb_build_array({}) FROM {t} WHERE {rows}",
-                    counts.join(", ")
-                );
                 let params = self.params;
-                let v = self
-                    .as_owner(step.table, || {
-                        spi::json(&sql, &params.args(&step.key, step.second.as_deref()))
-                    })?
-                    .unwrap_or(Value::Null);
-                for (i, (c, _)) in columns.iter().enumerate() {
-                    let n = v[i].as_u64().unwrap_or(0);
-                    if n > 0 {
-                        self.out
-                            .mentions
-                            .push(json!({ "table": t, "column": c, "rows": n }));
-                    }
+                let counts =
+                    self.as_owner(step.table, || mention_counts(step, columns, params))?;
+                for (c, n) in counts {
+                    self.out
+                        .mentions
+                        .push(json!({ "table": t, "column": c, "rows": n }));
                 }
             }
             Action::ReplaceValues { sets } => {
