@@ -117,7 +117,11 @@ fn register_tenant(
 fn tenant_names(
     tenant_ids: Option<Vec<Option<String>>>,
 ) -> TableIterator<'static, (name!(tenant_id, String), name!(name, Option<String>))> {
-    let ids: Vec<String> = tenant_ids.unwrap_or_default().into_iter().flatten().collect();
+    let ids: Vec<String> = tenant_ids
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .collect();
     let rows = boundary(|| privilege::as_extension_owner(|| datamap::tenant_names(&ids)));
     TableIterator::new(rows)
 }

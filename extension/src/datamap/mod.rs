@@ -599,7 +599,10 @@ fn tenant_naming() -> LcResult<Option<(String, String, Option<String>)>> {
     }))
 }
 
-fn tenant_rows(sql: &str, args: &[pgrx::datum::DatumWithOid<'_>]) -> LcResult<Vec<(String, Option<String>)>> {
+fn tenant_rows(
+    sql: &str,
+    args: &[pgrx::datum::DatumWithOid<'_>],
+) -> LcResult<Vec<(String, Option<String>)>> {
     Ok(crate::spi::json_rows(sql, args)?
         .iter()
         .map(|v| {

@@ -75,8 +75,8 @@ pub fn mention_counts(
         step.table_name,
         step.rows
     );
-    let v = spi::json(&sql, &params.args(&step.key, step.second.as_deref()))?
-        .unwrap_or(Value::Null);
+    let v =
+        spi::json(&sql, &params.args(&step.key, step.second.as_deref()))?.unwrap_or(Value::Null);
     Ok(columns
         .iter()
         .enumerate()
@@ -372,8 +372,7 @@ impl<'a> Runner<'a> {
                     return Ok(());
                 }
                 let params = self.params;
-                let counts =
-                    self.as_owner(step.table, || mention_counts(step, columns, params))?;
+                let counts = self.as_owner(step.table, || mention_counts(step, columns, params))?;
                 for (c, n) in counts {
                     self.out
                         .mentions
