@@ -1868,13 +1868,19 @@ pub fn like_patterns(identifiers: &[String]) -> Vec<String> {
 /// A condition true when one of `columns` (name, is JSON) mentions one of
 /// the identifiers: `$4` (their [`like_patterns`]) filters cheaply,
 /// `lifecycle.mentions` with `$3` decides (whole words, any normal form).
+///
+/// The filter lowers the text once and matches the lowered patterns with
+/// `LIKE`: `ILIKE` lowers the text again for every pattern in a multibyte
+/// encoding. Patterns are lowered by PostgreSQL itself (once per
+/// statement), so that both sides are lowered alike.
 pub fn mentions_condition(columns: &[(String, bool)]) -> String {
     columns
         .iter()
         .map(|(c, _)| {
             let q = ident(c);
             format!(
-                "({q}::text OPERATOR(pg_catalog.~~*) ANY ($4::pg_catalog.text[]) \
+                "(pg_catalog.lower({q}::text) OPERATOR(pg_catalog.~~) ANY (ARRAY(\
+                    SELECT pg_catalog.lower(p) FROM pg_catalog.unnest($4::pg_catalog.text[]) p)) \
                   AND lifecycle.mentions({q}::text, $3::pg_catalog.text[]))"
             )
         })

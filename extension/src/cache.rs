@@ -391,6 +391,16 @@ pub fn holds_for(scope_type: &str) -> LcResult<Vec<Hold>> {
         .unwrap_or_default())
 }
 
+/// Whether any legal hold is in force at all.
+pub fn any_hold_in_force() -> LcResult<bool> {
+    let holds = current_holds()?;
+    let now = unsafe { pg_sys::GetCurrentTimestamp() };
+    Ok(holds
+        .by_scope
+        .values()
+        .any(|v| v.iter().any(|h| h.in_force_at(now))))
+}
+
 /// True when no hold is in force for any scope this table maps.
 pub fn table_is_unheld(guard: &TableGuard) -> LcResult<bool> {
     let holds = current_holds()?;

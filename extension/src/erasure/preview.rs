@@ -181,6 +181,8 @@ pub fn preview(
     let mut refusals = Vec::new();
     let mut holds = Vec::new();
     let mut objects = 0u64;
+    // Without any hold in force, no step can meet one.
+    let holds_exist = crate::cache::any_hold_in_force()?;
     for step in &plan.steps {
         let (verb, rows, extra) = match &step.action {
             Action::RefuseUnmapped { constraint, target } => {
@@ -313,6 +315,7 @@ pub fn preview(
                 | Action::Retain { .. }
                 | Action::Detach { .. }
         ) && rows > 0
+            && holds_exist
         {
             holds.extend(holds_on_step(&cat, step, &params)?);
         }
