@@ -4,6 +4,7 @@
 
 mod audit;
 mod erasure;
+mod explain;
 mod guards;
 mod machine;
 mod pg;
@@ -73,12 +74,17 @@ struct Cli {
     #[arg(long, global = true)]
     drop_databases: bool,
 
-    /// Rows owned by the user the erasure benchmark erases
-    /// (`app.generate_heavy_user`).
-    #[arg(long, global = true, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
-    erasure_rows: u32,
+    /// Rows owned by the users the erasure benchmark erases, one database
+    /// and one user per size (`app.generate_heavy_user`).
+    #[arg(long, global = true, value_delimiter = ',', default_values_t = [1_000u32, 10_000, 100_000], value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
+    erasure_sizes: Vec<u32>,
 
-    /// Users in the erasure benchmark's small database (engine against
+    /// The size erased in the big database (one of --erasure-sizes; default
+    /// the largest).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
+    erasure_big_size: Option<u32>,
+
+    /// Users in the erasure benchmark's small databases (engine against
     /// hand-written statements, and the "small" side of big/small).
     #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
     erasure_users_small: u32,
@@ -94,6 +100,12 @@ struct Cli {
     #[arg(long, global = true)]
     erasure_rebuild: bool,
 
+    /// After the erasure benchmark's rounds, run each engine and preview
+    /// variant once more under auto_explain and list the statements that
+    /// cost the most.
+    #[arg(long, global = true)]
+    erasure_profile: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -104,8 +116,9 @@ enum Command {
     Guards,
     /// Hash-chained audit log: record_event() against a plain INSERT.
     Audit,
-    /// Erasure engine: one heavy user's erasure against hand-written
-    /// statements, and in a small against a big database.
+    /// Erasure engine: users of several sizes erased against hand-written
+    /// statements, the preview against the erasure, and a small against a
+    /// big database.
     Erasure,
     /// All three.
     All,
@@ -182,12 +195,14 @@ async fn main() -> Result<()> {
         synchronous_commit: cli.synchronous_commit.as_str(),
         scripts,
     };
-    let erasure = erasure::Options {
-        rows: cli.erasure_rows,
-        users_small: cli.erasure_users_small,
-        users_big: cli.erasure_users_big,
-        rebuild: cli.erasure_rebuild,
-    };
+    let erasure = erasure::Options::new(
+        &cli.erasure_sizes,
+        cli.erasure_big_size,
+        cli.erasure_users_small,
+        cli.erasure_users_big,
+        cli.erasure_rebuild,
+        cli.erasure_profile,
+    );
     let result = run(&cli, &ctx, &erasure).await;
     let _ = std::fs::remove_dir_all(&ctx.scripts);
     let outcomes = result?;
@@ -223,11 +238,18 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
     );
     if run_erasure {
         println!(
-            "erasure settings  rows={} users_small={} users_big={} rebuild={}",
-            erasure_opts.rows,
+            "erasure settings  sizes={} big_size={} users_small={} users_big={} rebuild={} profile={}",
+            erasure_opts
+                .sizes
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+            erasure_opts.big_size,
             erasure_opts.users_small,
             erasure_opts.users_big,
-            erasure_opts.rebuild
+            erasure_opts.rebuild,
+            erasure_opts.profile
         );
     }
     let run_guards = matches!(cli.command, Command::Guards | Command::All);
@@ -285,7 +307,7 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
             for r in m.ratio_values() {
                 if r.goal.is_some() && r.value.is_nan() {
                     println!(
-                        "  {:<7} {:<21} {:<10} {:<19}    n/a                  {}",
+                        "  {:<7} {:<21} {:<10} {:<28}    n/a                  {}",
                         o.name,
                         m.key,
                         r.kind_label(),
@@ -294,7 +316,7 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
                     );
                 } else if r.goal.is_some() {
                     println!(
-                        "  {:<7} {:<21} {:<10} {:<19} {:>6.3} (paired {:>5.3})  {}",
+                        "  {:<7} {:<21} {:<10} {:<28} {:>6.3} (paired {:>5.3})  {}",
                         o.name,
                         m.key,
                         r.kind_label(),
@@ -336,7 +358,9 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
                 "rows": ctx.rows,
                 "bulk_repeats": ctx.bulk_repeats,
                 "synchronous_commit": ctx.synchronous_commit,
-                "erasure_rows": erasure_opts.rows,
+                "erasure_sizes": erasure_opts.sizes,
+                "erasure_big_size": erasure_opts.big_size,
+                "erasure_profile": erasure_opts.profile,
                 "erasure_users_small": erasure_opts.users_small,
                 "erasure_users_big": erasure_opts.users_big,
             },

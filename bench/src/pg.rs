@@ -5,8 +5,9 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
+use tokio::sync::mpsc;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 /// Errors seen while the extension's files are being reinstalled (a
 /// library rewritten in place can take the server through crash recovery);
@@ -77,6 +78,26 @@ impl Server {
     }
 
     pub async fn connect(&self, dbname: &str) -> Result<Client> {
+        Ok(self.connect_inner(dbname, false).await?.0)
+    }
+
+    /// A connection whose notices (`NOTICE`, `LOG` sent to the client...)
+    /// arrive, in order, on the returned channel, each as its message and,
+    /// on the next lines, its detail: for `auto_explain` with
+    /// `auto_explain.log_level = notice` and the `log_*_stats` settings.
+    pub async fn connect_with_notices(
+        &self,
+        dbname: &str,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>)> {
+        let (client, rx) = self.connect_inner(dbname, true).await?;
+        Ok((client, rx.expect("a notice channel was asked for")))
+    }
+
+    async fn connect_inner(
+        &self,
+        dbname: &str,
+        notices: bool,
+    ) -> Result<(Client, Option<mpsc::UnboundedReceiver<String>>)> {
         let mut config = self.admin.clone();
         config.dbname(dbname);
         config.application_name("lifecycle-bench");
@@ -96,12 +117,39 @@ impl Server {
                 }
             }
         };
+        if !notices {
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    eprintln!("connection error: {e}");
+                }
+            });
+            return Ok((client, None));
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut connection = connection;
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                eprintln!("connection error: {e}");
+            // A notice is handed out before the messages that follow it are
+            // routed to the client, so that a query's notices are in the
+            // channel by the time the query returns.
+            loop {
+                match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                    Some(Ok(AsyncMessage::Notice(n))) => {
+                        let text = match n.detail() {
+                            Some(d) => format!("{}\n{d}", n.message()),
+                            None => n.message().to_string(),
+                        };
+                        let _ = tx.send(text);
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        eprintln!("connection error: {e}");
+                        break;
+                    }
+                    None => break,
+                }
             }
         });
-        Ok(client)
+        Ok((client, Some(rx)))
     }
 
     pub async fn connect_admin(&self) -> Result<Client> {
