@@ -8,7 +8,7 @@
 -- text of the rows that stay, anonymize, and anonymize the users row last.
 --
 -- Parameters: $1 the user's id. The first statement returns one row, the
--- user's identifiers and the same as ILIKE patterns, and the benchmark
+-- user's identifiers and the same as lower-cased LIKE patterns, and the benchmark
 -- passes them to every later statement as $2 (text[]) and $3 (text[]);
 -- statements that do not need them ignore them. Identifiers are the
 -- personal values that identify on their own, as the engine takes them: an
@@ -22,7 +22,7 @@
 --
 -- Written as a DBA would and not as the engine does: the rows of the
 -- person's workspaces are found through the workspace_id indexes, and a
--- mention is an ILIKE match (the engine then confirms each match as a whole
+-- mention is a match of the lower-cased text with LIKE (the engine then confirms each match as a whole
 -- word with lifecycle.mentions(); the demo data has no match, so the
 -- confirmation never runs in either).
 --
@@ -33,10 +33,10 @@
 -- returned to the client, which deletes the objects), the audit events and
 -- the redaction of the subject's events in lifecycle.audit_log.
 
--- The person's identifiers ($2) and ILIKE patterns ($3), read before the
+-- The person's identifiers ($2) and lower-cased LIKE patterns ($3), read before the
 -- users row is anonymized.
 SELECT coalesce(array_agg(v ORDER BY v), '{}') AS identifiers,
-       coalesce(array_agg('%' || replace(replace(replace(v, '\', '\\'), '%', '\%'), '_', '\_') || '%' ORDER BY v),
+       coalesce(array_agg('%' || replace(replace(replace(lower(v), '\', '\\'), '%', '\%'), '_', '\_') || '%' ORDER BY v),
                 '{}') AS patterns
   FROM app.users u
  CROSS JOIN LATERAL unnest(ARRAY[u.avatar_url, u.display_name, u.email, u.name, u.phone]) AS v
@@ -58,47 +58,47 @@ SELECT m.workspace_id
 -- Mentions of the person in other people's rows of their workspaces,
 -- counted per column for the receipt (read before the memberships go).
 -- The same text columns the engine searches.
-SELECT count(*) FILTER (WHERE slug ILIKE ANY ($3)), count(*) FILTER (WHERE name ILIKE ANY ($3)),
-       count(*) FILTER (WHERE plan ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(slug) LIKE ANY ($3)), count(*) FILTER (WHERE lower(name) LIKE ANY ($3)),
+       count(*) FILTER (WHERE lower(plan) LIKE ANY ($3))
   FROM app.workspaces
  WHERE id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1);
-SELECT count(*) FILTER (WHERE action ILIKE ANY ($3)), count(*) FILTER (WHERE target ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(action) LIKE ANY ($3)), count(*) FILTER (WHERE lower(target) LIKE ANY ($3))
   FROM app.activity_log
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND actor_id IS DISTINCT FROM $1;
-SELECT count(*) FILTER (WHERE name ILIKE ANY ($3)), count(*) FILTER (WHERE key_prefix ILIKE ANY ($3)),
-       count(*) FILTER (WHERE key_hash ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(name) LIKE ANY ($3)), count(*) FILTER (WHERE lower(key_prefix) LIKE ANY ($3)),
+       count(*) FILTER (WHERE lower(key_hash) LIKE ANY ($3))
   FROM app.api_keys
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND user_id <> $1;
-SELECT count(*) FILTER (WHERE body ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(body) LIKE ANY ($3))
   FROM app.comments
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND author_id <> $1;
-SELECT count(*) FILTER (WHERE filename ILIKE ANY ($3)), count(*) FILTER (WHERE content_type ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(filename) LIKE ANY ($3)), count(*) FILTER (WHERE lower(content_type) LIKE ANY ($3))
   FROM app.files
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND uploaded_by <> $1;
-SELECT count(*) FILTER (WHERE role ILIKE ANY ($3)), count(*) FILTER (WHERE token_hash ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(role) LIKE ANY ($3)), count(*) FILTER (WHERE lower(token_hash) LIKE ANY ($3))
   FROM app.invites
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND invited_by <> $1;
-SELECT count(*) FILTER (WHERE number ILIKE ANY ($3)), count(*) FILTER (WHERE currency ILIKE ANY ($3)),
-       count(*) FILTER (WHERE billing_name ILIKE ANY ($3)), count(*) FILTER (WHERE billing_address ILIKE ANY ($3)),
-       count(*) FILTER (WHERE status ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(number) LIKE ANY ($3)), count(*) FILTER (WHERE lower(currency) LIKE ANY ($3)),
+       count(*) FILTER (WHERE lower(billing_name) LIKE ANY ($3)), count(*) FILTER (WHERE lower(billing_address) LIKE ANY ($3)),
+       count(*) FILTER (WHERE lower(status) LIKE ANY ($3))
   FROM app.invoices
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND billed_user_id <> $1;
-SELECT count(*) FILTER (WHERE currency ILIKE ANY ($3)), count(*) FILTER (WHERE method ILIKE ANY ($3)),
-       count(*) FILTER (WHERE card_last4 ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(currency) LIKE ANY ($3)), count(*) FILTER (WHERE lower(method) LIKE ANY ($3)),
+       count(*) FILTER (WHERE lower(card_last4) LIKE ANY ($3))
   FROM app.payments
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND user_id <> $1;
-SELECT count(*) FILTER (WHERE title ILIKE ANY ($3)), count(*) FILTER (WHERE body ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(title) LIKE ANY ($3)), count(*) FILTER (WHERE lower(body) LIKE ANY ($3))
   FROM app.posts
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND author_id <> $1;
-SELECT count(*) FILTER (WHERE subject ILIKE ANY ($3)), count(*) FILTER (WHERE status ILIKE ANY ($3))
+SELECT count(*) FILTER (WHERE lower(subject) LIKE ANY ($3)), count(*) FILTER (WHERE lower(status) LIKE ANY ($3))
   FROM app.support_tickets
  WHERE workspace_id IN (SELECT workspace_id FROM app.memberships WHERE user_id = $1)
    AND requester_id <> $1;
@@ -127,33 +127,33 @@ DELETE FROM app.user_settings WHERE user_id = $1;
 -- columns the engine searches; the benchmark's user has no such text, so
 -- these find no rows.
 UPDATE app.activity_log
-   SET action = CASE WHEN action ILIKE ANY ($3) THEN regexp_replace(action, r.re, '[redacted]', 'gi') ELSE action END,
-       target = CASE WHEN target ILIKE ANY ($3) THEN regexp_replace(target, r.re, '[redacted]', 'gi') ELSE target END
+   SET action = CASE WHEN lower(action) LIKE ANY ($3) THEN regexp_replace(action, r.re, '[redacted]', 'gi') ELSE action END,
+       target = CASE WHEN lower(target) LIKE ANY ($3) THEN regexp_replace(target, r.re, '[redacted]', 'gi') ELSE target END
   FROM (SELECT '(?<![[:alnum:]])(' || string_agg(regexp_replace(i, '([^[:alnum:][:space:]])', '\\\1', 'g'), '|')
                || ')(?![[:alnum:]])' AS re
           FROM unnest($2::text[]) AS i) r
- WHERE actor_id = $1 AND (action ILIKE ANY ($3) OR target ILIKE ANY ($3));
+ WHERE actor_id = $1 AND (lower(action) LIKE ANY ($3) OR lower(target) LIKE ANY ($3));
 UPDATE app.activity_log SET ip = NULL WHERE actor_id = $1;
 UPDATE app.comments
    SET body = regexp_replace(body, r.re, '[redacted]', 'gi')
   FROM (SELECT '(?<![[:alnum:]])(' || string_agg(regexp_replace(i, '([^[:alnum:][:space:]])', '\\\1', 'g'), '|')
                || ')(?![[:alnum:]])' AS re
           FROM unnest($2::text[]) AS i) r
- WHERE author_id = $1 AND body ILIKE ANY ($3);
+ WHERE author_id = $1 AND lower(body) LIKE ANY ($3);
 UPDATE app.posts
-   SET title = CASE WHEN title ILIKE ANY ($3) THEN regexp_replace(title, r.re, '[redacted]', 'gi') ELSE title END,
-       body = CASE WHEN body ILIKE ANY ($3) THEN regexp_replace(body, r.re, '[redacted]', 'gi') ELSE body END
+   SET title = CASE WHEN lower(title) LIKE ANY ($3) THEN regexp_replace(title, r.re, '[redacted]', 'gi') ELSE title END,
+       body = CASE WHEN lower(body) LIKE ANY ($3) THEN regexp_replace(body, r.re, '[redacted]', 'gi') ELSE body END
   FROM (SELECT '(?<![[:alnum:]])(' || string_agg(regexp_replace(i, '([^[:alnum:][:space:]])', '\\\1', 'g'), '|')
                || ')(?![[:alnum:]])' AS re
           FROM unnest($2::text[]) AS i) r
- WHERE author_id = $1 AND (title ILIKE ANY ($3) OR body ILIKE ANY ($3));
+ WHERE author_id = $1 AND (lower(title) LIKE ANY ($3) OR lower(body) LIKE ANY ($3));
 UPDATE app.support_tickets
-   SET subject = CASE WHEN subject ILIKE ANY ($3) THEN regexp_replace(subject, r.re, '[redacted]', 'gi') ELSE subject END,
-       status = CASE WHEN status ILIKE ANY ($3) THEN regexp_replace(status, r.re, '[redacted]', 'gi') ELSE status END
+   SET subject = CASE WHEN lower(subject) LIKE ANY ($3) THEN regexp_replace(subject, r.re, '[redacted]', 'gi') ELSE subject END,
+       status = CASE WHEN lower(status) LIKE ANY ($3) THEN regexp_replace(status, r.re, '[redacted]', 'gi') ELSE status END
   FROM (SELECT '(?<![[:alnum:]])(' || string_agg(regexp_replace(i, '([^[:alnum:][:space:]])', '\\\1', 'g'), '|')
                || ')(?![[:alnum:]])' AS re
           FROM unnest($2::text[]) AS i) r
- WHERE requester_id = $1 AND (subject ILIKE ANY ($3) OR status ILIKE ANY ($3));
+ WHERE requester_id = $1 AND (lower(subject) LIKE ANY ($3) OR lower(status) LIKE ANY ($3));
 
 -- Anonymized in place by their column rules.
 UPDATE app.support_tickets
@@ -173,7 +173,7 @@ UPDATE app.users
   FROM (SELECT '(?<![[:alnum:]])(' || string_agg(regexp_replace(i, '([^[:alnum:][:space:]])', '\\\1', 'g'), '|')
                || ')(?![[:alnum:]])' AS re
           FROM unnest($2::text[]) AS i) r
- WHERE id = $1 AND locale ILIKE ANY ($3);
+ WHERE id = $1 AND lower(locale) LIKE ANY ($3);
 UPDATE app.users
    SET name = 'Deleted User',
        email = 'deleted-' || $1 || '@deleted.local',

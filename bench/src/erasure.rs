@@ -1018,7 +1018,7 @@ impl<'a> Session<'a> {
                     .await
                     .map_err(|e| anyhow!("SET LOCAL plan_cache_mode: {}", describe(&e)))?;
                 // The first statement looks up the user's identifiers and
-                // their ILIKE patterns: $2 and $3 of the others.
+                // their lower-cased LIKE patterns: $2 and $3 of the others.
                 let mut identifiers: Vec<String> = Vec::new();
                 let mut patterns: Vec<String> = Vec::new();
                 let t0 = Instant::now();

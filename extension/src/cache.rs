@@ -473,7 +473,8 @@ pub const SCOPE_COLUMNS_SQL: &str = "\
 fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
     Spi::connect(|client| {
         // The nearest registered relation among relid and its ancestors.
-        let registered = crate::spi::first::<pg_sys::Oid>(client.select(
+        let registered = crate::spi::first::<pg_sys::Oid>(crate::spi::select(
+            client,
             REGISTERED_ROOT_SQL,
             None,
             &[relid.into()],
@@ -481,7 +482,8 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
         let Some(registered) = registered else {
             return Ok(None);
         };
-        let name = crate::spi::first::<String>(client.select(
+        let name = crate::spi::first::<String>(crate::spi::select(
+            client,
             "SELECT $1::regclass::text",
             None,
             &[relid.into()],
@@ -489,7 +491,7 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
         .unwrap_or_default();
         let mut scopes = Vec::new();
         let mut found = Vec::new();
-        for row in client.select(SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
+        for row in crate::spi::select(client, SCOPE_COLUMNS_SQL, None, &[registered.into()])? {
             found.push((
                 row.get::<String>(1)?.unwrap_or_default(),
                 row.get::<String>(2)?.unwrap_or_default(),
@@ -516,7 +518,8 @@ fn load_table_guard(relid: pg_sys::Oid) -> LcResult<Option<TableGuard>> {
             });
         }
         let tenant = scopes.iter().find(|s| s.scope_type == "tenant").cloned();
-        let soft_delete_column = crate::spi::first::<String>(client.select(
+        let soft_delete_column = crate::spi::first::<String>(crate::spi::select(
+            client,
             "SELECT soft_delete_column::text FROM lifecycle.tables WHERE relation = $1::regclass",
             None,
             &[registered.into()],
@@ -663,7 +666,8 @@ pub fn scope_types() -> LcResult<Vec<String>> {
     privilege::as_extension_owner(|| {
         Spi::connect(|client| {
             let mut out = Vec::new();
-            for row in client.select(
+            for row in crate::spi::select(
+                client,
                 "SELECT DISTINCT scope_type FROM lifecycle.scope_columns ORDER BY 1",
                 None,
                 &[],
@@ -680,7 +684,8 @@ pub fn relations_with_scope(scope_type: &str) -> LcResult<Vec<String>> {
     privilege::as_extension_owner(|| {
         Spi::connect(|client| {
             let mut out = Vec::new();
-            for row in client.select(
+            for row in crate::spi::select(
+                client,
                 "SELECT relation::text FROM lifecycle.scope_columns WHERE scope_type = $1 \
                   GROUP BY relation ORDER BY relation::oid",
                 None,
@@ -698,7 +703,7 @@ pub fn scope_columns(relid: pg_sys::Oid) -> LcResult<Vec<(String, String)>> {
     privilege::as_extension_owner(|| {
         Spi::connect(|client| {
             let mut out = Vec::new();
-            for row in client.select(SCOPE_COLUMNS_SQL, None, &[relid.into()])? {
+            for row in crate::spi::select(client, SCOPE_COLUMNS_SQL, None, &[relid.into()])? {
                 out.push((
                     row.get::<String>(1)?.unwrap_or_default(),
                     row.get::<String>(2)?.unwrap_or_default(),
@@ -713,7 +718,8 @@ pub fn scope_columns(relid: pg_sys::Oid) -> LcResult<Vec<(String, String)>> {
 pub fn partitions(relid: pg_sys::Oid) -> LcResult<Vec<(pg_sys::Oid, String)>> {
     Spi::connect(|client| {
         let mut out = Vec::new();
-        for row in client.select(
+        for row in crate::spi::select(
+            client,
             "SELECT p.relid, p.relid::pg_catalog.regclass::text \
                FROM pg_catalog.pg_partition_tree($1::pg_catalog.regclass) p \
               ORDER BY p.level, p.relid",

@@ -183,7 +183,7 @@ fn scope_id(scope_type: &str, id: &str) -> LcResult<ScopeId> {
     let columns: Vec<(String, pg_sys::Oid)> = privilege::as_extension_owner(|| {
         Spi::connect(|client| {
             let mut out = Vec::new();
-            for row in client.select(
+            for row in crate::spi::select(client,
                 "SELECT k.relation::text OPERATOR(pg_catalog.||) '.' OPERATOR(pg_catalog.||) \
                         pg_catalog.quote_ident(k.column_name), a.atttypid \
                    FROM (SELECT relation, id_column AS column_name, 0 AS rank \

@@ -1,11 +1,86 @@
 //! Small helpers over pgrx's SPI: single-value queries where "no row" is an
-//! answer (`None`), not an error.
+//! answer (`None`), not an error, and the backend's kept plans.
+//!
+//! Every statement the helpers run is prepared once per backend and kept
+//! (`SPI_keepplan`), keyed by its text and argument types: an erasure runs
+//! about a hundred statements, and parsing and planning each of them on
+//! every call cost more than a small erasure's own work. PostgreSQL's plan
+//! cache keeps kept plans valid: a change to a table, an index or a
+//! function they use, or a different `search_path` at execution, makes it
+//! analyse and plan the statement again; privileges are checked at every
+//! execution, as the role running it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 
 use pgrx::datum::DatumWithOid;
 use pgrx::prelude::*;
-use pgrx::spi::{SpiError, SpiTupleTable};
+use pgrx::spi::{OwnedPreparedStatement, SpiClient, SpiError, SpiResult, SpiTupleTable};
 
 use crate::error::LcResult;
+
+/// Kept plans at most; the cache starts again empty when full (statement
+/// texts come from the data map, so a backend normally needs far fewer).
+const MAX_PLANS: usize = 1024;
+
+type PlanKey = (String, Vec<u32>);
+
+thread_local! {
+    static PLANS: RefCell<HashMap<PlanKey, Rc<OwnedPreparedStatement>>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The kept plan of `sql` for arguments of the types of `args`.
+fn plan(
+    client: &SpiClient<'_>,
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+) -> SpiResult<Rc<OwnedPreparedStatement>> {
+    let key: PlanKey = (
+        sql.to_string(),
+        args.iter().map(|a| a.oid().to_u32()).collect(),
+    );
+    if let Some(p) = PLANS.with(|p| p.borrow().get(&key).cloned()) {
+        return Ok(p);
+    }
+    let types: Vec<PgOid> = args.iter().map(|a| PgOid::from(a.oid())).collect();
+    // Prepared as a statement that may write: executed read-write, so each
+    // statement sees what the ones before it did.
+    let kept = Rc::new(client.prepare_mut(sql, &types)?.keep());
+    PLANS.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() >= MAX_PLANS {
+            p.clear();
+        }
+        p.insert(key, Rc::clone(&kept));
+    });
+    Ok(kept)
+}
+
+/// Run the query `sql` through its kept plan; `limit` rows at most
+/// (`None`: all).
+pub fn select<'conn>(
+    client: &SpiClient<'conn>,
+    sql: &str,
+    limit: Option<i64>,
+    args: &[DatumWithOid<'_>],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    let kept = plan(client, sql, args)?;
+    client.select(&*kept, limit.map(|l| l as _), args)
+}
+
+/// Run `sql`, which may write, through its kept plan (pgrx then knows the
+/// transaction has written, for the statements it runs itself).
+pub fn write<'conn>(
+    client: &mut SpiClient<'conn>,
+    sql: &str,
+    limit: Option<i64>,
+    args: &[DatumWithOid<'_>],
+) -> SpiResult<SpiTupleTable<'conn>> {
+    let kept = plan(client, sql, args)?;
+    client.update(&*kept, limit.map(|l| l as _), args)
+}
 
 thread_local! {
     /// The statement a helper below is running; left set when it fails, so
@@ -36,7 +111,7 @@ fn none_if_empty<T>(r: Result<Option<T>, SpiError>) -> LcResult<Option<T>> {
 /// First column of the first row, or `None` when there is no row or it is NULL.
 pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<T>> {
     running(sql, || {
-        none_if_empty(Spi::get_one_with_args::<T>(sql, args))
+        Spi::connect(|client| first::<T>(select(client, sql, Some(1), args)?))
     })
 }
 
@@ -45,11 +120,17 @@ pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
     sql: &str,
     args: &[DatumWithOid<'_>],
 ) -> LcResult<(Option<A>, Option<B>)> {
-    match Spi::get_two_with_args::<A, B>(sql, args) {
-        Ok(v) => Ok(v),
-        Err(SpiError::InvalidPosition) => Ok((None, None)),
-        Err(e) => Err(e.into()),
-    }
+    Spi::connect(|client| {
+        let t = select(client, sql, Some(1), args)?;
+        if t.is_empty() {
+            return Ok((None, None));
+        }
+        match t.first().get_two::<A, B>() {
+            Ok(v) => Ok(v),
+            Err(SpiError::InvalidPosition) => Ok((None, None)),
+            Err(e) => Err(e.into()),
+        }
+    })
 }
 
 /// First column of the first row of a tuple table already fetched.
@@ -63,7 +144,7 @@ pub fn first<T: FromDatum + IntoDatum>(table: SpiTupleTable<'_>) -> LcResult<Opt
 /// Run a statement that writes; returns the number of rows it processed.
 pub fn exec(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<u64> {
     running(sql, || {
-        Spi::connect_mut(|client| Ok(client.update(sql, None, args)?.len() as u64))
+        Spi::connect_mut(|client| Ok(write(client, sql, None, args)?.len() as u64))
     })
 }
 
@@ -75,7 +156,7 @@ pub fn json(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<serde_json:
 
 fn json_inner(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<serde_json::Value>> {
     Spi::connect_mut(|client| {
-        let t = client.update(sql, Some(1), args)?;
+        let t = write(client, sql, Some(1), args)?;
         if t.is_empty() {
             return Ok(None);
         }
@@ -91,7 +172,7 @@ pub fn json_rows(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Vec<serde_jso
 fn json_rows_inner(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Vec<serde_json::Value>> {
     Spi::connect_mut(|client| {
         let mut out = Vec::new();
-        for row in client.update(sql, None, args)? {
+        for row in write(client, sql, None, args)? {
             if let Some(j) = row.get::<pgrx::JsonB>(1)? {
                 out.push(j.0);
             }

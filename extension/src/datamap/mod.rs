@@ -413,7 +413,8 @@ pub fn forget(relid: pg_sys::Oid) -> LcResult<()> {
 pub fn partition_tree(relid: pg_sys::Oid) -> LcResult<Vec<String>> {
     Spi::connect(|client| {
         let mut out = Vec::new();
-        for row in client.select(
+        for row in crate::spi::select(
+            client,
             "SELECT relid::regclass::text FROM pg_catalog.pg_partition_tree($1::regclass) \
               ORDER BY level, relid",
             None,
