@@ -1,21 +1,46 @@
-//! Runtime configuration, parsed from command-line flags and environment
-//! variables.
+//! Runtime configuration of `lifecycled serve`, parsed from command-line
+//! flags and `LIFECYCLE_*` environment variables (every flag has one, so a
+//! container is configured without a command line).
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, ValueEnum};
 
 /// Default PostgreSQL connection URL (the local demo database).
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://lifecycle_admin:lifecycle@127.0.0.1:5432/lifecycle_demo";
+/// Name of the database given by `--database-url` (when no `--database` is).
+pub const DEFAULT_DATABASE_NAME: &str = "default";
 /// Default HTTP listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
-/// Default maximum number of pooled database connections.
+/// Default maximum number of pooled connections per database.
 pub const DEFAULT_DB_POOL_SIZE: usize = 16;
 /// Default timeout, in seconds, for connecting to / waiting on the database.
 pub const DEFAULT_DB_TIMEOUT_SECS: u64 = 5;
+/// Default largest accepted request body (JSON bodies of this API are small).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a handler may take before the request answers 503.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default sustained requests per second allowed to one token.
+pub const DEFAULT_RATE_LIMIT_PER_SECOND: u32 = 50;
+/// Default burst of requests one token may send at once.
+pub const DEFAULT_RATE_LIMIT_BURST: u32 = 100;
+/// Default clock leeway accepted on a subject token's `exp`.
+pub const DEFAULT_SUBJECT_TOKEN_LEEWAY_SECS: u64 = 30;
+/// Largest accepted clock leeway: a token must not outlive its `exp` by more.
+pub const MAX_SUBJECT_TOKEN_LEEWAY_SECS: u64 = 60;
+/// Shortest accepted subject-token secret: HS256 with a key shorter than the
+/// hash output (32 bytes) is weaker than the algorithm promises.
+pub const MIN_SUBJECT_TOKEN_SECRET_BYTES: usize = 32;
+/// Default number of jobs one worker runs at the same time.
+pub const DEFAULT_WORKER_CONCURRENCY: usize = 2;
+/// Default seconds between two polls of the worker when no notification came.
+pub const DEFAULT_WORKER_POLL_SECS: u64 = 5;
+/// Default lease of a claimed job, in seconds (renewed while it runs).
+pub const DEFAULT_WORKER_LEASE_SECS: u64 = 60;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -27,18 +52,138 @@ pub enum LogFormat {
     Json,
 }
 
-/// `lifecycled` configuration.
-#[derive(Clone, PartialEq, Eq, Parser)]
-#[command(
-    name = "lifecycled",
-    version,
-    about = "Control plane for the lifecycle PostgreSQL extension"
-)]
-pub struct Config {
-    /// PostgreSQL connection URL of the database where the `lifecycle`
-    /// extension is installed.
+/// One `--database name=URL`: a database the control plane serves, under
+/// the name the API addresses it by.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseSpec {
+    pub name: String,
+    pub url: String,
+}
+
+impl DatabaseSpec {
+    /// The URL with any password replaced by `***`, safe to log.
+    pub fn redacted_url(&self) -> String {
+        redact_url_password(&self.url)
+    }
+}
+
+impl fmt::Debug for DatabaseSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.redacted_url())
+    }
+}
+
+/// A database name is part of URLs and of cursors: short, lower case, no
+/// punctuation that would need escaping.
+pub fn validate_database_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid database name {name:?}: use 1 to 63 characters among a-z, 0-9, _ and -"
+        ))
+    }
+}
+
+impl FromStr for DatabaseSpec {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        let (name, url) = value
+            .split_once('=')
+            .ok_or_else(|| "expected NAME=URL".to_owned())?;
+        validate_database_name(name)?;
+        if url.is_empty() {
+            return Err(format!("database {name:?} has an empty URL"));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// Where the control plane's databases are. Shared by `serve` and the
+/// `token` commands (tokens live in the primary database).
+#[derive(Clone, PartialEq, Eq, Args)]
+pub struct DatabaseArgs {
+    /// A database to serve, as NAME=URL; repeat for several. The first is the
+    /// primary: the control plane's own tables (admin tokens) live there.
+    /// Several in LIFECYCLE_DATABASES are separated by `;`.
+    #[arg(
+        long = "database",
+        value_name = "NAME=URL",
+        env = "LIFECYCLE_DATABASES",
+        value_delimiter = ';',
+        hide_env_values = true
+    )]
+    pub databases: Vec<DatabaseSpec>,
+
+    /// The database to serve when no --database is given, named `default`.
     #[arg(long, env = "LIFECYCLE_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: String,
+
+    /// Maximum number of pooled connections per database.
+    #[arg(long, env = "LIFECYCLE_DB_POOL_SIZE", default_value_t = DEFAULT_DB_POOL_SIZE)]
+    pub db_pool_size: usize,
+
+    /// Seconds to wait when connecting to a database or for a free pooled
+    /// connection before the request fails with 503.
+    #[arg(long, env = "LIFECYCLE_DB_TIMEOUT_SECS", default_value_t = DEFAULT_DB_TIMEOUT_SECS)]
+    pub db_timeout_secs: u64,
+}
+
+impl Default for DatabaseArgs {
+    fn default() -> Self {
+        Self {
+            databases: Vec::new(),
+            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            db_pool_size: DEFAULT_DB_POOL_SIZE,
+            db_timeout_secs: DEFAULT_DB_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl DatabaseArgs {
+    /// The configured databases in order: the `--database` list, or the
+    /// single `--database-url` named `default`.
+    pub fn specs(&self) -> Vec<DatabaseSpec> {
+        if self.databases.is_empty() {
+            vec![DatabaseSpec {
+                name: DEFAULT_DATABASE_NAME.to_owned(),
+                url: self.database_url.clone(),
+            }]
+        } else {
+            self.databases.clone()
+        }
+    }
+
+    /// Database connect / pool wait timeout.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.db_timeout_secs)
+    }
+}
+
+impl fmt::Debug for DatabaseArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field("databases", &self.specs())
+            .field("db_pool_size", &self.db_pool_size)
+            .field("db_timeout_secs", &self.db_timeout_secs)
+            .finish()
+    }
+}
+
+/// `lifecycled serve` configuration.
+#[derive(Clone, PartialEq, Eq, Args)]
+pub struct Config {
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 
     /// Address the HTTP server listens on.
     #[arg(long, env = "LIFECYCLE_LISTEN", default_value = DEFAULT_LISTEN)]
@@ -48,26 +193,85 @@ pub struct Config {
     #[arg(long, env = "LIFECYCLE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// Maximum number of pooled database connections.
-    #[arg(long, env = "LIFECYCLE_DB_POOL_SIZE", default_value_t = DEFAULT_DB_POOL_SIZE)]
-    pub db_pool_size: usize,
+    /// Shared secret of the subject tokens (HS256 JWTs signed by the host
+    /// application), at least 32 bytes. Without it every subject token is
+    /// refused.
+    #[arg(long, env = "LIFECYCLE_SUBJECT_TOKEN_SECRET", hide_env_values = true)]
+    pub subject_token_secret: Option<String>,
 
-    /// Seconds to wait when connecting to the database or waiting for a
-    /// free pooled connection before failing the request with 503.
-    #[arg(long, env = "LIFECYCLE_DB_TIMEOUT_SECS", default_value_t = DEFAULT_DB_TIMEOUT_SECS)]
-    pub db_timeout_secs: u64,
+    /// Clock leeway, in seconds, accepted on a subject token's `exp` (at most 60).
+    #[arg(
+        long,
+        env = "LIFECYCLE_SUBJECT_TOKEN_LEEWAY_SECS",
+        default_value_t = DEFAULT_SUBJECT_TOKEN_LEEWAY_SECS,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_SUBJECT_TOKEN_LEEWAY_SECS)
+    )]
+    pub subject_token_leeway_secs: u64,
+
+    /// Take the client address from the last entry of `X-Forwarded-For`
+    /// (set this only behind exactly one trusted reverse proxy).
+    #[arg(long, env = "LIFECYCLE_TRUST_FORWARDED_FOR")]
+    pub trust_forwarded_for: bool,
+
+    /// Sustained requests per second allowed to one token; 0 disables the limit.
+    #[arg(long, env = "LIFECYCLE_RATE_LIMIT_PER_SECOND", default_value_t = DEFAULT_RATE_LIMIT_PER_SECOND)]
+    pub rate_limit_per_second: u32,
+
+    /// Requests one token may send in a burst above the sustained rate.
+    #[arg(long, env = "LIFECYCLE_RATE_LIMIT_BURST", default_value_t = DEFAULT_RATE_LIMIT_BURST)]
+    pub rate_limit_burst: u32,
+
+    /// Largest accepted request body, in bytes (413 above).
+    #[arg(long, env = "LIFECYCLE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    pub max_body_bytes: usize,
+
+    /// Seconds a request may take before it answers 503 (streamed bodies
+    /// such as the audit CSV are not cut once they started).
+    #[arg(long, env = "LIFECYCLE_REQUEST_TIMEOUT_SECS", default_value_t = DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_secs: u64,
+
+    /// Serve even when connected to a database as a superuser (for local
+    /// experiments only: the extension's grants then protect nothing).
+    #[arg(long, env = "LIFECYCLE_ALLOW_SUPERUSER")]
+    pub allow_superuser: bool,
+
+    /// Do not run the worker in this process (API-only replicas).
+    #[arg(long, env = "LIFECYCLE_NO_WORKER")]
+    pub no_worker: bool,
+
+    /// Jobs one worker runs at the same time.
+    #[arg(long, env = "LIFECYCLE_WORKER_CONCURRENCY", default_value_t = DEFAULT_WORKER_CONCURRENCY)]
+    pub worker_concurrency: usize,
+
+    /// Seconds between two polls for due jobs when no notification arrives.
+    #[arg(long, env = "LIFECYCLE_WORKER_POLL_SECS", default_value_t = DEFAULT_WORKER_POLL_SECS)]
+    pub worker_poll_secs: u64,
+
+    /// Seconds a claimed job stays leased to this worker (renewed while it runs).
+    #[arg(long, env = "LIFECYCLE_WORKER_LEASE_SECS", default_value_t = DEFAULT_WORKER_LEASE_SECS)]
+    pub worker_lease_secs: u64,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Self {
-            database_url: DEFAULT_DATABASE_URL.to_owned(),
+            db: DatabaseArgs::default(),
             listen: DEFAULT_LISTEN
                 .parse()
                 .expect("valid default listen address"),
             log_format: LogFormat::default(),
-            db_pool_size: DEFAULT_DB_POOL_SIZE,
-            db_timeout_secs: DEFAULT_DB_TIMEOUT_SECS,
+            subject_token_secret: None,
+            subject_token_leeway_secs: DEFAULT_SUBJECT_TOKEN_LEEWAY_SECS,
+            trust_forwarded_for: false,
+            rate_limit_per_second: DEFAULT_RATE_LIMIT_PER_SECOND,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_BURST,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
+            allow_superuser: false,
+            no_worker: false,
+            worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
+            worker_poll_secs: DEFAULT_WORKER_POLL_SECS,
+            worker_lease_secs: DEFAULT_WORKER_LEASE_SECS,
         }
     }
 }
@@ -75,38 +279,73 @@ impl Default for Config {
 impl Config {
     /// A configuration with default values for everything but the database URL.
     pub fn with_database_url(database_url: impl Into<String>) -> Self {
-        Self {
-            database_url: database_url.into(),
-            ..Self::default()
-        }
+        let mut config = Self::default();
+        config.db.database_url = database_url.into();
+        config
     }
 
     /// Database connect / pool wait timeout.
     pub fn db_timeout(&self) -> Duration {
-        Duration::from_secs(self.db_timeout_secs)
+        self.db.timeout()
     }
 
-    /// The database URL with any password replaced by `***`, safe to log.
-    pub fn redacted_database_url(&self) -> String {
-        redact_url_password(&self.database_url)
+    /// Time a request may take before it is answered with 503.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// Checks that clap cannot express: unique database names, a strong
+    /// enough subject-token secret.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let specs = self.db.specs();
+        for (i, spec) in specs.iter().enumerate() {
+            validate_database_name(&spec.name).map_err(anyhow::Error::msg)?;
+            if specs[..i].iter().any(|other| other.name == spec.name) {
+                anyhow::bail!("database {:?} is configured twice", spec.name);
+            }
+        }
+        if let Some(secret) = &self.subject_token_secret {
+            if secret.len() < MIN_SUBJECT_TOKEN_SECRET_BYTES {
+                anyhow::bail!(
+                    "the subject token secret must be at least {MIN_SUBJECT_TOKEN_SECRET_BYTES} bytes"
+                );
+            }
+        }
+        if self.subject_token_leeway_secs > MAX_SUBJECT_TOKEN_LEEWAY_SECS {
+            anyhow::bail!("the subject token leeway is at most {MAX_SUBJECT_TOKEN_LEEWAY_SECS} s");
+        }
+        Ok(())
     }
 }
 
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field("database_url", &self.redacted_database_url())
+            .field("db", &self.db)
             .field("listen", &self.listen)
             .field("log_format", &self.log_format)
-            .field("db_pool_size", &self.db_pool_size)
-            .field("db_timeout_secs", &self.db_timeout_secs)
+            .field(
+                "subject_token_secret",
+                &self.subject_token_secret.as_ref().map(|_| "***"),
+            )
+            .field("subject_token_leeway_secs", &self.subject_token_leeway_secs)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("rate_limit_per_second", &self.rate_limit_per_second)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("allow_superuser", &self.allow_superuser)
+            .field("no_worker", &self.no_worker)
+            .field("worker_concurrency", &self.worker_concurrency)
+            .field("worker_poll_secs", &self.worker_poll_secs)
+            .field("worker_lease_secs", &self.worker_lease_secs)
             .finish()
     }
 }
 
 /// Replace the password of a `scheme://user:password@host/...` URL, or the
 /// `password=...` entry of a `key=value` connection string, with `***`.
-fn redact_url_password(url: &str) -> String {
+pub fn redact_url_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url
             .split(' ')
@@ -142,11 +381,22 @@ fn redact_url_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Wrapper::try_parse_from(std::iter::once("lifecycled").chain(args.iter().copied()))
+            .map(|w| w.config)
+    }
 
     #[test]
     fn explicit_flags_are_parsed() {
-        let config = Config::try_parse_from([
-            "lifecycled",
+        let config = parse(&[
             "--database-url",
             "postgres://u:p@db:5433/x",
             "--listen",
@@ -159,28 +409,74 @@ mod tests {
             "2",
         ])
         .unwrap();
-        assert_eq!(config.database_url, "postgres://u:p@db:5433/x");
+        assert_eq!(config.db.database_url, "postgres://u:p@db:5433/x");
         assert_eq!(config.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(config.log_format, LogFormat::Json);
-        assert_eq!(config.db_pool_size, 4);
+        assert_eq!(config.db.db_pool_size, 4);
         assert_eq!(config.db_timeout(), Duration::from_secs(2));
+        let specs = config.db.specs();
+        assert_eq!(specs.len(), 1);
+        assert_eq!(specs[0].name, DEFAULT_DATABASE_NAME);
+    }
+
+    #[test]
+    fn several_databases_keep_their_order() {
+        let config = parse(&[
+            "--database",
+            "eu=postgres://a@h1/x",
+            "--database",
+            "us=postgres://a@h2/y",
+        ])
+        .unwrap();
+        let names: Vec<_> = config.db.specs().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["eu", "us"]);
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_database_specs_are_refused() {
+        assert!(parse(&["--database", "postgres://x"]).is_err());
+        assert!(parse(&["--database", "EU=postgres://x"]).is_err());
+        assert!(parse(&["--database", "eu="]).is_err());
+        let config = parse(&[
+            "--database",
+            "eu=postgres://a",
+            "--database",
+            "eu=postgres://b",
+        ])
+        .unwrap();
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn weak_secrets_and_large_leeway_are_refused() {
+        let mut config = Config {
+            subject_token_secret: Some("short".to_owned()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_err());
+        config.subject_token_secret = Some("x".repeat(MIN_SUBJECT_TOKEN_SECRET_BYTES));
+        config.validate().unwrap();
+        assert!(parse(&["--subject-token-leeway-secs", "61"]).is_err());
+        assert!(parse(&["--subject-token-leeway-secs", "60"]).is_ok());
     }
 
     #[test]
     fn invalid_log_format_is_rejected() {
-        assert!(Config::try_parse_from(["lifecycled", "--log-format", "xml"]).is_err());
+        assert!(parse(&["--log-format", "xml"]).is_err());
     }
 
     #[test]
     fn default_impl_matches_documented_defaults() {
         let config = Config::default();
-        assert_eq!(config.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(config.db.database_url, DEFAULT_DATABASE_URL);
         assert_eq!(config.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(parse(&[]).unwrap(), config);
     }
 
     #[test]
-    fn password_is_redacted() {
+    fn secrets_are_redacted() {
         assert_eq!(
             redact_url_password("postgres://lifecycle:secret@127.0.0.1:5432/db?sslmode=disable"),
             "postgres://lifecycle:***@127.0.0.1:5432/db?sslmode=disable"
@@ -193,7 +489,12 @@ mod tests {
             redact_url_password("host=localhost user=x password=y dbname=z"),
             "host=localhost user=x password=*** dbname=z"
         );
-        let debug = format!("{:?}", Config::default());
+        let config = Config {
+            subject_token_secret: Some("very-secret-value".to_owned()),
+            ..Config::default()
+        };
+        let debug = format!("{config:?}");
         assert!(!debug.contains("lifecycle_admin:lifecycle@"), "{debug}");
+        assert!(!debug.contains("very-secret-value"), "{debug}");
     }
 }

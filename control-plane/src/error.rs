@@ -7,19 +7,27 @@
 //! Both come from the product's error codes, [`lifecycle_core::Code`]
 //! (documented in `docs/sqlstates.md`). SQLSTATEs that are not there, and
 //! `XX000`, are treated as internal errors: the client only sees
-//! `"internal error"`, the full error is logged.
+//! `"internal error"`, the full error is logged with the request id (the
+//! log line is inside the request's span).
+//!
+//! Errors that axum or a middleware produce on their own (a malformed path
+//! or query, a wrong content type, a body too large, a timeout) get the same
+//! JSON shape: through the extractors of `api::extract`, and through
+//! [`json_errors`] for anything else.
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use deadpool_postgres::PoolError;
 use lifecycle_core::Code;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::error::DbError;
+use utoipa::ToSchema;
 
 /// Result type of every API handler.
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -32,6 +40,18 @@ pub const CODE_INTERNAL: &str = "internal";
 pub const CODE_DATABASE_UNAVAILABLE: &str = "database_unavailable";
 /// Message sent to clients for every error whose details are hidden.
 pub const INTERNAL_MESSAGE: &str = "internal error";
+/// Code of a request body larger than `--max-body-bytes` (413).
+pub const CODE_PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+/// Code of a body that is not `application/json` where JSON is expected (415).
+pub const CODE_UNSUPPORTED_MEDIA_TYPE: &str = "unsupported_media_type";
+/// Code of a body that is not valid JSON (400) or not the expected shape (422).
+pub const CODE_INVALID_REQUEST_BODY: &str = "invalid_request_body";
+/// Code of a malformed query string or path parameter (400).
+pub const CODE_INVALID_PARAMETER: &str = "invalid_parameter";
+/// Code of a request that took longer than `--request-timeout-secs` (503).
+pub const CODE_REQUEST_TIMEOUT: &str = "request_timeout";
+/// Seconds a client should wait after a 503 unless the error says otherwise.
+pub const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// How the control plane answers one SQLSTATE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,20 +101,26 @@ pub fn code_for_sqlstate(sqlstate: &str) -> &'static str {
 }
 
 /// JSON body of every error response: `{"error": {...}}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "held_row_modification", "message": "row is under legal hold", "sqlstate": "LC001"}}))]
 pub struct ErrorResponse {
     pub error: ErrorBody,
 }
 
 /// The `error` object of an error response. Absent fields are omitted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
+    /// Stable machine-readable name of the error (snake_case).
     pub code: String,
+    /// What went wrong, for a person (PostgreSQL's message for database refusals).
     pub message: String,
+    /// What blocked the request (a hold's id and reason, say).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// What to do about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// The SQLSTATE of a database refusal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sqlstate: Option<String>,
 }
@@ -115,6 +141,8 @@ struct Inner {
     sqlstate: Option<String>,
     /// Logged when the response is produced; never sent to the client.
     internal: Option<String>,
+    /// Extra response headers (`WWW-Authenticate`, `Retry-After`, ...).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -132,6 +160,7 @@ impl ApiError {
             hint: None,
             sqlstate: None,
             internal: None,
+            headers: Vec::new(),
         }))
     }
 
@@ -196,6 +225,7 @@ impl ApiError {
                 hint: db.hint().map(str::to_owned),
                 sqlstate: Some(sqlstate.to_owned()),
                 internal: None,
+                headers: Vec::new(),
             })),
             None => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -209,15 +239,43 @@ impl ApiError {
 
     /// Error for a failure to establish a database connection. Always 503,
     /// whatever the SQLSTATE (e.g. `3D000` for a database that does not
-    /// exist, `28P01` for bad credentials).
+    /// exist, `28P01` for bad credentials). The server's own message names
+    /// databases and roles: it is logged, never sent.
     pub fn from_connect_error(err: &tokio_postgres::Error) -> Self {
-        let mut api = Self::database_unavailable("could not connect to the database")
-            .with_internal(error_chain(err));
-        if let Some(db) = err.as_db_error() {
-            api.0.detail = Some(db.message().to_owned());
-            api.0.sqlstate = Some(db.code().code().to_owned());
-        }
-        api
+        Self::database_unavailable("could not connect to the database")
+            .with_internal(error_chain(err))
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            CODE_PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {limit} bytes"),
+        )
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            CODE_UNSUPPORTED_MEDIA_TYPE,
+            "expected a request body with Content-Type: application/json",
+        )
+    }
+
+    /// Add a response header.
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.0.headers.retain(|(n, _)| *n != name);
+        self.0.headers.push((name, value));
+        self
+    }
+
+    /// Tell the client when to try again (`Retry-After`, whole seconds,
+    /// rounded up, at least 1).
+    pub fn with_retry_after(self, wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.with_header(header::RETRY_AFTER, HeaderValue::from(secs.max(1)))
     }
 
     /// Replace the machine code.
@@ -272,6 +330,14 @@ impl ApiError {
 
     pub fn sqlstate(&self) -> Option<&str> {
         self.0.sqlstate.as_deref()
+    }
+
+    /// The value of a response header this error adds.
+    pub fn header(&self, name: &HeaderName) -> Option<&HeaderValue> {
+        self.0
+            .headers
+            .iter()
+            .find_map(|(n, v)| (n == name).then_some(v))
     }
 
     /// The JSON body this error renders as.
@@ -377,10 +443,15 @@ impl IntoResponse for ApiError {
         }
 
         let mut response = (status, Json(self.to_body())).into_response();
+        let headers = response.headers_mut();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(DEFAULT_RETRY_AFTER_SECS),
+            );
+        }
+        for (name, value) in &self.0.headers {
+            headers.insert(name.clone(), value.clone());
         }
         response
     }
@@ -419,12 +490,83 @@ impl From<PoolError> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
+        let status = rejection.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => CODE_PAYLOAD_TOO_LARGE,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => CODE_UNSUPPORTED_MEDIA_TYPE,
+            _ => CODE_INVALID_REQUEST_BODY,
+        };
+        Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
         Self::new(
-            rejection.status(),
-            "invalid_request_body",
+            StatusCode::BAD_REQUEST,
+            CODE_INVALID_PARAMETER,
             rejection.body_text(),
         )
     }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        // A path that does not parse names no resource: 404 would hide the
+        // mistake, so it is a 400 like a bad query parameter.
+        if rejection.status().is_server_error() {
+            return Self::internal(rejection.body_text());
+        }
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            CODE_INVALID_PARAMETER,
+            rejection.body_text(),
+        )
+    }
+}
+
+/// Largest body of a non-JSON error response that [`json_errors`] reads to
+/// use as the message.
+const MAX_PLAIN_ERROR_BYTES: usize = 4096;
+
+/// Middleware: an error response that is not JSON (from axum itself, a
+/// tower layer or a library) is rewritten into the API's error shape, so
+/// that every error a client can see is `{"error": {...}}` as the OpenAPI
+/// document says. A 5xx keeps nothing of the original body.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let code = status
+        .canonical_reason()
+        .unwrap_or("error")
+        .to_ascii_lowercase()
+        .replace([' ', '-'], "_");
+    let error = if status.is_server_error() {
+        ApiError::new(status, code, INTERNAL_MESSAGE).with_internal("non-JSON error response")
+    } else {
+        let text = axum::body::to_bytes(body, MAX_PLAIN_ERROR_BYTES)
+            .await
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_owned());
+        ApiError::new(status, code, text)
+    };
+    let mut rewritten = error.into_response();
+    for name in [header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::ALLOW] {
+        if let Some(value) = parts.headers.get(&name) {
+            rewritten.headers_mut().insert(name, value.clone());
+        }
+    }
+    rewritten
 }
 
 impl From<anyhow::Error> for ApiError {
@@ -599,5 +741,33 @@ mod tests {
         let response = ApiError::database_unavailable("down").into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let response = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "slow down")
+            .with_retry_after(Duration::from_millis(2100))
+            .into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[tokio::test]
+    async fn plain_error_responses_become_json() {
+        let plain = (StatusCode::UNPROCESSABLE_ENTITY, "Failed to parse").into_response();
+        let response = json_errors(plain).await;
+        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let body: ErrorResponse = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(body.error.code, "unprocessable_entity");
+        assert_eq!(body.error.message, "Failed to parse");
+
+        let plain = (StatusCode::BAD_GATEWAY, "upstream secret").into_response();
+        let response = json_errors(plain).await;
+        let bytes = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("secret"));
+
+        let ok = (StatusCode::OK, "fine").into_response();
+        assert_eq!(json_errors(ok).await.status(), StatusCode::OK);
     }
 }

@@ -1,26 +1,35 @@
 //! `lifecycled`: the control plane of the `lifecycle` PostgreSQL extension.
 //!
-//! The binary (`src/main.rs`) only parses the configuration, installs
-//! logging and calls [`run`]. Everything else lives here so that tests can
-//! build the exact same router with [`build_router`].
+//! The binary (`src/main.rs`) only parses the command line, installs
+//! logging and calls [`run`] or a CLI command. Everything else lives here so
+//! that tests build the exact same router with [`build_router`].
 
 use std::any::Any;
 use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::HeaderName;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
+pub mod api;
+pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod routes;
+pub mod metrics;
+pub mod setup;
 pub mod state;
 pub mod telemetry;
 
@@ -32,11 +41,16 @@ pub use state::AppState;
 /// not send one, and echoed in the response.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The complete HTTP application: routes plus middleware (request ids,
-/// request tracing, panic-to-500 conversion).
+/// How often the metrics registry is tidied between scrapes.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
+/// The complete HTTP application: routes, `/openapi.json`, and the
+/// middleware (outermost first): request ids, request tracing, metrics,
+/// compression, JSON error bodies, panic-to-500, request timeout, body
+/// size limit.
 pub fn build_router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
-    let middleware = ServiceBuilder::new()
+    let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
         .layer(
             TraceLayer::new_for_http()
@@ -45,10 +59,23 @@ pub fn build_router(state: AppState) -> Router {
                 .on_response(telemetry::LogResponse)
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::new(request_id))
-        .layer(CatchPanicLayer::custom(panic_response));
+        .layer(PropagateRequestIdLayer::new(request_id));
 
-    routes::router().layer(middleware).with_state(state)
+    // Make sure the registry exists before the first request is counted.
+    metrics::handle();
+    // Each `layer` wraps the ones before it: the last is the outermost.
+    api::router_with_document()
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::map_response(error::json_errors))
+        .layer(CompressionLayer::new())
+        .layer(middleware::from_fn(metrics::track_http))
+        .layer(outer)
+        .with_state(state)
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
@@ -60,16 +87,68 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format!("handler panicked: {message}")).into_response()
 }
 
+/// Answer 503 `request_timeout` when a handler takes longer than
+/// `--request-timeout-secs`; a streamed body that has started is not cut.
+async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.config.request_timeout();
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::service_unavailable(
+            error::CODE_REQUEST_TIMEOUT,
+            format!("the request took longer than {} s", limit.as_secs()),
+        )
+        .into_response(),
+    }
+}
+
 /// Serve `router` on `listener` until `shutdown` completes, then finish the
-/// in-flight requests and return.
+/// in-flight requests and return. Handlers see the peer address through
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}
+
+/// Refuse to serve as a superuser: the extension's grants would protect
+/// nothing, and one leaked admin token could do anything a DBA can. Checked
+/// in every database that answers at startup (one that is down is checked
+/// by `/readyz` once it is up).
+async fn check_roles(state: &AppState) -> anyhow::Result<()> {
+    for db in state.dbs.iter() {
+        let client = match db.client().await {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(database = %db.name, error = %err, "database not reachable at startup; /readyz reports 503 until it is");
+                continue;
+            }
+        };
+        let row = client
+            .query_one(
+                "SELECT current_user::text, rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await?;
+        let (user, superuser): (String, bool) = (row.get(0), row.get(1));
+        if superuser && !state.config.allow_superuser {
+            anyhow::bail!(
+                "database {:?}: connected as the superuser {user:?}; connect as the service role that `lifecycled setup` creates (or pass --allow-superuser for a local experiment)",
+                db.name
+            );
+        }
+        if superuser {
+            tracing::warn!(database = %db.name, user, "SERVING AS A SUPERUSER (--allow-superuser): the extension's grants protect nothing");
+        }
+        tracing::info!(database = %db.name, user, "database reachable");
+    }
+    Ok(())
 }
 
 /// Run the server described by `config` until SIGINT or SIGTERM.
@@ -80,17 +159,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         "starting lifecycled"
     );
     let state = AppState::new(config)?;
-
-    match state.pool.get().await {
-        Ok(_) => {
-            tracing::info!(database = %state.config.redacted_database_url(), "database reachable")
-        }
-        Err(err) => tracing::warn!(
-            database = %state.config.redacted_database_url(),
-            error = %ApiError::from(err),
-            "database not reachable at startup; /readyz will report 503 until it is"
-        ),
+    check_roles(&state).await?;
+    if state.config.subject_token_secret.is_none() {
+        tracing::warn!("no --subject-token-secret: every subject token is refused");
     }
+    tokio::spawn(metrics::upkeep(METRICS_UPKEEP));
 
     let listener = TcpListener::bind(state.config.listen)
         .await
@@ -101,7 +174,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("HTTP server failed")?;
 
-    state.pool.close();
+    state.dbs.close();
     tracing::info!("shut down");
     Ok(())
 }

@@ -2,42 +2,36 @@
 
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
-
+use crate::auth::Auth;
 use crate::config::Config;
-use crate::db;
+use crate::db::Databases;
 
 /// State shared by every request handler. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct AppState {
-    /// PostgreSQL connection pool.
-    pub pool: Pool,
+    /// The configured databases (the first is the primary).
+    pub dbs: Databases,
     /// Effective configuration.
     pub config: Arc<Config>,
+    /// Subject-token verification and the per-token rate limiter.
+    pub auth: Arc<Auth>,
 }
 
 impl AppState {
-    /// Build the state (and its connection pool) from a configuration.
-    /// Does not connect to the database.
+    /// Build the state (one pool per database) from a configuration. Does
+    /// not connect to any database.
     pub fn new(config: Config) -> anyhow::Result<Self> {
-        let pool = db::build_pool(&config)?;
-        Ok(Self::from_parts(pool, config))
+        config.validate()?;
+        let dbs = Databases::from_args(&config.db)?;
+        Ok(Self::from_parts(dbs, config))
     }
 
-    /// Assemble the state from an existing pool.
-    pub fn from_parts(pool: Pool, config: Config) -> Self {
+    /// Assemble the state from existing pools.
+    pub fn from_parts(dbs: Databases, config: Config) -> Self {
         Self {
-            pool,
+            dbs,
+            auth: Arc::new(Auth::new(&config)),
             config: Arc::new(config),
         }
-    }
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState")
-            .field("pool", &self.pool.status())
-            .field("config", &self.config)
-            .finish()
     }
 }

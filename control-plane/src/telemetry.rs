@@ -35,7 +35,8 @@ pub fn init_tracing(format: LogFormat) -> anyhow::Result<()> {
 }
 
 /// Creates the `http_request` span of each request, carrying the method,
-/// path, matched route and request id.
+/// path, matched route and request id: every log line of the request,
+/// including errors logged by `ApiError`, carries them.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RequestSpan;
 
@@ -49,12 +50,16 @@ impl<B> MakeSpan<B> for RequestSpan {
             .headers()
             .get(crate::REQUEST_ID_HEADER)
             .and_then(|value| value.to_str().ok());
+        // `principal` is filled in by the auth extractors: the admin token's
+        // id, or only "subject" (a subject id is personal data). No header
+        // is logged, `Authorization` least of all.
         tracing::info_span!(
             "http_request",
             method = %request.method(),
             path = %request.uri().path(),
             route,
             request_id,
+            principal = tracing::field::Empty,
         )
     }
 }

@@ -1,13 +1,18 @@
 //! `ApiError` built from errors raised by a real PostgreSQL server.
 
-mod common;
-
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use common::TestDatabase;
 use http_body_util::BodyExt;
+use lifecycle_tests::{Role, TestDb};
 use lifecycled::ApiError;
 use serde_json::json;
+
+fn state_of(db: &TestDb) -> lifecycled::AppState {
+    lifecycled::AppState::new(lifecycled::Config::with_database_url(
+        db.url_for(&Role::Superuser),
+    ))
+    .unwrap()
+}
 
 /// Run `sql` (expected to fail) and convert the error.
 async fn api_error_for(client: &tokio_postgres::Client, sql: &str) -> ApiError {
@@ -28,9 +33,9 @@ async fn render(err: ApiError) -> (StatusCode, serde_json::Value) {
 
 #[tokio::test]
 async fn unmapped_sqlstate_is_a_500_with_hidden_message() {
-    let db = TestDatabase::create().await;
-    let state = db.state();
-    let client = state.pool.get().await.expect("pooled connection");
+    let db = TestDb::create_empty("cp_errors").await.unwrap();
+    let state = state_of(&db);
+    let client = state.dbs.primary_client().await.expect("pooled connection");
 
     let err = api_error_for(&client, "SELECT 1/0").await;
     assert_eq!(err.sqlstate(), Some("22012"));
@@ -49,9 +54,9 @@ async fn unmapped_sqlstate_is_a_500_with_hidden_message() {
 
 #[tokio::test]
 async fn extension_sqlstate_keeps_message_detail_and_hint() {
-    let db = TestDatabase::create().await;
-    let state = db.state();
-    let client = state.pool.get().await.expect("pooled connection");
+    let db = TestDb::create_empty("cp_errors").await.unwrap();
+    let state = state_of(&db);
+    let client = state.dbs.primary_client().await.expect("pooled connection");
 
     let err = api_error_for(
         &client,
@@ -76,8 +81,8 @@ async fn extension_sqlstate_keeps_message_detail_and_hint() {
 
 #[tokio::test]
 async fn every_extension_sqlstate_round_trips_through_the_server() {
-    let db = TestDatabase::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create_empty("cp_errors").await.unwrap();
+    let client = db.connect_superuser().await.unwrap();
 
     for row in lifecycled::error::sqlstate_table() {
         let err = api_error_for(
@@ -98,8 +103,8 @@ async fn every_extension_sqlstate_round_trips_through_the_server() {
 
 #[tokio::test]
 async fn standard_errors_raised_by_real_statements() {
-    let db = TestDatabase::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create_empty("cp_errors").await.unwrap();
+    let client = db.connect_superuser().await.unwrap();
     client
         .batch_execute("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);")
         .await
@@ -137,8 +142,8 @@ async fn standard_errors_raised_by_real_statements() {
 
 #[tokio::test]
 async fn terminated_connection_is_a_503() {
-    let db = TestDatabase::create().await;
-    let client = db.connect().await;
+    let db = TestDb::create_empty("cp_errors").await.unwrap();
+    let client = db.connect_superuser().await.unwrap();
 
     // The server terminates its own backend: 57P01 on this statement, and
     // the connection is closed afterwards.

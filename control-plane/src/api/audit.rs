@@ -1,0 +1,10 @@
+//! The audit log: query as JSON or CSV, verify the chain (admin tokens).
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Routes of this module (under `/api/v1`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}

@@ -1,0 +1,10 @@
+//! What an erasure would delete, anonymize and keep (admin tokens).
+
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::state::AppState;
+
+/// Routes of this module (under `/api/v1`).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+}
