@@ -41,6 +41,8 @@ pub const JOB_FAILED: &str = "job.failed";
 pub const JOB_BLOCKED_BY_HOLD: &str = "job.blocked_by_hold";
 /// The last step of a job outside the database was confirmed.
 pub const JOB_EXTERNAL_STEPS_CONFIRMED: &str = "job.external_steps_confirmed";
+/// A worker handed a job it had claimed but not started back to the queue.
+pub const JOB_LEASE_RELEASED: &str = "job.lease_released";
 
 /// A legal hold was placed.
 pub const LEGAL_HOLD_PLACED: &str = "legal_hold.placed";

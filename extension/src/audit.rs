@@ -182,8 +182,58 @@ fn lock_chain(client: &mut pgrx::spi::SpiClient<'_>, plans: &Plans) -> LcResult<
     chain_row(t)?.ok_or_else(|| LcError::internal("audit chain head is missing"))
 }
 
-/// Append an event; returns its id.
+/// The name of the setting that carries the client's IP address for the
+/// events of a transaction (`set_config('lifecycle.request_ip', ..., true)`).
+pub const REQUEST_IP: &str = "lifecycle.request_ip";
+/// The name of the setting that carries the client's user agent.
+pub const REQUEST_USER_AGENT: &str = "lifecycle.request_user_agent";
+
+/// A setting's value, `None` when it is unset or empty (a setting made
+/// local to a transaction is back to empty after it).
+fn setting(name: &str) -> Option<String> {
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated name; with missing_ok the result is NULL
+    // for a setting nobody defined, else a string the GUC module owns.
+    let value = unsafe { pg_sys::GetConfigOption(name.as_ptr(), true, false) };
+    if value.is_null() {
+        return None;
+    }
+    let value = unsafe { std::ffi::CStr::from_ptr(value) }.to_string_lossy();
+    let value = value.trim();
+    (!value.is_empty()).then(|| value.to_string())
+}
+
+/// The client's IP address a caller (the control plane, for one HTTP
+/// request) set for the events of its transaction. A value that is not an
+/// address is left out with a WARNING: the context is a courtesy, and must
+/// never stop the work that records the event.
+fn request_ip() -> Option<String> {
+    setting(REQUEST_IP).filter(|ip| {
+        let valid = ip.parse::<std::net::IpAddr>().is_ok();
+        if !valid {
+            pgrx::warning!(
+                "{REQUEST_IP} is not an IP address, left out of the audit event: {ip:?}"
+            );
+        }
+        valid
+    })
+}
+
+/// Append an event; returns its id. An event whose caller gives no IP
+/// address or user agent takes those of the request context
+/// ([`REQUEST_IP`], [`REQUEST_USER_AGENT`]), if set.
 pub fn record(e: Event<'_>) -> LcResult<i64> {
+    let context_ip = e.ip.is_none().then(request_ip).flatten();
+    let context_agent = e
+        .user_agent
+        .is_none()
+        .then(|| setting(REQUEST_USER_AGENT))
+        .flatten();
+    let e = Event {
+        ip: e.ip.or(context_ip.as_deref()),
+        user_agent: e.user_agent.or(context_agent.as_deref()),
+        ..e
+    };
     let details = e
         .details
         .clone()

@@ -886,6 +886,144 @@ unsafe fn row_result(td: &pg_sys::TriggerData) -> pg_sys::Datum {
     }
 }
 
+// ----- the job list, statistics and workers' hand-backs --------------------------
+
+/// Jobs newest first by (requested_at, id), strictly after the cursor
+/// (`after_requested_at`, `after_id`: the last row of the previous page),
+/// at most `lim` (1 to 500). `tenants`: only those tenants' jobs (NULL:
+/// every tenant's). `q`: a job id, a target id or part of a tenant's name.
+// The columns must be spelled out here: their names become the SQL ones.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
+#[pg_extern(stable, parallel_unsafe)]
+fn list_jobs(
+    status: default!(Option<&str>, "NULL"),
+    job_type: default!(Option<&str>, "NULL"),
+    q: default!(Option<&str>, "NULL"),
+    tenants: default!(Option<Vec<Option<String>>>, "NULL"),
+    lim: default!(Option<i32>, "50"),
+    after_requested_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    after_id: default!(Option<Uuid>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(id, Uuid),
+        name!(job_type, String),
+        name!(target_type, String),
+        name!(target_id, String),
+        name!(tenant_id, Option<String>),
+        name!(tenant_name, Option<String>),
+        name!(status, String),
+        name!(requested_by, String),
+        name!(reason, Option<String>),
+        name!(jurisdiction, String),
+        name!(requires_approval, bool),
+        name!(approved_by, Option<String>),
+        name!(approved_at, Option<TimestampWithTimeZone>),
+        name!(rejected_by, Option<String>),
+        name!(rejected_at, Option<TimestampWithTimeZone>),
+        name!(rejection_reason, Option<String>),
+        name!(cancelled_by, Option<String>),
+        name!(cancelled_at, Option<TimestampWithTimeZone>),
+        name!(requested_at, TimestampWithTimeZone),
+        name!(scheduled_for, TimestampWithTimeZone),
+        name!(due_at, TimestampWithTimeZone),
+        name!(blocked_by_hold, bool),
+        name!(blocking_hold_id, Option<Uuid>),
+        name!(attempts, i32),
+        name!(worker, Option<String>),
+        name!(lease_expires_at, Option<TimestampWithTimeZone>),
+        name!(started_at, Option<TimestampWithTimeZone>),
+        name!(finished_at, Option<TimestampWithTimeZone>),
+        name!(error, Option<String>),
+        name!(error_sqlstate, Option<String>),
+        name!(result_digest, Option<String>),
+        name!(updated_at, TimestampWithTimeZone),
+    ),
+> {
+    let rows = boundary(|| {
+        jobs::list::list(jobs::list::Query {
+            status,
+            job_type,
+            q,
+            tenants: tenants.map(|t| t.into_iter().flatten().collect()),
+            limit: lim,
+            after_requested_at,
+            after_id,
+        })
+    });
+    TableIterator::new(rows)
+}
+
+/// The number of jobs by status and type, every status and type included:
+/// of the given tenants, or of all jobs (NULL). Read from counts a trigger
+/// keeps, never from a scan of the jobs.
+#[pg_extern(stable, parallel_unsafe)]
+fn job_stats(
+    tenants: default!(Option<Vec<Option<String>>>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(status, String),
+        name!(job_type, String),
+        name!(jobs, i64),
+    ),
+> {
+    let tenants = tenants.map(|t| t.into_iter().flatten().collect());
+    TableIterator::new(boundary(|| jobs::stats::job_stats(tenants)))
+}
+
+/// The oldest due job of each type (waiting to run, past its cooling-off,
+/// not blocked by a hold in force) and how long it has been due; NULLs when
+/// none is due.
+#[allow(clippy::type_complexity)]
+#[pg_extern(stable, parallel_unsafe)]
+fn oldest_due_jobs() -> TableIterator<
+    'static,
+    (
+        name!(job_type, String),
+        name!(job_id, Option<Uuid>),
+        name!(scheduled_for, Option<TimestampWithTimeZone>),
+        name!(age_seconds, Option<f64>),
+    ),
+> {
+    TableIterator::new(boundary(jobs::stats::oldest_due_jobs))
+}
+
+/// Count the jobs again into the counts `job_stats` reads; returns the
+/// number of jobs.
+#[pg_extern(volatile, parallel_unsafe)]
+fn recount_jobs() -> i64 {
+    boundary(jobs::stats::recount_jobs)
+}
+
+/// Hand a claimed job whose work has not started back to the queue (a
+/// worker stopping).
+#[pg_extern(volatile, parallel_unsafe)]
+fn release_lease(job_id: Option<Uuid>, worker: Option<&str>) {
+    let id = uuid_text(job_id);
+    boundary(|| jobs::release_lease(id.as_deref(), worker))
+}
+
+extension_sql!(
+    r#"
+REVOKE EXECUTE ON FUNCTION
+    lifecycle.list_jobs(text, text, text, text[], integer, timestamptz, uuid),
+    lifecycle.job_stats(text[]),
+    lifecycle.oldest_due_jobs(),
+    lifecycle.recount_jobs(),
+    lifecycle.release_lease(uuid, text)
+  FROM PUBLIC;
+"#,
+    name = "job_list_privileges",
+    requires = [
+        list_jobs,
+        job_stats,
+        oldest_due_jobs,
+        recount_jobs,
+        release_lease
+    ]
+);
+
 #[cfg(any(test, feature = "pg_test"))]
 mod tests;
 

@@ -56,7 +56,23 @@ CREATE TABLE lifecycle.jobs (
 );
 CREATE INDEX jobs_target ON lifecycle.jobs (target_type, target_id);
 CREATE INDEX jobs_runnable ON lifecycle.jobs (scheduled_for) WHERE status IN ('approved', 'processing');
-CREATE INDEX jobs_status ON lifecycle.jobs (status, requested_at);
+-- The job list (lifecycle.list_jobs) reads newest first by (requested_at, id)
+-- and stops at its page: every combination of its filters has an index
+-- that yields rows in that order (a tenant's own rows, a status, a type, a
+-- status and a type) or, with a search, few rows to sort (a job id, a
+-- target id, the tenants whose name matched).
+CREATE INDEX jobs_recent ON lifecycle.jobs (requested_at, id);
+CREATE INDEX jobs_status ON lifecycle.jobs (status, requested_at, id);
+CREATE INDEX jobs_type ON lifecycle.jobs (job_type, requested_at, id);
+CREATE INDEX jobs_status_type ON lifecycle.jobs (status, job_type, requested_at, id);
+CREATE INDEX jobs_tenant ON lifecycle.jobs (tenant_id, requested_at, id);
+CREATE INDEX jobs_target_id ON lifecycle.jobs (target_id);
+-- release_hold() finds the jobs a hold blocked.
+CREATE INDEX jobs_blocked ON lifecycle.jobs (blocking_hold_id) WHERE blocked_by_hold;
+-- The oldest due job of each type (lifecycle.oldest_due_jobs) is the first
+-- entry of this index.
+CREATE INDEX jobs_due ON lifecycle.jobs (job_type, scheduled_for)
+    WHERE status = 'approved' OR (status = 'pending' AND NOT requires_approval);
 -- At most one open erasure per target.
 CREATE UNIQUE INDEX jobs_one_open_erasure ON lifecycle.jobs (target_type, target_id)
     WHERE job_type = 'erase' AND status IN ('pending', 'approved', 'processing');
@@ -106,6 +122,177 @@ CREATE INDEX external_steps_job ON lifecycle.external_steps (job_id);
 CREATE INDEX external_steps_pending ON lifecycle.external_steps (job_id) WHERE status = 'pending';
 COMMENT ON TABLE lifecycle.external_steps IS
     'Steps outside the database (stored files, third-party deletions) a job waits for until each is confirmed.';
+
+-- ----- counts and wake-ups ------------------------------------------------------
+--
+-- Job counts by status and type, for all tenants together (job_totals) and
+-- for each tenant (job_tenant_counts), so that statistics never scan the
+-- jobs. Both are ledgers: a row trigger adds rows of differences in the
+-- transaction that changes a job, and a count is the sum of its key's rows.
+-- Writers never wait for each other (they only insert), and a reader sums
+-- exactly the changes its snapshot sees, so the counts agree with the jobs
+-- whatever runs concurrently.
+--
+-- At the end of a statement, the keys it touched that have more than 16
+-- rows are folded into one row each, skipping rows that another open
+-- transaction is folding, and folding nothing outside READ COMMITTED (where
+-- a row folded concurrently would be a serialization failure). Folding only
+-- keeps the ledgers short: a statement whose end-of-statement triggers do
+-- not run (one the executor stopped early, as SPI does when it asks for one
+-- row of an INSERT ... RETURNING) leaves its rows to the next statement.
+--
+-- Neither table is dumped: a restore loads the jobs with COPY, which fires
+-- the triggers, so the counts are rebuilt from the restored jobs.
+-- lifecycle.recount_jobs() rebuilds them on demand.
+CREATE TABLE lifecycle.job_totals (
+    status   text   NOT NULL,
+    job_type text   NOT NULL,
+    jobs     bigint NOT NULL
+);
+CREATE INDEX job_totals_key ON lifecycle.job_totals (status, job_type);
+COMMENT ON TABLE lifecycle.job_totals IS
+    'Number of jobs by status and type, as rows of differences to add up; kept by triggers on lifecycle.jobs. Read it with lifecycle.job_stats().';
+
+CREATE TABLE lifecycle.job_tenant_counts (
+    tenant_id text   NOT NULL,
+    status    text   NOT NULL,
+    job_type  text   NOT NULL,
+    jobs      bigint NOT NULL
+);
+CREATE INDEX job_tenant_counts_key ON lifecycle.job_tenant_counts (tenant_id, status, job_type);
+COMMENT ON TABLE lifecycle.job_tenant_counts IS
+    'Number of jobs of each tenant by status and type, as rows of differences to add up; kept by triggers on lifecycle.jobs. Read it with lifecycle.job_stats(tenants).';
+
+-- A job's row changed: its counts, and the wake-up of workers (NOTIFY
+-- lifecycle_jobs with the job's id as the payload) when an open job is
+-- inserted, and when a job becomes approved and not blocked (approved,
+-- handed back by a worker or after a transient error, freed by the release
+-- of the hold that blocked it).
+CREATE FUNCTION lifecycle.job_changed() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM lifecycle.job_totals;
+        DELETE FROM lifecycle.job_tenant_counts;
+        RETURN NULL;
+    ELSIF TG_OP = 'INSERT' THEN
+        INSERT INTO lifecycle.job_totals (status, job_type, jobs)
+             VALUES (NEW.status, NEW.job_type, 1);
+        IF NEW.tenant_id IS NOT NULL THEN
+            INSERT INTO lifecycle.job_tenant_counts (tenant_id, status, job_type, jobs)
+                 VALUES (NEW.tenant_id, NEW.status, NEW.job_type, 1);
+        END IF;
+        IF NEW.status IN ('pending', 'approved') THEN
+            PERFORM pg_notify('lifecycle_jobs', NEW.id::text);
+        END IF;
+        RETURN NULL;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO lifecycle.job_totals (status, job_type, jobs)
+             VALUES (OLD.status, OLD.job_type, -1);
+        IF OLD.tenant_id IS NOT NULL THEN
+            INSERT INTO lifecycle.job_tenant_counts (tenant_id, status, job_type, jobs)
+                 VALUES (OLD.tenant_id, OLD.status, OLD.job_type, -1);
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF (OLD.status, OLD.job_type) IS DISTINCT FROM (NEW.status, NEW.job_type) THEN
+        INSERT INTO lifecycle.job_totals (status, job_type, jobs)
+             VALUES (OLD.status, OLD.job_type, -1), (NEW.status, NEW.job_type, 1);
+    END IF;
+    IF (OLD.tenant_id, OLD.status, OLD.job_type) IS DISTINCT FROM (NEW.tenant_id, NEW.status, NEW.job_type) THEN
+        INSERT INTO lifecycle.job_tenant_counts (tenant_id, status, job_type, jobs)
+             SELECT * FROM (VALUES (OLD.tenant_id, OLD.status, OLD.job_type, -1),
+                                   (NEW.tenant_id, NEW.status, NEW.job_type, 1)) d
+              WHERE d.column1 IS NOT NULL;
+    END IF;
+    IF NEW.status = 'approved' AND NOT NEW.blocked_by_hold
+       AND (OLD.status <> 'approved' OR OLD.blocked_by_hold) THEN
+        PERFORM pg_notify('lifecycle_jobs', NEW.id::text);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION lifecycle.job_changed() IS
+    'Counts a job''s change in lifecycle.job_totals and lifecycle.job_tenant_counts, and wakes workers (NOTIFY lifecycle_jobs) when a job becomes runnable.';
+
+-- The end of a statement that changed jobs: fold the keys it touched (the
+-- jobs in the transition table).
+CREATE FUNCTION lifecycle.jobs_fold_counts() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    tenants text[];
+BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RETURN NULL;
+    END IF;
+    tenants := ARRAY(SELECT DISTINCT tenant_id FROM changed_jobs WHERE tenant_id IS NOT NULL);
+    WITH crowded AS (
+        SELECT status, job_type FROM lifecycle.job_totals
+         GROUP BY 1, 2 HAVING count(*) > 16
+    ), folded AS (
+        DELETE FROM lifecycle.job_totals c
+         WHERE c.ctid = ANY (ARRAY(
+               SELECT r.ctid FROM lifecycle.job_totals r JOIN crowded k USING (status, job_type)
+                  FOR UPDATE OF r SKIP LOCKED))
+        RETURNING c.status, c.job_type, c.jobs
+    )
+    INSERT INTO lifecycle.job_totals (status, job_type, jobs)
+         SELECT status, job_type, sum(jobs) FROM folded
+          GROUP BY 1, 2 HAVING sum(jobs) <> 0;
+    IF cardinality(tenants) > 0 THEN
+        WITH crowded AS (
+            SELECT tenant_id, status, job_type FROM lifecycle.job_tenant_counts
+             WHERE tenant_id = ANY (tenants)
+             GROUP BY 1, 2, 3 HAVING count(*) > 16
+        ), folded AS (
+            DELETE FROM lifecycle.job_tenant_counts c
+             WHERE c.ctid = ANY (ARRAY(
+                   SELECT r.ctid FROM lifecycle.job_tenant_counts r
+                     JOIN crowded k USING (tenant_id, status, job_type)
+                      FOR UPDATE OF r SKIP LOCKED))
+            RETURNING c.tenant_id, c.status, c.job_type, c.jobs
+        )
+        INSERT INTO lifecycle.job_tenant_counts (tenant_id, status, job_type, jobs)
+             SELECT tenant_id, status, job_type, sum(jobs) FROM folded
+              GROUP BY 1, 2, 3 HAVING sum(jobs) <> 0;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+COMMENT ON FUNCTION lifecycle.jobs_fold_counts() IS
+    'Folds the rows of the job counts a statement touched once a key has more than 16.';
+
+-- Nobody needs to call them: they run as the triggers of lifecycle.jobs.
+REVOKE EXECUTE ON FUNCTION lifecycle.job_changed(), lifecycle.jobs_fold_counts() FROM PUBLIC;
+
+CREATE TRIGGER job_counted AFTER INSERT OR DELETE ON lifecycle.jobs
+    FOR EACH ROW EXECUTE FUNCTION lifecycle.job_changed();
+-- Updates that change nothing counted or waited for (a renewed lease)
+-- cost nothing.
+CREATE TRIGGER job_counted_update AFTER UPDATE ON lifecycle.jobs
+    FOR EACH ROW
+    WHEN ((OLD.tenant_id, OLD.status, OLD.job_type, OLD.blocked_by_hold)
+          IS DISTINCT FROM (NEW.tenant_id, NEW.status, NEW.job_type, NEW.blocked_by_hold))
+    EXECUTE FUNCTION lifecycle.job_changed();
+CREATE TRIGGER jobs_truncated AFTER TRUNCATE ON lifecycle.jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.job_changed();
+-- Transition tables need one trigger per event.
+CREATE TRIGGER jobs_fold_insert AFTER INSERT ON lifecycle.jobs
+    REFERENCING NEW TABLE AS changed_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.jobs_fold_counts();
+CREATE TRIGGER jobs_fold_update AFTER UPDATE ON lifecycle.jobs
+    REFERENCING NEW TABLE AS changed_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.jobs_fold_counts();
+CREATE TRIGGER jobs_fold_delete AFTER DELETE ON lifecycle.jobs
+    REFERENCING OLD TABLE AS changed_jobs
+    FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.jobs_fold_counts();
+-- Also under session_replication_role = replica (as a restore may run).
+ALTER TABLE lifecycle.jobs ENABLE ALWAYS TRIGGER job_counted,
+                           ENABLE ALWAYS TRIGGER job_counted_update,
+                           ENABLE ALWAYS TRIGGER jobs_truncated,
+                           ENABLE ALWAYS TRIGGER jobs_fold_insert,
+                           ENABLE ALWAYS TRIGGER jobs_fold_update,
+                           ENABLE ALWAYS TRIGGER jobs_fold_delete;
 
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.retention', '');

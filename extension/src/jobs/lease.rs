@@ -1,5 +1,6 @@
-//! Workers: claims with a lease, its renewal, completion or failure of a
-//! claimed job, and the confirmation of steps outside the database.
+//! Workers: claims with a lease, its renewal, its release, completion or
+//! failure of a claimed job, and the confirmation of steps outside the
+//! database.
 
 use lifecycle_core::events;
 use lifecycle_core::jobs::{JobStatus, JobType};
@@ -73,6 +74,51 @@ pub fn renew_lease(
             &[job_id.into(), lease.into()],
         )?
         .unwrap_or_default())
+    })
+}
+
+/// Hand a job `worker` claimed back to the queue before its work started
+/// (a worker stopping): approved again, the lease cleared, the export's
+/// claim no longer counted as an attempt. The trigger on `lifecycle.jobs`
+/// wakes the other workers. A job whose database part is done (its receipt
+/// stored) has started and cannot be handed back.
+pub fn release_lease(job_id: Option<&str>, worker: Option<&str>) -> LcResult<()> {
+    const F: &str = "lifecycle.release_lease()";
+    let job_id = require(job_id, "job_id", F)?;
+    let worker = require(worker, "worker", F)?;
+    privilege::as_extension_owner(|| {
+        let job = Job::lock(job_id)?;
+        require_lease(&job, job_id, worker)?;
+        if job.has_result {
+            return Err(LcError::invalid_job_transition(
+                job_id,
+                JobStatus::Processing.as_str(),
+                JobStatus::Approved.as_str(),
+            )
+            .detail("The job's work in the database is done; it waits for its steps outside the database.")
+            .hint("Confirm the steps with lifecycle.confirm_step()."));
+        }
+        // A claim counts as an attempt of an export (not of an erasure,
+        // whose runner counts its runs); a job never run has no start.
+        let attempts = match job.job_type {
+            JobType::Export => (job.attempts - 1).max(0),
+            _ => job.attempts,
+        };
+        spi::exec(
+            "UPDATE lifecycle.jobs SET status = 'approved', worker = NULL, lease_expires_at = NULL, \
+                    attempts = $2, started_at = CASE WHEN $2 = 0 THEN NULL ELSE started_at END, \
+                    updated_at = now() \
+              WHERE id = $1::uuid",
+            &[job_id.into(), (attempts as i32).into()],
+        )?;
+        audit_job(
+            events::JOB_LEASE_RELEASED,
+            &job,
+            worker,
+            None,
+            json!({ "worker": worker }),
+        )?;
+        Ok(())
     })
 }
 

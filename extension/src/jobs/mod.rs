@@ -3,8 +3,11 @@
 //!
 //! * [`request`]: requests, approvals, cancellation and the subject's state;
 //! * [`runner`]: the runner of due erase and purge jobs;
-//! * [`lease`]: workers' claims, leases and completions, and the steps
-//!   outside the database.
+//! * [`lease`]: workers' claims, leases, their release and completions, and
+//!   the steps outside the database;
+//! * [`list`]: the job list of the admin console, with keyset pagination;
+//! * [`stats`]: counts by status and type without a scan of the jobs, and
+//!   the oldest due jobs.
 //!
 //! The state machine is [`lifecycle_core::jobs`]'s; the trigger on
 //! `lifecycle.jobs` enforces it through [`check_update`]. Job types,
@@ -25,10 +28,12 @@ use crate::error::{LcError, LcResult};
 use crate::spi;
 
 pub mod lease;
+pub mod list;
 pub mod request;
 pub mod runner;
+pub mod stats;
 
-pub use lease::{claim_job, complete_job, confirm_step, fail_job, renew_lease};
+pub use lease::{claim_job, complete_job, confirm_step, fail_job, release_lease, renew_lease};
 pub use request::{approve, cancel, is_self_service, reject, request, subject_state, Request};
 pub use runner::{is_transient, run_due_jobs, run_job, Outcome, MAX_ATTEMPTS};
 
