@@ -25,9 +25,10 @@ BEGIN
                'preview_erasure', 'subject_state',
                'tenant_names', 'find_tenants',
                'record_event', 'verify_audit_log',
+               'list_jobs', 'job_stats', 'oldest_due_jobs',
                -- the worker
-               'claim_job', 'renew_lease', 'run_job', 'complete_job', 'fail_job',
-               'confirm_step', 'retention_sweep')
+               'claim_job', 'renew_lease', 'release_lease', 'run_job',
+               'complete_job', 'fail_job', 'confirm_step', 'retention_sweep')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO @ROLE@', fn);
     END LOOP;

@@ -35,12 +35,6 @@ pub const MAX_SUBJECT_TOKEN_LEEWAY_SECS: u64 = 60;
 /// Shortest accepted subject-token secret: HS256 with a key shorter than the
 /// hash output (32 bytes) is weaker than the algorithm promises.
 pub const MIN_SUBJECT_TOKEN_SECRET_BYTES: usize = 32;
-/// Default number of jobs one worker runs at the same time.
-pub const DEFAULT_WORKER_CONCURRENCY: usize = 2;
-/// Default seconds between two polls of the worker when no notification came.
-pub const DEFAULT_WORKER_POLL_SECS: u64 = 5;
-/// Default lease of a claimed job, in seconds (renewed while it runs).
-pub const DEFAULT_WORKER_LEASE_SECS: u64 = 60;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -238,18 +232,6 @@ pub struct Config {
     /// Do not run the worker in this process (API-only replicas).
     #[arg(long, env = "LIFECYCLE_NO_WORKER")]
     pub no_worker: bool,
-
-    /// Jobs one worker runs at the same time.
-    #[arg(long, env = "LIFECYCLE_WORKER_CONCURRENCY", default_value_t = DEFAULT_WORKER_CONCURRENCY)]
-    pub worker_concurrency: usize,
-
-    /// Seconds between two polls for due jobs when no notification arrives.
-    #[arg(long, env = "LIFECYCLE_WORKER_POLL_SECS", default_value_t = DEFAULT_WORKER_POLL_SECS)]
-    pub worker_poll_secs: u64,
-
-    /// Seconds a claimed job stays leased to this worker (renewed while it runs).
-    #[arg(long, env = "LIFECYCLE_WORKER_LEASE_SECS", default_value_t = DEFAULT_WORKER_LEASE_SECS)]
-    pub worker_lease_secs: u64,
 }
 
 impl Default for Config {
@@ -269,9 +251,6 @@ impl Default for Config {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             allow_superuser: false,
             no_worker: false,
-            worker_concurrency: DEFAULT_WORKER_CONCURRENCY,
-            worker_poll_secs: DEFAULT_WORKER_POLL_SECS,
-            worker_lease_secs: DEFAULT_WORKER_LEASE_SECS,
         }
     }
 }
@@ -336,9 +315,6 @@ impl fmt::Debug for Config {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("allow_superuser", &self.allow_superuser)
             .field("no_worker", &self.no_worker)
-            .field("worker_concurrency", &self.worker_concurrency)
-            .field("worker_poll_secs", &self.worker_poll_secs)
-            .field("worker_lease_secs", &self.worker_lease_secs)
             .finish()
     }
 }

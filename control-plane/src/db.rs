@@ -30,6 +30,9 @@ pub struct Database {
     /// The name the API and the configuration use (`--database NAME=URL`).
     pub name: Arc<str>,
     pub pool: Pool,
+    /// How the pool connects (for sessions outside it, such as the
+    /// worker's `LISTEN`).
+    pub connect: tokio_postgres::Config,
 }
 
 /// The configured databases, in configuration order. Cheap to clone.
@@ -62,10 +65,13 @@ impl Databases {
             .specs()
             .iter()
             .map(|spec| {
+                let connect = connect_config(spec, args)
+                    .with_context(|| format!("database {:?}", spec.name))?;
                 Ok(Database {
                     name: Arc::from(spec.name.as_str()),
-                    pool: build_pool(spec, args)
+                    pool: build_pool(connect.clone(), args)
                         .with_context(|| format!("database {:?}", spec.name))?,
+                    connect,
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -191,17 +197,25 @@ impl std::fmt::Debug for Databases {
     }
 }
 
-/// Build the pool of one database. Connecting and waiting for a free
-/// connection are both bounded by the configured timeout, so a request to a
-/// database that is down fails fast instead of hanging.
-fn build_pool(spec: &DatabaseSpec, args: &DatabaseArgs) -> anyhow::Result<Pool> {
+/// The connection settings of one database: its URL, `application_name`
+/// unless the URL sets one, and the configured connect timeout.
+fn connect_config(
+    spec: &DatabaseSpec,
+    args: &DatabaseArgs,
+) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg_config: tokio_postgres::Config = spec.url.parse().context("invalid database URL")?;
     if pg_config.get_application_name().is_none() {
         pg_config.application_name(APPLICATION_NAME);
     }
-    let timeout = args.timeout();
-    pg_config.connect_timeout(timeout);
+    pg_config.connect_timeout(args.timeout());
+    Ok(pg_config)
+}
 
+/// Build the pool of one database. Connecting and waiting for a free
+/// connection are both bounded by the configured timeout, so a request to a
+/// database that is down fails fast instead of hanging.
+fn build_pool(pg_config: tokio_postgres::Config, args: &DatabaseArgs) -> anyhow::Result<Pool> {
+    let timeout = args.timeout();
     let manager = Manager::from_config(
         pg_config,
         NoTls,

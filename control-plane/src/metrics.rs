@@ -1,39 +1,44 @@
 //! Prometheus metrics: the process-wide registry, the HTTP middleware that
 //! counts requests by route template and status, and `GET /metrics`.
 //!
-//! Other modules record through the `metrics` crate's macros with the names
-//! below (`metrics::counter!(metrics::WORKER_RUNS, "database" => db, ...)`);
-//! whatever they record appears in `/metrics`. The names and their labels
-//! are listed in `docs/control-plane.md`.
+//! Other modules (the worker) record through the `metrics` crate's macros
+//! with the names below; whatever they record appears in `/metrics`. Every
+//! name and its labels are listed in `docs/control-plane.md`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::state::AppState;
+
 /// Requests answered, by `method`, `route` (the template, such as
 /// `/api/v1/jobs/{id}`; `unmatched` for unknown paths) and `status`.
 pub const HTTP_REQUESTS: &str = "lifecycled_http_requests_total";
 /// Time to answer, in seconds, by `method` and `route`.
 pub const HTTP_REQUEST_DURATION: &str = "lifecycled_http_request_duration_seconds";
-/// Jobs the worker ran, by `database`, `job_type` and `outcome`
-/// (`completed`, `failed`, `blocked`, `released`).
+/// Jobs the worker ran (or handed back), by `database`, `job_type` and
+/// `outcome`.
 pub const WORKER_RUNS: &str = "lifecycled_worker_runs_total";
-/// Worker errors outside a job's own failure (claiming, renewing a lease,
-/// losing a database), by `database`.
+/// Failed calls of the worker to a database, by `database` and `part`
+/// (`queue`, `notifications`, `run`, `lease`).
 pub const WORKER_FAILURES: &str = "lifecycled_worker_failures_total";
-/// Jobs claimed after another worker's lease expired, by `database`.
+/// Jobs claimed after another worker's lease expired, by `database` and
+/// `job_type`.
 pub const LEASE_TAKEOVERS: &str = "lifecycled_lease_takeovers_total";
-/// Jobs, by `database`, `status` and `job_type` (a gauge set at each scrape
-/// or by the worker).
+/// Jobs, by `database`, `status` and `job_type`: read at each scrape from
+/// the counts the extension keeps (`lifecycle.job_stats()`, no scan).
 pub const JOBS: &str = "lifecycled_jobs";
-/// Age in seconds of the oldest job that is due and not finished, by `database`.
+/// How long the oldest due job has waited, in seconds, by `database` and
+/// `job_type` (0 when none is due): read at each scrape.
 pub const OLDEST_DUE_JOB_AGE: &str = "lifecycled_oldest_due_job_age_seconds";
+/// Whether a database answered the last scrape (1) or not (0), by `database`.
+pub const DATABASE_UP: &str = "lifecycled_database_up";
 
 /// Histogram buckets of request durations: 1 ms to 10 s.
 const DURATION_BUCKETS: &[f64] = &[
@@ -75,17 +80,21 @@ fn describe() {
     );
     metrics::describe_counter!(
         WORKER_RUNS,
-        "Jobs the worker ran, by database, job type and outcome"
+        "Jobs the worker ran or handed back, by database, job type and outcome"
     );
     metrics::describe_counter!(
         WORKER_FAILURES,
-        "Worker errors outside a job's own failure, by database"
+        "Failed calls of the worker to a database, by database and part"
     );
     metrics::describe_counter!(
         LEASE_TAKEOVERS,
-        "Jobs claimed after another worker's lease expired, by database"
+        "Jobs claimed after another worker's lease expired, by database and job type"
     );
     metrics::describe_gauge!(JOBS, "Jobs by database, status and type");
+    metrics::describe_gauge!(
+        DATABASE_UP,
+        "Whether the database answered the last scrape (1) or not (0)"
+    );
     metrics::describe_gauge!(
         OLDEST_DUE_JOB_AGE,
         metrics::Unit::Seconds,
@@ -121,15 +130,66 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     response
 }
 
-/// `GET /metrics`: the registry in Prometheus text format. No token: serve
-/// it on an internal address.
+/// Read the job gauges of every database (each within the database
+/// timeout; one that does not answer is `lifecycled_database_up 0` and keeps
+/// its last figures).
+async fn collect_job_gauges(state: &AppState) {
+    let answers = state.dbs.fan_out(|_, client| async move {
+        let stats = client
+            .query(
+                "SELECT status, job_type, jobs FROM lifecycle.job_stats()",
+                &[],
+            )
+            .await?;
+        let oldest = client
+            .query(
+                "SELECT job_type, coalesce(age_seconds, 0) FROM lifecycle.oldest_due_jobs()",
+                &[],
+            )
+            .await?;
+        Ok((stats, oldest))
+    });
+    let answers = match tokio::time::timeout(state.config.db_timeout(), answers).await {
+        Ok(answers) => answers,
+        Err(_) => {
+            tracing::warn!("job metrics timed out");
+            return;
+        }
+    };
+    for answer in answers {
+        let database = answer.database.to_string();
+        let Ok((stats, oldest)) = answer.result.inspect_err(|err| {
+            tracing::debug!(database, error = %err, "no job metrics from this database");
+        }) else {
+            metrics::gauge!(DATABASE_UP, "database" => database).set(0.0);
+            continue;
+        };
+        metrics::gauge!(DATABASE_UP, "database" => database.clone()).set(1.0);
+        for row in stats {
+            let (status, job_type, jobs): (String, String, i64) =
+                (row.get(0), row.get(1), row.get(2));
+            metrics::gauge!(JOBS, "database" => database.clone(), "status" => status, "job_type" => job_type)
+                .set(jobs as f64);
+        }
+        for row in oldest {
+            let (job_type, age): (String, f64) = (row.get(0), row.get(1));
+            metrics::gauge!(OLDEST_DUE_JOB_AGE, "database" => database.clone(), "job_type" => job_type)
+                .set(age);
+        }
+    }
+}
+
+/// `GET /metrics`: the registry in Prometheus text format, with the job
+/// gauges read from every database first. No token: serve it on an
+/// internal address.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String))
 )]
-pub async fn metrics_endpoint() -> Response {
+pub async fn metrics_endpoint(State(state): State<AppState>) -> Response {
+    collect_job_gauges(&state).await;
     let mut response = handle().render().into_response();
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -159,3 +159,130 @@ async fn readyz_is_503_when_server_is_unreachable() {
     assert_eq!(response.headers[header::RETRY_AFTER], "1");
     assert_eq!(response.body["databases"][0]["ready"], false);
 }
+
+#[tokio::test]
+async fn readyz_fails_when_a_guard_is_not_enabled_always() {
+    let service = TestService::start("cp_ready_guard").await;
+    assert_eq!(
+        get(service.router(), "/readyz").await.status,
+        StatusCode::OK
+    );
+    // A superuser turns the job state machine's trigger into an ordinary
+    // one (it no longer fires under session_replication_role = replica).
+    service
+        .superuser()
+        .await
+        .batch_execute("ALTER TABLE lifecycle.jobs ENABLE TRIGGER jobs_state_machine")
+        .await
+        .unwrap();
+    let response = get(service.router(), "/readyz").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.code(), "not_ready");
+    let problems = response.body["databases"][0]["problems"].to_string();
+    assert!(
+        problems.contains("jobs_state_machine") && problems.contains("not enable always"),
+        "{problems}"
+    );
+    let message = response.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("database \"default\""), "{message}");
+}
+
+#[tokio::test]
+async fn readyz_fails_before_setup_and_names_it() {
+    let mut db = TestDb::create("cp_ready_nosetup").await.unwrap();
+    let service = db.create_role("svc").await.unwrap();
+    // The role exists but `lifecycled setup` never ran here.
+    let mut config = Config::with_database_url(db.url_for(&Role::Superuser));
+    config.allow_superuser = true;
+    let response = get(build_router(AppState::new(config).unwrap()), "/readyz").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    let problems = response.body["databases"][0]["problems"].to_string();
+    assert!(problems.contains("lifecycled setup"), "{problems}");
+
+    common::setup(&db, &service, true).await;
+    let response = get(
+        build_router(AppState::new(Config::with_database_url(db.url_for(&service))).unwrap()),
+        "/readyz",
+    )
+    .await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+}
+
+#[tokio::test]
+async fn request_context_lasts_as_long_as_the_transaction() {
+    let service = TestService::start("cp_context").await;
+    let state = service.state();
+    let mut client = state.dbs.primary_client().await.unwrap();
+    let context = lifecycled::api::RequestContext {
+        request_id: "r-1".into(),
+        ip: Some("203.0.113.9".parse().unwrap()),
+        user_agent: Some("Mozilla/5.0 (test)".into()),
+    };
+    let read = "SELECT current_setting('lifecycle.request_ip', true), \
+                       current_setting('lifecycle.request_user_agent', true)";
+    let tx = client.transaction().await.unwrap();
+    context.apply(&*tx).await.unwrap();
+    let row = tx.query_one(read, &[]).await.unwrap();
+    assert_eq!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("Mozilla/5.0 (test)")
+    );
+    tx.commit().await.unwrap();
+    // The pooled connection carries nothing into the next request.
+    let row = client.query_one(read, &[]).await.unwrap();
+    assert_ne!(
+        row.get::<_, Option<String>>(0).as_deref(),
+        Some("203.0.113.9")
+    );
+    assert_ne!(
+        row.get::<_, Option<String>>(1).as_deref(),
+        Some("Mozilla/5.0 (test)")
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template() {
+    let router = build_router(offline_state());
+    for _ in 0..3 {
+        get(router.clone(), "/api/v1/version").await;
+    }
+    get(router.clone(), "/no/such/path").await;
+    let response = call(router.clone(), request(Method::GET, "/metrics")).await;
+    assert_eq!(response.status, StatusCode::OK);
+    assert!(response.headers[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = response.text();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("lifecycled_http_requests_total{")
+                && l.contains("route=\"/api/v1/version\"")
+                && l.contains("status=\"200\"")
+        })
+        .unwrap_or_else(|| panic!("no request counter for /api/v1/version:\n{text}"));
+    let count: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 3.0, "{line}");
+    assert!(
+        text.contains("route=\"unmatched\""),
+        "unknown paths are counted under one label:\n{text}"
+    );
+    assert!(
+        !text.contains("/no/such/path"),
+        "raw paths never become labels"
+    );
+    assert!(
+        text.contains("lifecycled_http_request_duration_seconds_bucket{"),
+        "{text}"
+    );
+    // The database of this state is down: its gauge says so.
+    assert!(
+        text.contains("lifecycled_database_up{database=\"default\"} 0"),
+        "{text}"
+    );
+}

@@ -62,7 +62,9 @@ impl RequestContext {
 
     /// Make the extension record this context in the audit events of the
     /// caller's transaction (`SET LOCAL`: it ends with the transaction, so a
-    /// pooled connection never carries it to another request).
+    /// pooled connection never carries it to another request). With a
+    /// pooled connection's transaction, pass `&*tx` (deadpool's transaction
+    /// derefs to tokio-postgres's).
     pub async fn apply(&self, client: &impl GenericClient) -> ApiResult<()> {
         let ip = self.ip.map(|ip| ip.to_string());
         client

@@ -9,12 +9,14 @@
 //! route are both 401: neither proves what the route needs, and a 403 would
 //! only tell the caller that the token they tried is real.
 
+use axum::extract::FromRequestParts;
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
 
 pub mod admin;
 pub mod rate_limit;
@@ -48,6 +50,30 @@ impl Auth {
                 config.subject_token_leeway_secs,
             ),
             limiter: RateLimiter::new(config.rate_limit_per_second, config.rate_limit_burst),
+        }
+    }
+}
+
+/// Either kind of caller, for the few routes both may call (`whoami`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Principal {
+    Admin(Admin),
+    Subject(Subject),
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        // The token's shape says which kind it claims to be.
+        if token::lookup_of(bearer(parts)?).is_some() {
+            Admin::from_request_parts(parts, state)
+                .await
+                .map(Principal::Admin)
+        } else {
+            Subject::from_request_parts(parts, state)
+                .await
+                .map(Principal::Subject)
         }
     }
 }

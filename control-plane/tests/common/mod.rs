@@ -13,6 +13,9 @@
 
 #![allow(dead_code)]
 
+pub mod openapi;
+pub mod proxy;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
