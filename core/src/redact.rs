@@ -141,10 +141,68 @@ pub fn redact_text(text: &str, identifiers: &[String]) -> String {
 
 /// Whether `text` mentions one of the identifiers.
 pub fn mentions(text: &str, identifiers: &[String]) -> bool {
-    let normal = nfc(text);
-    prepared(identifiers)
-        .iter()
-        .any(|id| !occurrences(&normal, id).is_empty())
+    Matcher::new(identifiers).mentions(text)
+}
+
+/// Identifiers prepared once to be looked for in many texts (every row of
+/// a table the erasure searches).
+///
+/// Text in ASCII, the common case, is searched for the ASCII identifiers
+/// in one pass (Aho-Corasick, ASCII case ignored), then each hit is
+/// checked for word boundaries: the same answer as the general search
+/// below, which lower-cases and compares character by character, without
+/// its allocations. Identifiers with other characters, and text with other
+/// characters, take the general search (a non-ASCII letter can lower-case
+/// to an ASCII one: the Kelvin sign is a `k`).
+pub struct Matcher {
+    ids: Vec<String>,
+    ascii: Option<aho_corasick::AhoCorasick>,
+    other: Vec<String>,
+}
+
+impl Matcher {
+    pub fn new(identifiers: &[String]) -> Matcher {
+        let ids = prepared(identifiers);
+        let (ascii_ids, other): (Vec<String>, Vec<String>) =
+            ids.iter().cloned().partition(|i| i.is_ascii());
+        let ascii = (!ascii_ids.is_empty())
+            .then(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(&ascii_ids)
+                    .ok()
+            })
+            .flatten();
+        Matcher { ids, ascii, other }
+    }
+
+    /// Whether `text` mentions one of the identifiers, as whole words.
+    pub fn mentions(&self, text: &str) -> bool {
+        if !text.is_ascii() {
+            let normal = nfc(text);
+            return self
+                .ids
+                .iter()
+                .any(|id| !occurrences(&normal, id).is_empty());
+        }
+        let b = text.as_bytes();
+        let word = |i: usize| b[i].is_ascii_alphanumeric();
+        if let Some(ac) = &self.ascii {
+            for m in ac.find_overlapping_iter(b) {
+                let (s, e) = (m.start(), m.end());
+                if word(s) && s > 0 && word(s - 1) {
+                    continue;
+                }
+                if word(e - 1) && e < b.len() && word(e) {
+                    continue;
+                }
+                return true;
+            }
+        }
+        self.other
+            .iter()
+            .any(|id| !occurrences(text, id).is_empty())
+    }
 }
 
 /// `value` with every identifier replaced in its strings and object keys;
@@ -238,28 +296,6 @@ pub fn identifiers(values: &[(String, bool)]) -> Vec<String> {
     }
     let mut out = prepared(&strong);
     out.sort();
-    out
-}
-
-/// The identifiers as `ILIKE` patterns (`%value%`, with `%`, `_` and `\`
-/// escaped): a cheap filter in SQL before [`mentions`] decides. Each
-/// identifier also in normal form D, for text stored decomposed.
-pub fn like_patterns(identifiers: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    for i in identifiers {
-        let composed = nfc(i).into_owned();
-        let decomposed: String = i.nfd().collect();
-        for v in [composed, decomposed] {
-            let esc = v
-                .replace('\\', "\\\\")
-                .replace('%', "\\%")
-                .replace('_', "\\_");
-            let p = format!("%{esc}%");
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
     out
 }
 
@@ -400,12 +436,46 @@ mod tests {
         assert_eq!(cleared, vec!["+49 30 1234 5678", "Erin Ersatz"]);
     }
 
+    /// The general search, character by character, for any text.
+    fn general(text: &str, identifiers: &[String]) -> bool {
+        let normal = nfc(text);
+        prepared(identifiers)
+            .iter()
+            .any(|id| !occurrences(&normal, id).is_empty())
+    }
+
     #[test]
-    fn like_patterns_escape_wildcards_and_add_decomposed_forms() {
-        assert_eq!(like_patterns(&ids(&["a_b%c\\d"])), vec!["%a\\_b\\%c\\\\d%"]);
-        let p = like_patterns(&ids(&["Zoë"]));
-        assert_eq!(p.len(), 2);
-        assert_eq!(p[0], "%Zoë%");
-        assert_eq!(p[1], format!("%{}%", "Zoë".nfd().collect::<String>()));
+    fn the_ascii_search_respects_word_boundaries_and_case() {
+        let m = Matcher::new(&ids(&["erin.ersatz@example.com", "Erin Ersatz"]));
+        assert!(m.mentions("mail ERIN.ERSATZ@EXAMPLE.COM now"));
+        assert!(m.mentions("by erin ersatz."));
+        assert!(!m.mentions("by Erin Ersatzova"));
+        assert!(!m.mentions("xerin ersatz"));
+        assert!(!m.mentions("nothing here"));
+        // The Kelvin sign lower-cases to an ASCII k.
+        let kelvin = Matcher::new(&ids(&["\u{212A}arl Marx"]));
+        assert!(kelvin.mentions("by karl marx"));
+        assert!(general("by karl marx", &ids(&["\u{212A}arl Marx"])));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn the_ascii_search_agrees_with_the_general_search(
+            text in "[aAbB .@1_-]{0,40}",
+            id_list in proptest::collection::vec("[aAbB .@1-]{1,6}", 1..4),
+        ) {
+            let m = Matcher::new(&id_list);
+            proptest::prop_assert_eq!(m.mentions(&text), general(&text, &id_list));
+        }
+
+        #[test]
+        fn any_text_agrees_with_the_general_search(
+            text in "[aéÉb \u{301}K\u{212A}k]{0,24}",
+            id_list in proptest::collection::vec("[aéb \u{301}kK\u{212A}]{1,5}", 1..3),
+        ) {
+            let m = Matcher::new(&id_list);
+            proptest::prop_assert_eq!(m.mentions(&text), general(&text, &id_list));
+        }
     }
 }

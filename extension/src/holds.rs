@@ -528,7 +528,8 @@ pub fn hold_covering_any_row(
 
 /// Holds in force that cover at least one row of `relid` (and partitions
 /// below it) among the rows matching `rows`, a condition over the table's
-/// bare columns with the parameters `args` makes (`$1`..`$4`).
+/// bare columns with the parameters `args` makes (`$1`..`$n`; the hold's
+/// id and tenant follow them).
 pub fn holds_covering_rows<'a>(
     relid: pg_sys::Oid,
     relation: &str,
@@ -545,21 +546,27 @@ pub fn holds_covering_rows<'a>(
             let Some(id) = keys::canonical(c.type_oid, &h.scope_id)? else {
                 continue;
             };
+            // The hold's id and tenant follow the step's own parameters.
+            let mut all = args();
+            let id_param = format!("${}", all.len() + 1);
+            let tenant_param = format!("${}", all.len() + 2);
             let (tenant_clause, tenant_id) = match (&h.tenant_id, tenant) {
                 (Some(t), Some(i)) => {
                     let tc = &columns[i];
                     let Some(t) = keys::canonical(tc.type_oid, t)? else {
                         continue;
                     };
-                    (format!(" AND {}", tc.matches.replace("$1", "$6")), Some(t))
+                    (
+                        format!(" AND {}", tc.matches.replace("$1", &tenant_param)),
+                        Some(t),
+                    )
                 }
                 _ => (String::new(), None),
             };
             let sql = format!(
                 "SELECT EXISTS (SELECT 1 FROM {relation} c WHERE ({rows}) AND {}{tenant_clause})",
-                c.matches.replace("$1", "$5")
+                c.matches.replace("$1", &id_param)
             );
-            let mut all = args();
             all.push(id.as_str().into());
             all.push(tenant_id.as_deref().into());
             let found = privilege::as_extension_owner(|| {

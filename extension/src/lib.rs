@@ -532,9 +532,8 @@ fn redact_json(value: pgrx::JsonB, identifiers: Vec<Option<String>>) -> pgrx::Js
 /// Whether `value` mentions one of the identifiers, as `redact_text` would
 /// find it. Pure; safe for any arguments.
 #[pg_extern(immutable, strict, parallel_safe)]
-fn mentions(value: &str, identifiers: Vec<Option<String>>) -> bool {
-    let ids: Vec<String> = identifiers.into_iter().flatten().collect();
-    lifecycle_core::redact::mentions(value, &ids)
+fn mentions(value: &str, identifiers: pgrx::Array<'_, &str>) -> bool {
+    erasure::mentions::mentions(value, identifiers)
 }
 
 /// Run due erase and purge jobs (for pg_cron or a DBA); returns how many ran.

@@ -28,6 +28,7 @@ use crate::spi;
 use lifecycle_core::rules::ColumnRule;
 
 pub mod catalog;
+pub mod mentions;
 pub mod preview;
 pub mod run;
 pub mod verify;

@@ -29,17 +29,11 @@ pub struct Outcome {
 pub struct Params {
     /// `$3`: the subject's identifiers.
     pub identifiers: Vec<String>,
-    /// `$4`: the identifiers as `ILIKE` patterns.
-    pub patterns: Vec<String>,
 }
 
 impl Params {
     pub fn new(identifiers: Vec<String>) -> Self {
-        let patterns = plan::like_patterns(&identifiers);
-        Params {
-            identifiers,
-            patterns,
-        }
+        Params { identifiers }
     }
 
     pub fn args<'a>(&'a self, step_key: &'a str, second: Option<&'a str>) -> Vec<DatumWithOid<'a>> {
@@ -47,7 +41,6 @@ impl Params {
             step_key.into(),
             second.into(),
             self.identifiers.clone().into(),
-            self.patterns.clone().into(),
         ]
     }
 }
