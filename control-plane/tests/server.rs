@@ -62,3 +62,119 @@ async fn serves_healthz_over_http_and_shuts_down_gracefully() {
     // Nothing listens any more.
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
 }
+
+/// The real binary as the service role: JSON logs carry the request id on
+/// every request line and never the token; SIGTERM ends it cleanly.
+#[tokio::test]
+async fn the_binary_logs_json_with_request_ids_and_stops_on_sigterm() {
+    let service = common::TestService::start("cp_server_bin").await;
+    let token = service.create_token("platform-admin", None).await;
+    let url = service.service_url();
+    let binary = common::Binary::serve(
+        &["--log-format", "json", "--no-worker"],
+        &[
+            ("LIFECYCLE_DATABASE_URL", url.as_str()),
+            ("LIFECYCLE_SUBJECT_TOKEN_SECRET", common::SUBJECT_SECRET),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+
+    let client = reqwest::Client::new();
+    let response = client
+        .get(binary.url("/api/v1/whoami"))
+        .bearer_auth(&token)
+        .header("x-request-id", "req-json-1")
+        .header("user-agent", "test-agent")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let response = client
+        .get(binary.url("/api/v1/whoami"))
+        .bearer_auth("lc_000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::UNAUTHORIZED);
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let ready = client.get(binary.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+
+    let (status, output) = binary.terminate().await;
+    assert!(status.success(), "{status}: {output}");
+    assert!(!output.contains(&token), "a token reached the log");
+    assert!(
+        !output.contains(&token[16..]),
+        "a token's secret reached the log"
+    );
+    assert!(
+        !output.contains("AAAAAAAAAAAAAAAA"),
+        "a presented token reached the log"
+    );
+    assert!(!output.to_ascii_lowercase().contains("bearer "), "{output}");
+    let lines: Vec<serde_json::Value> = output
+        .lines()
+        .map(|line| {
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not a JSON line: {line}"))
+        })
+        .collect();
+    let completed: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "request completed")
+        .collect();
+    assert!(completed.len() >= 3, "{output}");
+    for line in &completed {
+        let span = &line["span"];
+        assert!(span["request_id"].is_string(), "{line}");
+        assert!(span["route"].is_string(), "{line}");
+    }
+    assert!(completed
+        .iter()
+        .any(|l| l["span"]["request_id"] == "req-json-1"));
+    assert!(completed
+        .iter()
+        .any(|l| l["span"]["request_id"] == generated.as_str()));
+    let admin = completed
+        .iter()
+        .find(|l| l["span"]["request_id"] == "req-json-1")
+        .unwrap();
+    assert!(
+        admin["span"]["principal"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("admin:")),
+        "{admin}"
+    );
+    assert!(
+        lines.iter().any(|l| l["message"] == "shut down"),
+        "{output}"
+    );
+}
+
+#[tokio::test]
+async fn the_binary_refuses_to_serve_as_a_superuser() {
+    let service = common::TestService::start("cp_server_su").await;
+    let url = service.admin_url();
+    let port = common::free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let output = common::run_cli(
+        &["serve", "--no-worker", "--listen", &listen],
+        &[("LIFECYCLE_DATABASE_URL", url.as_str())],
+    )
+    .await;
+    assert!(!output.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("superuser"), "{text}");
+    assert!(text.contains("lifecycled setup"), "{text}");
+    assert!(
+        !text.contains("lifecycle@") && !text.contains(":lifecycle@"),
+        "no password in the output: {text}"
+    );
+}
