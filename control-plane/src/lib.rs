@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod setup;
 pub mod state;
 pub mod telemetry;
+pub mod worker;
 
 pub use config::{Config, LogFormat};
 pub use error::{ApiError, ApiResult};
