@@ -11,7 +11,9 @@ INSTALL_EXTENSION=1
 [ "${1:-}" = "--no-install" ] && INSTALL_EXTENSION=0
 
 log "Debian packages"
-packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo ca-certificates)
+# python3-venv and curl: scripts/schemathesis.sh fuzzes the control plane's API.
+packages=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron libclang-dev clang sudo ca-certificates
+          python3 python3-venv curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

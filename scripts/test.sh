@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints, the extension's #[pg_test] units
 # inside PostgreSQL, the pg_regress golden files against the local cluster,
-# and the client-side integration tests (extension, control plane).
+# the client-side integration tests (extension, control plane), and
+# schemathesis against the running control plane's OpenAPI document.
 #
 # Usage: scripts/test.sh
 source "$(dirname "$0")/common.sh"
@@ -29,3 +30,6 @@ cargo test --workspace --exclude lifecycle 2>&1 | tee "$ROOT/target/integration-
 passed=$(grep -Eo 'test result: ok\. [0-9]+ passed' "$ROOT/target/integration-tests.log" | awk '{s+=$4} END {print s+0}')
 echo
 echo "integration: ${passed} passed, 0 failed"
+
+log "schemathesis against the control plane's OpenAPI document"
+"$ROOT/scripts/schemathesis.sh"

@@ -277,6 +277,33 @@ mod tests {
         }
     }
 
+    /// docs/security.md lists what the service role may do: the same
+    /// functions as the SQL file that grants them, no more, no fewer.
+    #[test]
+    fn the_security_notes_list_the_granted_functions() {
+        let doc = include_str!("../../docs/security.md");
+        let section = doc
+            .split_once("## The service role")
+            .expect("docs/security.md has a section for the service role")
+            .1;
+        let section = section.split("\n## ").next().unwrap();
+        let execute: String = section
+            .split("\n- ")
+            .filter(|item| item.starts_with("`EXECUTE`"))
+            .collect();
+        let documented: Vec<&str> = execute
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|name| *name != "EXECUTE")
+            .collect();
+        let mut granted = granted_functions();
+        granted.sort_unstable();
+        let mut documented_sorted = documented.clone();
+        documented_sorted.sort_unstable();
+        assert_eq!(documented_sorted, granted);
+    }
+
     #[test]
     fn the_granted_functions_are_read_from_the_file() {
         let functions = granted_functions();
