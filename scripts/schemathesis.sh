@@ -95,6 +95,7 @@ run() {
         --seed "$SEED" \
         --workers 2 \
         --no-color \
+        --generation-database none \
         --report junit --report-junit-path "$OUT/${name}.xml" \
         "$@"
 }

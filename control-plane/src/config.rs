@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::worker::WorkerArgs;
+
 /// Default PostgreSQL connection URL (the local demo database).
 pub const DEFAULT_DATABASE_URL: &str =
     "postgres://lifecycle_admin:lifecycle@127.0.0.1:5432/lifecycle_demo";
@@ -232,6 +234,9 @@ pub struct Config {
     /// Do not run the worker in this process (API-only replicas).
     #[arg(long, env = "LIFECYCLE_NO_WORKER")]
     pub no_worker: bool,
+
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 impl Default for Config {
@@ -251,6 +256,7 @@ impl Default for Config {
             request_timeout_secs: DEFAULT_REQUEST_TIMEOUT_SECS,
             allow_superuser: false,
             no_worker: false,
+            worker: WorkerArgs::default(),
         }
     }
 }
@@ -315,6 +321,7 @@ impl fmt::Debug for Config {
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("allow_superuser", &self.allow_superuser)
             .field("no_worker", &self.no_worker)
+            .field("worker", &self.worker)
             .finish()
     }
 }

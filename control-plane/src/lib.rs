@@ -152,7 +152,9 @@ async fn check_roles(state: &AppState) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Run the server described by `config` until SIGINT or SIGTERM.
+/// Run the server described by `config` (and, unless `--no-worker`, the
+/// worker on every database) until SIGINT or SIGTERM: then stop accepting,
+/// answer the requests in flight, shut the worker down, close the pools.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(
         ?config,
@@ -171,9 +173,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", state.config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
 
-    serve(listener, build_router(state.clone()), shutdown_signal())
+    let worker = (!state.config.no_worker)
+        .then(|| worker::spawn(state.dbs.clone(), state.config.worker.clone()));
+
+    let served = serve(listener, build_router(state.clone()), shutdown_signal())
         .await
-        .context("HTTP server failed")?;
+        .context("HTTP server failed");
+    // The requests in flight are answered; now the worker finishes or hands
+    // back its jobs, whether the server stopped on a signal or failed.
+    if let Some(worker) = worker {
+        worker.shutdown().await;
+    }
+    served?;
 
     state.dbs.close();
     tracing::info!("shut down");

@@ -178,3 +178,36 @@ async fn the_binary_refuses_to_serve_as_a_superuser() {
         "no password in the output: {text}"
     );
 }
+
+/// With its worker (the default), SIGTERM stops the server first and the
+/// worker after it, then the process exits cleanly.
+#[tokio::test]
+async fn sigterm_stops_the_server_then_the_worker() {
+    let service = common::TestService::start("cp_server_worker").await;
+    let url = service.service_url();
+    let binary = common::Binary::serve(
+        &["--worker-poll-secs", "1"],
+        &[
+            ("LIFECYCLE_DATABASE_URL", url.as_str()),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .await;
+    let ready = reqwest::get(binary.url("/readyz")).await.unwrap();
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let (status, output) = binary.terminate().await;
+    assert!(status.success(), "{status}: {output}");
+    let position = |needle: &str| {
+        output
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} missing from:\n{output}"))
+    };
+    let started = position("worker started");
+    let signal = position("received SIGTERM");
+    let stopped = position("worker stopped");
+    let down = position("shut down");
+    assert!(
+        started < signal && signal < stopped && stopped < down,
+        "{output}"
+    );
+}
