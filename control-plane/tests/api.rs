@@ -286,3 +286,67 @@ async fn metrics_count_requests_by_route_template() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn several_databases_answer_apart_and_one_down_stops_nobody() {
+    let eu = TestService::start("cp_multi_eu").await;
+    let us_db = TestDb::create("cp_multi_us").await.unwrap();
+    // One service role for both (roles are cluster-wide): setup in the
+    // second database as a secondary (no control-plane tables there).
+    common::setup(&us_db, &eu.service, false).await;
+
+    let mut config = eu.config();
+    config.db.databases = vec![
+        format!("eu={}", eu.service_url()).parse().unwrap(),
+        format!("us={}", us_db.url_for(&eu.service))
+            .parse()
+            .unwrap(),
+        "asia=postgres://nobody:x@127.0.0.1:1/none".parse().unwrap(),
+    ];
+    config.db.db_timeout_secs = 1;
+    let state = AppState::new(config).unwrap();
+    assert_eq!(state.dbs.names().collect::<Vec<_>>(), ["eu", "us", "asia"]);
+    assert_eq!(&*state.dbs.primary().name, "eu");
+
+    // The fan-out asks all three at once and keeps their order.
+    let answers = state
+        .dbs
+        .fan_out(|name, client| async move {
+            let row = client
+                .query_one("SELECT current_database()::text", &[])
+                .await?;
+            Ok((name.to_string(), row.get::<_, String>(0)))
+        })
+        .await;
+    let (values, failed) = lifecycled::db::partition(answers);
+    let values: Vec<(String, String)> = values.into_iter().map(|(_, v)| v).collect();
+    assert_eq!(
+        values,
+        [
+            ("eu".to_owned(), eu.db.name.clone()),
+            ("us".to_owned(), us_db.name.clone())
+        ]
+    );
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].database, "asia");
+    assert_eq!(failed[0].error.code, "database_unavailable");
+
+    let err = state.dbs.client("atlantis").await.err().unwrap();
+    assert_eq!(err.status(), StatusCode::NOT_FOUND);
+    assert_eq!(err.code(), "unknown_database");
+
+    // Readiness names the one that is down and says the others are fine.
+    let response = get(build_router(state), "/readyz").await;
+    assert_eq!(response.status, StatusCode::SERVICE_UNAVAILABLE);
+    let databases = response.body["databases"].as_array().unwrap();
+    let ready: Vec<(&str, bool)> = databases
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap(), d["ready"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(ready, [("eu", true), ("us", true), ("asia", false)]);
+    let message = response.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"asia\"") && !message.contains("\"eu\""),
+        "{message}"
+    );
+}

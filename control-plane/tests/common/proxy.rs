@@ -1,7 +1,8 @@
-//! A TCP proxy in front of the PostgreSQL cluster that a test can cut and
-//! restore, to see the service while "the database is down" without
-//! stopping the cluster other tests share. Cutting it closes every open
-//! connection and refuses new ones, as a stopped server does.
+//! A TCP proxy in front of the PostgreSQL cluster that a test can cut,
+//! stall and restore, to see the service while "the database is down" or
+//! hangs without stopping the cluster other tests share. Cutting it closes
+//! every open connection and refuses new ones, as a stopped server does;
+//! stalling accepts connections and never answers.
 
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -27,6 +28,21 @@ impl Proxy {
         };
         proxy.serve(listener);
         proxy
+    }
+
+    /// A proxy in front of the server of `url` (a `postgres://` URL).
+    pub async fn in_front_of(url: &str) -> Self {
+        let config: tokio_postgres::Config = url.parse().expect("URL");
+        let host = match &config.get_hosts()[0] {
+            tokio_postgres::config::Host::Tcp(host) if host == "localhost" => {
+                "127.0.0.1".to_owned()
+            }
+            tokio_postgres::config::Host::Tcp(host) => host.clone(),
+            #[cfg(unix)]
+            tokio_postgres::config::Host::Unix(_) => panic!("the proxy needs a TCP server"),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        Self::start(format!("{host}:{port}").parse().expect("server address")).await
     }
 
     /// The URL `url` (a `postgres://` URL of the target) through the proxy.
@@ -72,6 +88,40 @@ impl Proxy {
         });
     }
 
+    /// Accept connections but never answer (a server that hangs, or a
+    /// network that drops packets): connecting times out.
+    pub async fn stall(&self) {
+        self.cut();
+        let listener = self.rebind().await;
+        let stop = CancellationToken::new();
+        *self.running.lock().expect("lock") = Some(stop.clone());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    accepted = listener.accept() => {
+                        if let Ok((socket, _)) = accepted {
+                            held.push(socket);
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Bind the proxy's port again (the listener that was cut is dropped by
+    /// its own task, a moment later).
+    async fn rebind(&self) -> TcpListener {
+        for _ in 0..100 {
+            if let Ok(listener) = TcpListener::bind(("127.0.0.1", self.port)).await {
+                return listener;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("could not bind the proxy's port {} again", self.port);
+    }
+
     /// Close every connection and refuse new ones.
     pub fn cut(&self) {
         if let Some(stop) = self.running.lock().expect("lock").take() {
@@ -81,9 +131,7 @@ impl Proxy {
 
     /// Accept connections again, on the same port.
     pub async fn restore(&self) {
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("rebind the proxy's port");
+        let listener = self.rebind().await;
         self.serve(listener);
     }
 }
