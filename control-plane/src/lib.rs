@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::HeaderName;
+use axum::http::{header, HeaderName, HeaderValue, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -20,6 +20,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 pub mod api;
@@ -46,9 +47,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// The complete HTTP application: routes, `/openapi.json`, and the
-/// middleware (outermost first): request ids, request tracing, metrics,
-/// compression, JSON error bodies, panic-to-500, request timeout, body
-/// size limit.
+/// middleware (outermost first): request ids, request tracing,
+/// `nosniff`, metrics, `no-store` on API answers, compression, JSON error
+/// bodies, panic-to-500, request timeout, body size limit.
 pub fn build_router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let outer = ServiceBuilder::new()
@@ -60,7 +61,11 @@ pub fn build_router(state: AppState) -> Router {
                 .on_response(telemetry::LogResponse)
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::new(request_id));
+        .layer(PropagateRequestIdLayer::new(request_id))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
 
     // Make sure the registry exists before the first request is counted.
     metrics::handle();
@@ -74,9 +79,23 @@ pub fn build_router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::map_response(error::json_errors))
         .layer(CompressionLayer::new())
+        .layer(middleware::map_response(no_store))
         .layer(middleware::from_fn(metrics::track_http))
         .layer(outer)
         .with_state(state)
+}
+
+/// API answers carry personal data and depend on the token: no cache
+/// (shared or the browser's) may keep them. Other routes (pages, static
+/// files) set their own policy.
+async fn no_store(uri: Uri, mut response: Response) -> Response {
+    if uri.path().starts_with(api::API_PREFIX) {
+        response
+            .headers_mut()
+            .entry(header::CACHE_CONTROL)
+            .or_insert(HeaderValue::from_static("no-store"));
+    }
+    response
 }
 
 fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {

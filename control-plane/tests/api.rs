@@ -40,6 +40,11 @@ async fn version_reports_crate_version() {
         response.body,
         json!({"name": "lifecycled", "version": env!("CARGO_PKG_VERSION")})
     );
+    assert_eq!(response.headers[header::CACHE_CONTROL], "no-store");
+    assert_eq!(response.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    let response = get(build_router(offline_state()), "/healthz").await;
+    assert!(!response.headers.contains_key(header::CACHE_CONTROL));
+    assert_eq!(response.headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
 }
 
 #[tokio::test]
