@@ -251,7 +251,11 @@ async fn request_context_lasts_as_long_as_the_transaction() {
 
 #[tokio::test]
 async fn metrics_count_requests_by_route_template() {
-    let router = build_router(offline_state());
+    // Gauges are process-wide: this test's database has a name of its own.
+    let mut config = Config::default();
+    config.db.databases = vec![format!("offline={CLOSED_PORT_URL}").parse().unwrap()];
+    config.db.db_timeout_secs = 1;
+    let router = build_router(AppState::new(config).unwrap());
     for _ in 0..3 {
         get(router.clone(), "/api/v1/version").await;
     }
@@ -287,7 +291,7 @@ async fn metrics_count_requests_by_route_template() {
     );
     // The database of this state is down: its gauge says so.
     assert!(
-        text.contains("lifecycled_database_up{database=\"default\"} 0"),
+        text.contains("lifecycled_database_up{database=\"offline\"} 0"),
         "{text}"
     );
 }
@@ -353,5 +357,53 @@ async fn several_databases_answer_apart_and_one_down_stops_nobody() {
     assert!(
         message.contains("\"asia\"") && !message.contains("\"eu\""),
         "{message}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_read_the_job_counts_of_every_database() {
+    let service = TestService::start("cp_metrics_jobs").await;
+    let admin = service.superuser().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE people (id bigint PRIMARY KEY);
+             SELECT lifecycle.register_subject('people', 'id');
+             INSERT INTO people VALUES (1), (2);
+             SELECT lifecycle.request_export('user', '1', NULL, 'dpo', requires_approval => false);
+             SELECT lifecycle.request_export('user', '2', NULL, 'dpo', requires_approval => false);",
+        )
+        .await
+        .unwrap();
+    // Gauges are process-wide: this test's database has a name of its own.
+    let mut config = service.config();
+    config.db.databases = vec![format!("jobs={}", service.service_url()).parse().unwrap()];
+    let response = get(build_router(AppState::new(config).unwrap()), "/metrics").await;
+    assert_eq!(response.status, StatusCode::OK);
+    let text = response.text();
+    assert!(
+        text.contains("lifecycled_database_up{database=\"jobs\"} 1"),
+        "{text}"
+    );
+    // Every count the extension keeps is in the scrape, as it is.
+    let counts = admin
+        .query(
+            "SELECT status, job_type, jobs FROM lifecycle.job_stats()",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut total = 0;
+    for row in counts {
+        let (status, job_type, jobs): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
+        let line = format!(
+            "lifecycled_jobs{{database=\"jobs\",status=\"{status}\",job_type=\"{job_type}\"}} {jobs}"
+        );
+        assert!(text.contains(&line), "{line} missing:\n{text}");
+        total += jobs;
+    }
+    assert_eq!(total, 2);
+    assert!(
+        text.contains("lifecycled_oldest_due_job_age_seconds{"),
+        "{text}"
     );
 }
