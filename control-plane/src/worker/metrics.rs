@@ -1,18 +1,19 @@
 //! What the worker counts, through the `metrics` facade (the registry of
-//! [`crate::metrics`] serves it at `/metrics`). Labels carry the configured
-//! database name, job types, outcomes and parts of the worker, never ids.
+//! [`crate::metrics`] serves it at `/metrics`), under the service's
+//! `lifecycled_` prefix. Labels carry the configured database name, job
+//! types, outcomes and parts of the worker, never ids.
 
 use metrics::{counter, describe_counter, describe_gauge, gauge, Unit};
 
 /// Jobs run, by `database`, `job_type` and `outcome`.
-pub const RUNS: &str = "lifecycle_worker_runs_total";
+pub const RUNS: &str = "lifecycled_worker_runs_total";
 /// Calls to a database that failed, by `database` and `part` of the worker.
-pub const FAILURES: &str = "lifecycle_worker_failures_total";
+pub const FAILURES: &str = "lifecycled_worker_failures_total";
 /// Jobs claimed after another worker's lease on them expired, by `database`
 /// and `job_type`.
-pub const TAKEOVERS: &str = "lifecycle_worker_lease_takeovers_total";
+pub const TAKEOVERS: &str = "lifecycled_lease_takeovers_total";
 /// Jobs running now, by `database`.
-pub const RUNNING: &str = "lifecycle_worker_running_jobs";
+pub const RUNNING: &str = "lifecycled_worker_running_jobs";
 
 /// Register the descriptions (`# HELP`).
 pub fn describe() {
