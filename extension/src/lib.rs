@@ -813,6 +813,40 @@ v1_function!(
     }
 );
 
+// `lifecycle.list_jobs(...)` (declared in sql/extension/jobs.sql): a
+// set-returning function in materialize mode, so that the rows SPI read go
+// into the result as datums (see `jobs::list`).
+v1_function!(
+    lifecycle_list_jobs,
+    pg_finfo_lifecycle_list_jobs,
+    |fcinfo| unsafe {
+        use pgrx::fcinfo::pg_getarg;
+        let query = jobs::list::Query {
+            status: pg_getarg(fcinfo, 0),
+            job_type: pg_getarg(fcinfo, 1),
+            q: pg_getarg(fcinfo, 2),
+            tenants: pg_getarg::<Vec<Option<String>>>(fcinfo, 3)
+                .map(|t| t.into_iter().flatten().collect()),
+            limit: pg_getarg(fcinfo, 4),
+            after_requested_at: pg_getarg(fcinfo, 5),
+            after_id: pg_getarg(fcinfo, 6),
+        };
+        // The tuplestore and the result's row type, in the query's memory.
+        pg_sys::SetSingleFuncCall(fcinfo, 0);
+        let rsinfo = (*fcinfo).resultinfo as *mut pg_sys::ReturnSetInfo;
+        let (store, desc) = ((*rsinfo).setResult, (*rsinfo).setDesc);
+        jobs::list::list(query, |values, nulls| {
+            pg_sys::tuplestore_putvalues(
+                store,
+                desc,
+                values.as_ptr().cast_mut(),
+                nulls.as_ptr().cast_mut(),
+            )
+        })?;
+        Ok(pg_sys::Datum::from(0))
+    }
+);
+
 v1_function!(
     lifecycle_jobs_guard,
     pg_finfo_lifecycle_jobs_guard,
@@ -887,72 +921,6 @@ unsafe fn row_result(td: &pg_sys::TriggerData) -> pg_sys::Datum {
 
 // ----- the job list, statistics and workers' hand-backs --------------------------
 
-/// Jobs newest first by (requested_at, id), strictly after the cursor
-/// (`after_requested_at`, `after_id`: the last row of the previous page),
-/// at most `lim` (1 to 500). `tenants`: only those tenants' jobs (NULL:
-/// every tenant's). `q`: a job id, a target id or part of a tenant's name.
-// The columns must be spelled out here: their names become the SQL ones.
-#[allow(clippy::too_many_arguments, clippy::type_complexity)]
-#[pg_extern(stable, parallel_unsafe)]
-fn list_jobs(
-    status: default!(Option<&str>, "NULL"),
-    job_type: default!(Option<&str>, "NULL"),
-    q: default!(Option<&str>, "NULL"),
-    tenants: default!(Option<Vec<Option<String>>>, "NULL"),
-    lim: default!(Option<i32>, "50"),
-    after_requested_at: default!(Option<TimestampWithTimeZone>, "NULL"),
-    after_id: default!(Option<Uuid>, "NULL"),
-) -> TableIterator<
-    'static,
-    (
-        name!(id, Uuid),
-        name!(job_type, String),
-        name!(target_type, String),
-        name!(target_id, String),
-        name!(tenant_id, Option<String>),
-        name!(tenant_name, Option<String>),
-        name!(status, String),
-        name!(requested_by, String),
-        name!(reason, Option<String>),
-        name!(jurisdiction, String),
-        name!(requires_approval, bool),
-        name!(approved_by, Option<String>),
-        name!(approved_at, Option<TimestampWithTimeZone>),
-        name!(rejected_by, Option<String>),
-        name!(rejected_at, Option<TimestampWithTimeZone>),
-        name!(rejection_reason, Option<String>),
-        name!(cancelled_by, Option<String>),
-        name!(cancelled_at, Option<TimestampWithTimeZone>),
-        name!(requested_at, TimestampWithTimeZone),
-        name!(scheduled_for, TimestampWithTimeZone),
-        name!(due_at, TimestampWithTimeZone),
-        name!(blocked_by_hold, bool),
-        name!(blocking_hold_id, Option<Uuid>),
-        name!(attempts, i32),
-        name!(worker, Option<String>),
-        name!(lease_expires_at, Option<TimestampWithTimeZone>),
-        name!(started_at, Option<TimestampWithTimeZone>),
-        name!(finished_at, Option<TimestampWithTimeZone>),
-        name!(error, Option<String>),
-        name!(error_sqlstate, Option<String>),
-        name!(result_digest, Option<String>),
-        name!(updated_at, TimestampWithTimeZone),
-    ),
-> {
-    let rows = boundary(|| {
-        jobs::list::list(jobs::list::Query {
-            status,
-            job_type,
-            q,
-            tenants: tenants.map(|t| t.into_iter().flatten().collect()),
-            limit: lim,
-            after_requested_at,
-            after_id,
-        })
-    });
-    TableIterator::new(rows)
-}
-
 /// The number of jobs by status and type, every status and type included:
 /// of the given tenants, or of all jobs (NULL). Read from counts a trigger
 /// keeps, never from a scan of the jobs.
@@ -1006,7 +974,6 @@ fn release_lease(job_id: Option<Uuid>, worker: Option<&str>) {
 extension_sql!(
     r#"
 REVOKE EXECUTE ON FUNCTION
-    lifecycle.list_jobs(text, text, text, text[], integer, timestamptz, uuid),
     lifecycle.job_stats(text[]),
     lifecycle.oldest_due_jobs(),
     lifecycle.recount_jobs(),
@@ -1014,13 +981,7 @@ REVOKE EXECUTE ON FUNCTION
   FROM PUBLIC;
 "#,
     name = "job_list_privileges",
-    requires = [
-        list_jobs,
-        job_stats,
-        oldest_due_jobs,
-        recount_jobs,
-        release_lease
-    ]
+    requires = [job_stats, oldest_due_jobs, recount_jobs, release_lease]
 );
 
 #[cfg(any(test, feature = "pg_test"))]

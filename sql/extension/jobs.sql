@@ -57,15 +57,18 @@ CREATE TABLE lifecycle.jobs (
 CREATE INDEX jobs_target ON lifecycle.jobs (target_type, target_id);
 CREATE INDEX jobs_runnable ON lifecycle.jobs (scheduled_for) WHERE status IN ('approved', 'processing');
 -- The job list (lifecycle.list_jobs) reads newest first by (requested_at, id)
--- and stops at its page: every combination of its filters has an index
--- that yields rows in that order (a tenant's own rows, a status, a type, a
--- status and a type) or, with a search, few rows to sort (a job id, a
--- target id, the tenants whose name matched).
+-- and stops at its page. These indexes yield rows in that order for no
+-- filter, a status, a type, a status and a type, a tenant, and a tenant with
+-- a status and a type (a tenant admin's filters, or a search that found one
+-- tenant by name); with a tenant and only one of status or type, the
+-- tenant's rows are read in order and filtered. A search by job or target
+-- id reads its few rows through the primary key and jobs_target_id.
 CREATE INDEX jobs_recent ON lifecycle.jobs (requested_at, id);
 CREATE INDEX jobs_status ON lifecycle.jobs (status, requested_at, id);
 CREATE INDEX jobs_type ON lifecycle.jobs (job_type, requested_at, id);
 CREATE INDEX jobs_status_type ON lifecycle.jobs (status, job_type, requested_at, id);
 CREATE INDEX jobs_tenant ON lifecycle.jobs (tenant_id, requested_at, id);
+CREATE INDEX jobs_tenant_status_type ON lifecycle.jobs (tenant_id, status, job_type, requested_at, id);
 CREATE INDEX jobs_target_id ON lifecycle.jobs (target_id);
 -- release_hold() finds the jobs a hold blocked.
 CREATE INDEX jobs_blocked ON lifecycle.jobs (blocking_hold_id) WHERE blocked_by_hold;
@@ -122,6 +125,60 @@ CREATE INDEX external_steps_job ON lifecycle.external_steps (job_id);
 CREATE INDEX external_steps_pending ON lifecycle.external_steps (job_id) WHERE status = 'pending';
 COMMENT ON TABLE lifecycle.external_steps IS
     'Steps outside the database (stored files, third-party deletions) a job waits for until each is confirmed.';
+
+-- ----- the job list -------------------------------------------------------------
+
+-- Jobs newest first by (requested_at, id), strictly after the cursor
+-- (after_requested_at, after_id: the last row of the previous page), at
+-- most lim (1 to 500). tenants: only those tenants' jobs (NULL: every
+-- tenant's). q: a job id, a target id or part of a tenant's name. Written in
+-- Rust (extension/src/jobs/list.rs); declared here because it returns its
+-- rows in materialize mode.
+CREATE FUNCTION lifecycle.list_jobs(
+    status             text        DEFAULT NULL,
+    job_type           text        DEFAULT NULL,
+    q                  text        DEFAULT NULL,
+    tenants            text[]      DEFAULT NULL,
+    lim                integer     DEFAULT 50,
+    after_requested_at timestamptz DEFAULT NULL,
+    after_id           uuid        DEFAULT NULL)
+RETURNS TABLE (
+    id                uuid,
+    job_type          text,
+    target_type       text,
+    target_id         text,
+    tenant_id         text,
+    tenant_name       text,
+    status            text,
+    requested_by      text,
+    reason            text,
+    jurisdiction      text,
+    requires_approval boolean,
+    approved_by       text,
+    approved_at       timestamptz,
+    rejected_by       text,
+    rejected_at       timestamptz,
+    rejection_reason  text,
+    cancelled_by      text,
+    cancelled_at      timestamptz,
+    requested_at      timestamptz,
+    scheduled_for     timestamptz,
+    due_at            timestamptz,
+    blocked_by_hold   boolean,
+    blocking_hold_id  uuid,
+    attempts          integer,
+    worker            text,
+    lease_expires_at  timestamptz,
+    started_at        timestamptz,
+    finished_at       timestamptz,
+    error             text,
+    error_sqlstate    text,
+    result_digest     text,
+    updated_at        timestamptz)
+LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'lifecycle_list_jobs';
+COMMENT ON FUNCTION lifecycle.list_jobs(text, text, text, text[], integer, timestamptz, uuid) IS
+    'Jobs newest first by (requested_at, id) after a keyset cursor, filtered by status, type and tenants, searched by job id, target id or tenant name.';
+REVOKE EXECUTE ON FUNCTION lifecycle.list_jobs(text, text, text, text[], integer, timestamptz, uuid) FROM PUBLIC;
 
 -- ----- counts and wake-ups ------------------------------------------------------
 --

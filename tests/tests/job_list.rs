@@ -271,6 +271,8 @@ async fn every_filter_search_and_scope_answers_what_the_jobs_say() {
         Some("_".to_string()),
         Some("P%re".to_string()),
         Some("25".to_string()),
+        // A target id and part of a tenant's name at once.
+        Some("1".to_string()),
         Some(some_job.id.to_string()),
         Some(some_job.id.to_string().to_uppercase()),
         Some("'); DROP TABLE lifecycle.jobs; --".to_string()),
@@ -303,7 +305,7 @@ async fn every_filter_search_and_scope_answers_what_the_jobs_say() {
             }
         }
     }
-    assert_eq!(checked, 4 * 3 * 3 * 11 * 2);
+    assert_eq!(checked, 4 * 3 * 3 * 12 * 2);
 
     // The search reads no patterns and is scoped: '%' finds the tenant
     // whose name has one, and a tenant admin's search stays in the tenant.

@@ -7,16 +7,22 @@
 //! given (their values are parameters, never text), so that each
 //! combination is planned on its own and reads one of the indexes
 //! `sql/extension/jobs.sql` creates for it, up to the page's end.
+//!
+//! The rows go out as they come from SPI: each is deformed once and its
+//! datums handed on with the tenant's name put in (see [`list`]), not
+//! converted to Rust values and back, which cost more than the query.
 
 use std::collections::{BTreeSet, HashMap};
 
 use lifecycle_core::jobs::{JobStatus, JobType};
 use pgrx::datum::{DatumWithOid, TimestampWithTimeZone, Uuid};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 
 use crate::datamap;
 use crate::error::{LcError, LcResult};
 use crate::privilege;
+use crate::spi;
 
 /// The default page size, and the largest one.
 pub const DEFAULT_LIMIT: i32 = 50;
@@ -36,51 +42,19 @@ pub struct Query<'a> {
     pub after_id: Option<Uuid>,
 }
 
-/// One row of the list: the columns of `lifecycle.jobs` the console shows
-/// (all but `options` and `result`, which the job's own page reads), with
-/// the tenant's display name after its id.
-pub type Row = (
-    Uuid,
-    String,
-    String,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    String,
-    bool,
-    Option<String>,
-    Option<TimestampWithTimeZone>,
-    Option<String>,
-    Option<TimestampWithTimeZone>,
-    Option<String>,
-    Option<String>,
-    Option<TimestampWithTimeZone>,
-    TimestampWithTimeZone,
-    TimestampWithTimeZone,
-    TimestampWithTimeZone,
-    bool,
-    Option<Uuid>,
-    i32,
-    Option<String>,
-    Option<TimestampWithTimeZone>,
-    Option<TimestampWithTimeZone>,
-    Option<TimestampWithTimeZone>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    TimestampWithTimeZone,
-);
-
-/// The columns read, in the order of [`Row`] without the tenant's name.
+/// The columns read: those of `lifecycle.jobs` the console shows (all but
+/// `options` and `result`, which the job's own page reads).
+/// `lifecycle.list_jobs` returns them with `tenant_name` after `tenant_id`.
 const COLUMNS: &str = "j.id, j.job_type, j.target_type, j.target_id, j.tenant_id, j.status, \
      j.requested_by, j.reason, j.jurisdiction, j.requires_approval, j.approved_by, j.approved_at, \
      j.rejected_by, j.rejected_at, j.rejection_reason, j.cancelled_by, j.cancelled_at, \
      j.requested_at, j.scheduled_for, j.due_at, j.blocked_by_hold, j.blocking_hold_id, \
      j.attempts, j.worker, j.lease_expires_at, j.started_at, j.finished_at, j.error, \
      j.error_sqlstate, j.result_digest, j.updated_at";
+
+/// Where the tenant's id is among the columns read (0-based); its name
+/// follows it in the result.
+const TENANT_COLUMN: usize = 4;
 
 /// A value of a named enum of the core crate, or 22023 naming the values
 /// there are.
@@ -100,21 +74,26 @@ fn parse_named<T: std::str::FromStr<Err = lifecycle_core::UnknownName>>(
         .transpose()
 }
 
-/// The statement's conditions and their parameters, numbered as added.
-struct Conditions<'a> {
-    sql: Vec<String>,
+/// The statement's parameters, numbered as added.
+#[derive(Default)]
+struct Params<'a> {
     args: Vec<DatumWithOid<'a>>,
 }
 
-impl<'a> Conditions<'a> {
+impl<'a> Params<'a> {
     /// Add a parameter; returns its placeholder (`$n`).
-    fn param(&mut self, value: impl Into<DatumWithOid<'a>>) -> String {
+    fn add(&mut self, value: impl Into<DatumWithOid<'a>>) -> String {
         self.args.push(value.into());
         format!("${}", self.args.len())
     }
+}
 
-    fn add(&mut self, condition: String) {
-        self.sql.push(condition);
+/// `j.tenant_id` is one of `ids`: with one id, an equality, so that the
+/// rows come in order from an index that starts with the tenant.
+fn tenant_condition(p: &mut Params<'_>, ids: &[String]) -> String {
+    match ids {
+        [one] => format!("j.tenant_id = {}", p.add(one.as_str())),
+        many => format!("j.tenant_id = ANY ({}::text[])", p.add(many.to_vec())),
     }
 }
 
@@ -129,14 +108,21 @@ struct Search {
 
 impl Search {
     fn new(q: &str, scope: Option<&[String]>) -> LcResult<Search> {
-        let job_id = crate::holds::uuid_bytes(q).map(Uuid::from_bytes);
+        let as_uuid = crate::holds::uuid_bytes(q).map(Uuid::from_bytes);
         let mut target_ids = vec![q.to_string()];
-        if let Some(u) = job_id {
+        if let Some(u) = as_uuid {
             let canonical = u.to_string();
             if canonical != q {
                 target_ids.push(canonical);
             }
         }
+        // Kinds of match that find nothing at all are left out of the
+        // statement (most searches are for a name, not an id).
+        let (job, target) = spi::two::<bool, bool>(
+            "SELECT EXISTS (SELECT 1 FROM lifecycle.jobs WHERE id = $1::uuid), \
+                    EXISTS (SELECT 1 FROM lifecycle.jobs WHERE target_id = ANY ($2::text[]))",
+            &[as_uuid.into(), target_ids.clone().into()],
+        )?;
         // A tenant admin's search finds their own tenant's jobs only.
         let tenant_ids = datamap::find_tenants(q, i32::MAX)?
             .into_iter()
@@ -144,34 +130,41 @@ impl Search {
             .filter(|id| scope.is_none_or(|s| s.contains(id)))
             .collect();
         Ok(Search {
-            job_id,
-            target_ids,
+            job_id: as_uuid.filter(|_| job == Some(true)),
+            target_ids: if target == Some(true) {
+                target_ids
+            } else {
+                Vec::new()
+            },
             tenant_ids,
         })
     }
 
-    /// The condition on the row aliased `j`.
-    fn condition<'a>(self, c: &mut Conditions<'a>) -> String {
-        let mut any = Vec::new();
+    /// One condition per kind of match that finds jobs, each of which an
+    /// index answers.
+    fn branches(self, p: &mut Params<'_>) -> Vec<String> {
+        let mut out = Vec::new();
         if let Some(id) = self.job_id {
-            any.push(format!("j.id = {}::uuid", c.param(id)));
+            out.push(format!("j.id = {}::uuid", p.add(id)));
         }
-        any.push(format!(
-            "j.target_id = ANY ({}::text[])",
-            c.param(self.target_ids)
-        ));
-        if !self.tenant_ids.is_empty() {
-            any.push(format!(
-                "j.tenant_id = ANY ({}::text[])",
-                c.param(self.tenant_ids)
+        if !self.target_ids.is_empty() {
+            out.push(format!(
+                "j.target_id = ANY ({}::text[])",
+                p.add(self.target_ids)
             ));
         }
-        format!("({})", any.join(" OR "))
+        if !self.tenant_ids.is_empty() {
+            out.push(tenant_condition(p, &self.tenant_ids));
+        }
+        out
     }
 }
 
-/// The page of jobs `query` asks for.
-pub fn list(query: Query<'_>) -> LcResult<Vec<Row>> {
+/// The page of jobs `query` asks for: `emit` receives each row's datums
+/// and null flags, in the order of `lifecycle.list_jobs`' result, valid
+/// during the call only (a set-returning function copies them into its
+/// tuplestore).
+pub fn list(query: Query<'_>, emit: impl FnMut(&[pg_sys::Datum], &[bool])) -> LcResult<()> {
     const F: &str = "lifecycle.list_jobs()";
     let status = parse_named(query.status, JobStatus::ALL, |s| s.as_str())?;
     let job_type = parse_named(query.job_type, JobType::ALL, |t| t.as_str())?;
@@ -195,120 +188,136 @@ pub fn list(query: Query<'_>) -> LcResult<Vec<Row>> {
     let q = query.q.map(str::trim).filter(|q| !q.is_empty());
     let tenants: Option<Vec<String>> = query.tenants;
     if tenants.as_ref().is_some_and(|t| t.is_empty()) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     privilege::as_extension_owner(|| {
-        let mut c = Conditions {
-            sql: Vec::new(),
-            args: Vec::new(),
-        };
+        let mut p = Params::default();
+        let mut filters = Vec::new();
         if let Some(s) = status {
-            let p = c.param(s.as_str());
-            c.add(format!("j.status = {p}"));
+            filters.push(format!("j.status = {}", p.add(s.as_str())));
         }
         if let Some(t) = job_type {
-            let p = c.param(t.as_str());
-            c.add(format!("j.job_type = {p}"));
+            filters.push(format!("j.job_type = {}", p.add(t.as_str())));
         }
-        match tenants.as_deref() {
-            // One tenant (a tenant admin): its rows come in order from
-            // its index, no sort needed.
-            Some([one]) => {
-                let p = c.param(one.as_str());
-                c.add(format!("j.tenant_id = {p}"));
-            }
-            Some(many) => {
-                let p = c.param(many.to_vec());
-                c.add(format!("j.tenant_id = ANY ({p}::text[])"));
-            }
-            None => {}
-        }
-        if let Some(q) = q {
-            let search = Search::new(q, tenants.as_deref())?;
-            let condition = search.condition(&mut c);
-            c.add(condition);
+        if let Some(t) = tenants.as_deref() {
+            filters.push(tenant_condition(&mut p, t));
         }
         if let Some((at, id)) = after {
-            let (at, id) = (c.param(at), c.param(id));
-            c.add(format!("(j.requested_at, j.id) < ({at}, {id})"));
+            let (at, id) = (p.add(at), p.add(id));
+            filters.push(format!("(j.requested_at, j.id) < ({at}, {id})"));
         }
-        let lim = c.param(limit);
-        let sql = format!(
-            "SELECT {COLUMNS} FROM lifecycle.jobs j {where_} \
-              ORDER BY j.requested_at DESC, j.id DESC LIMIT {lim}",
-            where_ = if c.sql.is_empty() {
+        let search = match q {
+            Some(q) => {
+                let branches = Search::new(q, tenants.as_deref())?.branches(&mut p);
+                if branches.is_empty() {
+                    return Ok(());
+                }
+                branches
+            }
+            None => Vec::new(),
+        };
+        // Planned for the values given (not kept): the best plan for a
+        // tenant with few matching jobs (sort them) is not the one for a
+        // tenant with many (read them in order and stop at the page's end).
+        let lim = p.add(limit);
+        let page = |extra: Option<&str>| {
+            let conditions: Vec<&str> = filters.iter().map(String::as_str).chain(extra).collect();
+            let where_ = if conditions.is_empty() {
                 String::new()
             } else {
-                format!("WHERE {}", c.sql.join(" AND "))
+                format!("WHERE {}", conditions.join(" AND "))
+            };
+            format!(
+                "SELECT {COLUMNS} FROM lifecycle.jobs j {where_} \
+                  ORDER BY j.requested_at DESC, j.id DESC LIMIT {lim}"
+            )
+        };
+        // A search that matches several kinds is one page per kind,
+        // merged: each is read in order from its own index, where one
+        // condition with OR would read every match of every kind to sort
+        // them.
+        let sql = match search.as_slice() {
+            [] => page(None),
+            [one] => page(Some(one)),
+            several => {
+                let branches: Vec<String> = several
+                    .iter()
+                    .map(|b| format!("({})", page(Some(b))))
+                    .collect();
+                format!(
+                    "SELECT * FROM ({}) j ORDER BY j.requested_at DESC, j.id DESC LIMIT {lim}",
+                    branches.join(" UNION ")
+                )
             }
-        );
-        let rows = read_rows(&sql, &c.args)?;
-        with_tenant_names(rows)
+        };
+        emit_rows(&sql, &p.args, emit)
     })
 }
 
-/// A page's rows, without the tenants' names yet.
-fn read_rows(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Vec<Row>> {
+/// Run the page's statement and emit its rows with their tenants' display
+/// names (`lifecycle.tenant_names`, looked up once for the page).
+fn emit_rows(
+    sql: &str,
+    args: &[DatumWithOid<'_>],
+    mut emit: impl FnMut(&[pg_sys::Datum], &[bool]),
+) -> LcResult<()> {
     Spi::connect(|client| {
-        let table = client.select(sql, None, args)?;
-        let mut out = Vec::with_capacity(table.len());
-        for r in table {
-            let missing = |column: &str| LcError::internal(format!("job list: {column} is NULL"));
-            out.push((
-                r.get(1)?.ok_or_else(|| missing("id"))?,
-                r.get(2)?.ok_or_else(|| missing("job_type"))?,
-                r.get(3)?.ok_or_else(|| missing("target_type"))?,
-                r.get(4)?.ok_or_else(|| missing("target_id"))?,
-                r.get(5)?,
-                None,
-                r.get(6)?.ok_or_else(|| missing("status"))?,
-                r.get(7)?.ok_or_else(|| missing("requested_by"))?,
-                r.get(8)?,
-                r.get(9)?.ok_or_else(|| missing("jurisdiction"))?,
-                r.get(10)?.ok_or_else(|| missing("requires_approval"))?,
-                r.get(11)?,
-                r.get(12)?,
-                r.get(13)?,
-                r.get(14)?,
-                r.get(15)?,
-                r.get(16)?,
-                r.get(17)?,
-                r.get(18)?.ok_or_else(|| missing("requested_at"))?,
-                r.get(19)?.ok_or_else(|| missing("scheduled_for"))?,
-                r.get(20)?.ok_or_else(|| missing("due_at"))?,
-                r.get(21)?.ok_or_else(|| missing("blocked_by_hold"))?,
-                r.get(22)?,
-                r.get(23)?.ok_or_else(|| missing("attempts"))?,
-                r.get(24)?,
-                r.get(25)?,
-                r.get(26)?,
-                r.get(27)?,
-                r.get(28)?,
-                r.get(29)?,
-                r.get(30)?,
-                r.get(31)?.ok_or_else(|| missing("updated_at"))?,
-            ));
+        let n = client.select(sql, None, args)?.len();
+        // SAFETY: SPI_tuptable is the result of the statement just run (no
+        // SPI call came between); the table itself stays allocated in this
+        // connection's memory until it ends, whatever runs meanwhile.
+        let table = unsafe { pg_sys::SPI_tuptable };
+        if n == 0 || table.is_null() {
+            return Ok(());
         }
-        Ok(out)
+        let (tuples, desc) = unsafe {
+            (
+                std::slice::from_raw_parts((*table).vals, n),
+                (*table).tupdesc,
+            )
+        };
+        let width = unsafe { (*desc).natts } as usize;
+        let mut values = vec![pg_sys::Datum::from(0); width + 1];
+        let mut nulls = vec![true; width + 1];
+        // SAFETY: each tuple is a row of `desc`; `values` and `nulls` have
+        // room for its columns.
+        let deform =
+            |tuple: pg_sys::HeapTuple, values: &mut [pg_sys::Datum], nulls: &mut [bool]| unsafe {
+                pg_sys::heap_deform_tuple(tuple, desc, values.as_mut_ptr(), nulls.as_mut_ptr())
+            };
+        let mut tenant_ids = Vec::with_capacity(n);
+        for &tuple in tuples {
+            deform(tuple, &mut values, &mut nulls);
+            let id = (!nulls[TENANT_COLUMN])
+                .then(|| unsafe { String::from_datum(values[TENANT_COLUMN], false) })
+                .flatten();
+            tenant_ids.push(id);
+        }
+        let distinct: Vec<String> = tenant_ids
+            .iter()
+            .flatten()
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let names: HashMap<String, pg_sys::Datum> = if distinct.is_empty() {
+            HashMap::new()
+        } else {
+            datamap::tenant_names(&distinct)?
+                .into_iter()
+                .filter_map(|(id, name)| Some((id, name?.into_datum()?)))
+                .collect()
+        };
+        for (&tuple, tenant) in tuples.iter().zip(&tenant_ids) {
+            // The row's columns, then the name moved in after the tenant's id.
+            deform(tuple, &mut values[..width], &mut nulls[..width]);
+            values[TENANT_COLUMN + 1..].rotate_right(1);
+            nulls[TENANT_COLUMN + 1..].rotate_right(1);
+            let name = tenant.as_ref().and_then(|t| names.get(t));
+            values[TENANT_COLUMN + 1] = name.copied().unwrap_or(pg_sys::Datum::from(0));
+            nulls[TENANT_COLUMN + 1] = name.is_none();
+            emit(&values, &nulls);
+        }
+        Ok(())
     })
-}
-
-/// The rows with their tenants' display names (`lifecycle.tenant_names`),
-/// looked up once for the page.
-fn with_tenant_names(mut rows: Vec<Row>) -> LcResult<Vec<Row>> {
-    let ids: Vec<String> = rows
-        .iter()
-        .filter_map(|row| row.4.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let names: HashMap<String, Option<String>> = if ids.is_empty() {
-        HashMap::new()
-    } else {
-        datamap::tenant_names(&ids)?.into_iter().collect()
-    };
-    for row in &mut rows {
-        row.5 = row.4.as_ref().and_then(|t| names.get(t).cloned().flatten());
-    }
-    Ok(rows)
 }
