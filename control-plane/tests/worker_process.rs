@@ -1,29 +1,42 @@
 //! The worker in real `lifecycled serve` processes: two on one queue run
 //! each job once; one killed mid-erasure leaves nothing half-done and its job
 //! is completed once by another; SIGTERM lets the running job finish, or
-//! hands it back once the grace is over, and the process exits with 0.
+//! hands it back once the grace is over, and the process exits with 0; with
+//! two databases, one PostgreSQL stopped leaves the other's jobs running,
+//! and once it is back its jobs run too.
 
 mod common;
 mod worker_support;
 
 use common::Binary;
+use lifecycle_tests::cluster::OwnCluster;
 use lifecycle_tests::{count, exec, within};
 use worker_support::*;
 
 /// `lifecycled serve` with a worker called `id` on `d`'s database, polling
 /// every second, with leases of two seconds, and `extra` flags.
 async fn serve(d: &Demo, id: &str, extra: &[&str]) -> Binary {
-    let database = format!("{}={}", d.name(), d.service_url());
-    let mut args = vec![
-        "--database",
-        &database,
+    serve_on(&[(d.name(), d.service_url())], id, extra).await
+}
+
+/// `lifecycled serve` as [`serve`] does, on the databases `(name, url)`.
+async fn serve_on(databases: &[(&str, String)], id: &str, extra: &[&str]) -> Binary {
+    let databases: Vec<String> = databases
+        .iter()
+        .map(|(name, url)| format!("{name}={url}"))
+        .collect();
+    let mut args = Vec::new();
+    for database in &databases {
+        args.extend(["--database", database.as_str()]);
+    }
+    args.extend([
         "--worker-id",
         id,
         "--worker-poll-secs",
         "1",
         "--worker-lease-secs",
         "2",
-    ];
+    ]);
     args.extend_from_slice(extra);
     Binary::serve(&args, &[("RUST_LOG", "lifecycled=info")]).await
 }
@@ -229,4 +242,58 @@ async fn sigterm_hands_a_job_still_running_after_the_grace_back_and_exits_0() {
     let (status, output) = next.terminate().await;
     assert!(status.success(), "{status}: {output}");
     d.cleanup().await;
+}
+
+#[tokio::test]
+async fn with_one_postgresql_stopped_the_other_database_runs_and_the_first_resumes() {
+    let mut cluster = OwnCluster::start("worker_process_restart").expect("own cluster");
+    let setup = cluster.connect("postgres").await.unwrap();
+    exec(&setup, "CREATE DATABASE stopped").await;
+    exec(&setup, "CREATE ROLE lifecycled_svc LOGIN").await;
+    let mut own = cluster.connect("stopped").await.unwrap();
+    exec(&own, "CREATE EXTENSION lifecycle").await;
+    load_demo(&own, 20).await;
+    prepare(&mut own, "lifecycled_svc").await;
+    let own_users = non_admins(&own, 2).await;
+    let shared = demo("worker_process_other", 20).await;
+    let shared_users = non_admins(&shared.c, 2).await;
+    let mut process = serve_on(
+        &[
+            ("stopped", cluster.url("stopped", "lifecycled_svc")),
+            (shared.name(), shared.service_url()),
+        ],
+        "two-clusters",
+        &[],
+    )
+    .await;
+    let job = erasure(&own, own_users[0], "0").await;
+    wait_until_ran(&own, job).await;
+
+    cluster.stop().expect("stop");
+    wait_for_output(&process, "worker cannot reach the database").await;
+    let job = erasure(&shared.c, shared_users[0], "0").await;
+    wait_until_ran(&shared.c, job).await;
+    assert_ran_once(&shared.c, job).await;
+
+    cluster.restart().expect("start again");
+    let own = cluster.connect("stopped").await.unwrap();
+    let job = erasure(&own, own_users[1], "0").await;
+    wait_until_ran(&own, job).await;
+    assert_ran_once(&own, job).await;
+    assert!(
+        process
+            .output()
+            .contains("worker reaches the database again"),
+        "{}",
+        process.output()
+    );
+    assert!(
+        process.child.try_wait().unwrap().is_none(),
+        "still the same process"
+    );
+
+    signal(&process, "TERM");
+    let status = exit(&mut process).await;
+    assert!(status.success(), "{status}: {}", process.output());
+    shared.cleanup().await;
 }

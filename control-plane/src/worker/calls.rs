@@ -105,6 +105,8 @@ pub enum CallError {
     Pool(PoolError),
     /// The database's error, or a broken connection.
     Db(tokio_postgres::Error),
+    /// The server ended a session that was meant to last (the listener's).
+    Closed,
     /// The answer made no sense (a bug on one side or the other).
     Unexpected(String),
 }
@@ -127,6 +129,7 @@ impl fmt::Display for CallError {
                 Some(db) => write!(f, "{} {}", db.code().code(), db.message()),
                 None => write!(f, "{e}"),
             },
+            CallError::Closed => f.write_str("the server closed the session"),
             CallError::Unexpected(what) => f.write_str(what),
         }
     }

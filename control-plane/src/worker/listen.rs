@@ -79,7 +79,5 @@ where
             wake.notify_one();
         }
     }
-    Err(CallError::Unexpected(
-        "the notification session was closed".into(),
-    ))
+    Err(CallError::Closed)
 }
