@@ -298,3 +298,58 @@ async fn a_job_claimed_as_the_worker_stops_is_handed_back_unstarted() {
     next.shutdown().await;
     d.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_job_running_past_its_lease_is_not_taken_over() {
+    let d = demo("worker_long_run", 20).await;
+    let uid = non_admins(&d.c, 1).await[0];
+    let locker = d.connect().await;
+    exec(
+        &locker,
+        "BEGIN; LOCK TABLE app.sessions IN ACCESS EXCLUSIVE MODE",
+    )
+    .await;
+    let a = start(d.databases(), args("long-a"));
+    let b = start(d.databases(), args("long-b"));
+    let job = erasure(&d.c, uid, "0").await;
+    blocked_on_lock(&d.c, d.name(), "lifecycle.run_job").await;
+
+    // The run outlives its lease (renewals find the row locked by the run
+    // itself); a claim still skips the job, whoever asks.
+    wait_for("the lease to expire", || async {
+        one::<bool>(
+            &d.c,
+            &format!("SELECT lease_expires_at < now() FROM lifecycle.jobs WHERE id = '{job}'"),
+        )
+        .await
+        .then_some(())
+    })
+    .await;
+    exec(&d.c, &format!("NOTIFY {}", lifecycled::worker::CHANNEL)).await;
+    assert_eq!(
+        text(
+            &d.c,
+            "SELECT coalesce(lifecycle.claim_job('probe', '1 minute', ARRAY['erase']) ->> 'id', 'none')"
+        )
+        .await,
+        "none"
+    );
+    exec(&locker, "COMMIT").await;
+
+    let f = wait_until_ran(&d.c, job).await;
+    assert_ran_once(&d.c, job).await;
+    assert!(
+        matches!(f.worker.as_deref(), Some("long-a" | "long-b")),
+        "{f:?}"
+    );
+    assert_eq!(metric(TAKEOVERS, &[("database", d.name())]), 0.0);
+    assert_eq!(
+        metric(FAILURES, &[("database", d.name()), ("part", "lease")]),
+        0.0,
+        "a renewal that meets the run's own lock is not a failure"
+    );
+
+    a.shutdown().await;
+    b.shutdown().await;
+    d.cleanup().await;
+}
