@@ -30,6 +30,7 @@ use crate::state::AppState;
 pub mod audit;
 pub mod context;
 pub mod extract;
+pub mod fanout;
 pub mod health;
 pub mod holds;
 pub mod jobs;
