@@ -280,13 +280,7 @@ async fn with_one_postgresql_stopped_the_other_database_runs_and_the_first_resum
     let job = erasure(&own, own_users[1], "0").await;
     wait_until_ran(&own, job).await;
     assert_ran_once(&own, job).await;
-    assert!(
-        process
-            .output()
-            .contains("worker reaches the database again"),
-        "{}",
-        process.output()
-    );
+    wait_for_output(&process, "worker reaches the database again").await;
     assert!(
         process.child.try_wait().unwrap().is_none(),
         "still the same process"
