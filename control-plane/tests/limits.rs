@@ -204,7 +204,7 @@ async fn lists_refuse_bad_limits_and_cursors() {
             format!("cursor={forged}"),
             format!("cursor={}", "A".repeat(2000)),
         ] {
-            let response = get_as(service.router(), &format!("{path}?{query}"), &token).await;
+            let response = get_as(service.router(), &format!("{path}?{query}"), token).await;
             assert_eq!(
                 response.status,
                 StatusCode::BAD_REQUEST,
@@ -214,7 +214,7 @@ async fn lists_refuse_bad_limits_and_cursors() {
             doc.check(&method, &template, &response);
         }
         for limit in [1, 500] {
-            let response = get_as(service.router(), &format!("{path}?limit={limit}"), &token).await;
+            let response = get_as(service.router(), &format!("{path}?limit={limit}"), token).await;
             assert_eq!(
                 response.status,
                 StatusCode::OK,
