@@ -441,6 +441,13 @@ async fn last_admin_needs_a_decision_for_each_workspace() {
         "22023",
         "transfer to a stranger",
     );
+    // A member who is not its last admin cannot take the workspace along.
+    expect_sqlstate(
+        c.query_one("SELECT lifecycle.request_erasure('user', $1, NULL, 'dba', workspaces => jsonb_build_object($2::text, 'erase'))",
+                    &[&member.to_string(), &ws]).await,
+        "22023",
+        "a decision for a workspace of another admin",
+    );
     // Transfer to a member: the member becomes owner, the workspace stays.
     let id: Uuid = c
         .query_one("SELECT lifecycle.request_erasure('user', $1, NULL, 'dba', cooling_off => '0', requires_approval => false, \

@@ -314,6 +314,19 @@ fn last_admin_decisions(
         canonical.insert(tenant, decision);
     }
     let given = canonical;
+    // Decisions only for those workspaces: "erase" for any other would let
+    // one member's erasure take a whole workspace with it.
+    if let Some(other) = given.keys().find(|t| !last.contains(*t)) {
+        return Err(LcError::invalid_parameter(format!(
+            "{subject_type} \"{subject_id}\" is not the last admin of workspace {other}"
+        ))
+        .detail(if last.is_empty() {
+            "They are the last admin of no workspace.".to_string()
+        } else {
+            format!("Workspaces without another admin: {}.", last.join(", "))
+        })
+        .hint("Decide only for the workspaces preview_erasure() lists in last_admin_workspaces; erase another workspace with a request of its own (target_type 'tenant')."));
+    }
     let missing: Vec<String> = last
         .iter()
         .filter(|t| !given.contains_key(*t))
