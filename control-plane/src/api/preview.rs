@@ -38,9 +38,10 @@ pub struct PreviewQuery {
     pub database: Option<String>,
 }
 
-/// What erasing the target would do, step by step, and what would stop it.
+/// What erasing the target would do: the erasure's plan, step by step,
+/// with the rows each step would touch, and what would stop it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct ErasurePreview {
+pub struct ErasurePlan {
     /// The database asked.
     #[serde(default)]
     pub database: String,
@@ -185,13 +186,13 @@ pub struct UnmappedReference {
     tag = "jobs",
     security(("admin_token" = [])),
     params(PreviewQuery),
-    responses((status = 200, description = "The erasure's plan with the rows each step would touch, and what would stop it", body = ErasurePreview))
+    responses((status = 200, description = "The erasure's plan with the rows each step would touch, and what would stop it", body = ErasurePlan))
 )]
 pub async fn erasure_preview(
     State(state): State<AppState>,
     admin: Admin,
     Query(query): Query<PreviewQuery>,
-) -> ApiResult<Json<ErasurePreview>> {
+) -> ApiResult<Json<ErasurePlan>> {
     scope::require_target(&admin, &query.target_type, &query.target_id)?;
     let tenant = scope::tenant_for(&admin, query.tenant_id)?;
     let database =
@@ -206,7 +207,7 @@ pub async fn erasure_preview(
         .await?;
     tx.commit().await?;
     let raw: serde_json::Value = row.try_get(0).map_err(ApiError::internal)?;
-    let mut preview: ErasurePreview = serde_json::from_value(raw)
+    let mut preview: ErasurePlan = serde_json::from_value(raw)
         .map_err(|err| ApiError::internal(format!("preview_erasure answered {err}")))?;
     preview.database = database.to_string();
     Ok(Json(preview))

@@ -266,32 +266,27 @@ pub const HOLD: &str = "SELECT id, scope_type, scope_id, tenant_id, reason, crea
 impl BlockingHold {
     /// The hold from its row; with `visible` false, only its id and state.
     pub fn from_row(row: &Row, visible: bool) -> ApiResult<Self> {
-        let shown = |name: &str| -> ApiResult<Option<String>> {
-            if visible {
-                column(row, name)
-            } else {
-                Ok(None)
-            }
-        };
-        Ok(Self {
+        let mut hold = Self {
             id: column(row, "id")?,
             in_force: column(row, "in_force")?,
-            scope_type: shown("scope_type")?,
-            scope_id: shown("scope_id")?,
-            tenant_id: shown("tenant_id")?,
-            reason: shown("reason")?,
-            placed_by: shown("created_by")?,
-            placed_at: if visible {
-                column(row, "created_at")?
-            } else {
-                None
-            },
-            expires_at: if visible {
-                column(row, "expires_at")?
-            } else {
-                None
-            },
-        })
+            scope_type: None,
+            scope_id: None,
+            tenant_id: None,
+            reason: None,
+            placed_by: None,
+            placed_at: None,
+            expires_at: None,
+        };
+        if visible {
+            hold.scope_type = column(row, "scope_type")?;
+            hold.scope_id = column(row, "scope_id")?;
+            hold.tenant_id = column(row, "tenant_id")?;
+            hold.reason = column(row, "reason")?;
+            hold.placed_by = column(row, "created_by")?;
+            hold.placed_at = column(row, "created_at")?;
+            hold.expires_at = column(row, "expires_at")?;
+        }
+        Ok(hold)
     }
 }
 

@@ -141,6 +141,8 @@ const LIST_JOBS: &str = "SELECT * FROM lifecycle.list_jobs(status => $1, job_typ
 /// the cursor of [`fanout::list`]).
 pub async fn list(dbs: &Databases, filter: &ListFilter, page: &PageQuery) -> ApiResult<Page<Job>> {
     if filter.tenants.as_ref().is_some_and(Vec::is_empty) {
+        // Nothing to read, but the page's parameters are checked alike.
+        page.cursor::<Position<Uuid>>()?;
         return Ok(Page::from_overfetch(
             Vec::new(),
             page.limit()?,
