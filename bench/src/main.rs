@@ -2,6 +2,7 @@
 //! measured in the same run, on the same server, alternating variants round
 //! by round, and prints medians and ratios. It makes no timing assertions.
 
+mod api;
 mod audit;
 mod erasure;
 mod explain;
@@ -106,6 +107,33 @@ struct Cli {
     #[arg(long, global = true)]
     erasure_profile: bool,
 
+    /// Jobs in the API benchmark's big database (its list and counts).
+    #[arg(long, global = true, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(10_000..=100_000_000))]
+    api_jobs: u64,
+
+    /// Jobs in the API benchmark's small database (the counts' baseline).
+    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1_000..=100_000_000))]
+    api_jobs_small: u64,
+
+    /// Registered, named tenants the API benchmark's jobs are spread over.
+    #[arg(long, global = true, default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(10..=10_000))]
+    api_tenants: u32,
+
+    /// Generate the API benchmark's databases again even when existing
+    /// ones hold the same data for the installed extension.
+    #[arg(long, global = true)]
+    api_rebuild: bool,
+
+    /// The `lifecycled` binary the API benchmark serves (default: the one
+    /// next to this benchmark's binary, built by `cargo build --release -p
+    /// lifecycled`).
+    #[arg(long, global = true, env = "LIFECYCLED")]
+    lifecycled: Option<PathBuf>,
+
+    /// The HTTP load generator of the API benchmark (`apt-get install wrk`).
+    #[arg(long, global = true, env = "WRK", default_value = "wrk")]
+    wrk: PathBuf,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -122,6 +150,9 @@ enum Command {
     Erasure,
     /// All three.
     All,
+    /// The control plane: the job list and counts over HTTP under wrk
+    /// against pgbench running the same statements, at 1,000,000 jobs.
+    Api,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -203,7 +234,21 @@ async fn main() -> Result<()> {
         cli.erasure_rebuild,
         cli.erasure_profile,
     );
-    let result = run(&cli, &ctx, &erasure).await;
+    let api = api::Options {
+        admin_url: cli.admin_url.clone(),
+        jobs_big: cli.api_jobs,
+        jobs_small: cli.api_jobs_small,
+        tenants: cli.api_tenants,
+        rebuild: cli.api_rebuild,
+        lifecycled: cli.lifecycled.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|e| e.parent().map(|d| d.join("lifecycled")))
+                .unwrap_or_else(|| PathBuf::from("lifecycled"))
+        }),
+        wrk: cli.wrk.clone(),
+    };
+    let result = run(&cli, &ctx, &erasure, &api).await;
     let _ = std::fs::remove_dir_all(&ctx.scripts);
     let outcomes = result?;
     println!();
@@ -221,7 +266,12 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Vec<Outcome>> {
+async fn run(
+    cli: &Cli,
+    ctx: &Ctx,
+    erasure_opts: &erasure::Options,
+    api_opts: &api::Options,
+) -> Result<Vec<Outcome>> {
     let run_erasure = matches!(cli.command, Command::Erasure | Command::All);
     if run_erasure {
         erasure::check_options(erasure_opts)?;
@@ -263,6 +313,10 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
     if run_audit {
         estimate += 2 * (ctx.rounds * ctx.seconds + ctx.warmup) + 15;
     }
+    let run_api = cli.command == Command::Api;
+    if run_api {
+        estimate += api::estimate(ctx);
+    }
     if run_erasure {
         let (secs, notes) = erasure::estimate(ctx, erasure_opts).await?;
         estimate += secs;
@@ -287,6 +341,15 @@ async fn run(cli: &Cli, ctx: &Ctx, erasure_opts: &erasure::Options) -> Result<Ve
         outcomes.push(erasure::run(ctx, erasure_opts).await?);
         if cli.drop_databases {
             for db in erasure::databases(erasure_opts) {
+                ctx.server.drop_database(&db).await?;
+            }
+        }
+    }
+
+    if run_api {
+        outcomes.push(api::run(ctx, api_opts).await?);
+        if cli.drop_databases {
+            for db in api::databases(api_opts) {
                 ctx.server.drop_database(&db).await?;
             }
         }

@@ -247,6 +247,52 @@ impl Server {
         threads: u32,
         seconds: u32,
     ) -> Result<PgbenchRun> {
+        self.pgbench_with(dbname, script, clients, threads, seconds, &[])
+            .await
+    }
+
+    /// One pgbench run as [`Server::pgbench`] that also logs every
+    /// transaction (`-l`) into `log_dir`; returns the run and the
+    /// transactions' latencies in milliseconds.
+    pub async fn pgbench_latencies(
+        &self,
+        dbname: &str,
+        script: &Path,
+        clients: u32,
+        threads: u32,
+        seconds: u32,
+        log_dir: &Path,
+    ) -> Result<(PgbenchRun, Vec<f64>)> {
+        let _ = std::fs::remove_dir_all(log_dir);
+        std::fs::create_dir_all(log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+        let prefix = format!("--log-prefix={}", log_dir.join("tx").display());
+        let run = self
+            .pgbench_with(dbname, script, clients, threads, seconds, &["-l", &prefix])
+            .await?;
+        let mut latencies = Vec::with_capacity(run.transactions as usize);
+        for entry in std::fs::read_dir(log_dir)? {
+            let text = std::fs::read_to_string(entry?.path())?;
+            // client_id transaction_no time_us script_no time_epoch time_us
+            latencies.extend(
+                text.lines()
+                    .filter_map(|l| l.split_whitespace().nth(2)?.parse::<f64>().ok())
+                    .map(|us| us / 1000.0),
+            );
+        }
+        let _ = std::fs::remove_dir_all(log_dir);
+        Ok((run, latencies))
+    }
+
+    async fn pgbench_with(
+        &self,
+        dbname: &str,
+        script: &Path,
+        clients: u32,
+        threads: u32,
+        seconds: u32,
+        extra: &[&str],
+    ) -> Result<PgbenchRun> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -255,6 +301,7 @@ impl Server {
                 .args(["-n", "-M", "prepared"])
                 .args(["-c", &clients.to_string(), "-j", &threads.to_string()])
                 .args(["-T", &seconds.to_string()])
+                .args(extra)
                 .arg("-f")
                 .arg(script)
                 .arg(dbname)
