@@ -4,16 +4,13 @@
 //! logging and calls [`run`] or a CLI command. Everything else lives here so
 //! that tests build the exact same router with [`build_router`].
 
-use std::any::Any;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{header, HeaderName, HeaderValue, Uri};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, HeaderValue};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
@@ -30,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod metrics;
+pub mod middleware;
 pub mod setup;
 pub mod state;
 pub mod telemetry;
@@ -48,8 +46,9 @@ const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 /// The complete HTTP application: routes, `/openapi.json`, and the
 /// middleware (outermost first): request ids, request tracing,
-/// `nosniff`, metrics, `no-store` on API answers, compression, JSON error
-/// bodies, panic-to-500, request timeout, body size limit.
+/// `nosniff`, metrics, `no-store` on API answers, compression, streamed
+/// bodies fused, JSON error bodies, panic-to-500, request timeout, body
+/// size limit.
 pub fn build_router(state: AppState) -> Router {
     let request_id = HeaderName::from_static(REQUEST_ID_HEADER);
     let outer = ServiceBuilder::new()
@@ -72,53 +71,18 @@ pub fn build_router(state: AppState) -> Router {
     // Each `layer` wraps the ones before it: the last is the outermost.
     api::router_with_document()
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(
+        .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            request_timeout,
+            middleware::request_timeout,
         ))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::map_response(error::json_errors))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::map_response(error::json_errors))
+        .layer(axum::middleware::map_response(middleware::fuse_streams))
         .layer(CompressionLayer::new())
-        .layer(middleware::map_response(no_store))
-        .layer(middleware::from_fn(metrics::track_http))
+        .layer(axum::middleware::map_response(middleware::no_store))
+        .layer(axum::middleware::from_fn(metrics::track_http))
         .layer(outer)
         .with_state(state)
-}
-
-/// API answers carry personal data and depend on the token: no cache
-/// (shared or the browser's) may keep them. Other routes (pages, static
-/// files) set their own policy.
-async fn no_store(uri: Uri, mut response: Response) -> Response {
-    if uri.path().starts_with(api::API_PREFIX) {
-        response
-            .headers_mut()
-            .entry(header::CACHE_CONTROL)
-            .or_insert(HeaderValue::from_static("no-store"));
-    }
-    response
-}
-
-fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
-    let message = panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("non-string panic payload");
-    ApiError::internal(format!("handler panicked: {message}")).into_response()
-}
-
-/// Answer 503 `request_timeout` when a handler takes longer than
-/// `--request-timeout-secs`; a streamed body that has started is not cut.
-async fn request_timeout(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limit = state.config.request_timeout();
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::service_unavailable(
-            error::CODE_REQUEST_TIMEOUT,
-            format!("the request took longer than {} s", limit.as_secs()),
-        )
-        .into_response(),
-    }
 }
 
 /// Serve `router` on `listener` until `shutdown` completes, then finish the
@@ -237,19 +201,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
         () = terminate => tracing::info!("received SIGTERM, shutting down"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::StatusCode;
-
-    #[test]
-    fn panics_become_internal_errors() {
-        let response = panic_response(Box::new("boom"));
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let response = panic_response(Box::new(String::from("boom")));
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
