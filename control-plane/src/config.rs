@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::api::me::MeArgs;
 use crate::worker::WorkerArgs;
 
 /// Default PostgreSQL connection URL (the local demo database).
@@ -237,6 +238,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub worker: WorkerArgs,
+
+    #[command(flatten)]
+    pub me: MeArgs,
 }
 
 impl Default for Config {
@@ -257,6 +261,7 @@ impl Default for Config {
             allow_superuser: false,
             no_worker: false,
             worker: WorkerArgs::default(),
+            me: MeArgs::default(),
         }
     }
 }
@@ -322,6 +327,7 @@ impl fmt::Debug for Config {
             .field("allow_superuser", &self.allow_superuser)
             .field("no_worker", &self.no_worker)
             .field("worker", &self.worker)
+            .field("me", &self.me)
             .finish()
     }
 }
