@@ -23,7 +23,7 @@ BEGIN
                'approve', 'reject', 'cancel',
                'place_hold', 'release_hold',
                'preview_erasure', 'subject_state',
-               'tenant_names', 'find_tenants',
+               'tenant_names', 'find_tenants', 'is_member',
                'record_event', 'verify_audit_log',
                'list_jobs', 'job_stats', 'oldest_due_jobs',
                -- the worker

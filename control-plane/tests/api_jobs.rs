@@ -277,6 +277,30 @@ async fn tenant_admins_see_and_touch_only_their_tenants_jobs() {
     let a_id = job_a["id"].as_str().unwrap().to_owned();
     let b_id = job_b["id"].as_str().unwrap().to_owned();
 
+    // A tenant admin reaches only members of their workspace: admin B cannot
+    // have A's person erased (an erasure covers the person everywhere), and
+    // the refusal creates nothing.
+    let before = t.snapshot().await;
+    for body in [erase(t.a.user, &t.b.id), {
+        let mut b = erase(t.a.user, &t.b.id);
+        b.as_object_mut().unwrap().remove("tenant_id");
+        b
+    }] {
+        let response = t.post(JOBS, &t.b.admin, &body).await;
+        assert_eq!(
+            response.status,
+            StatusCode::NOT_FOUND,
+            "{}",
+            response.text()
+        );
+        doc.check(&Method::POST, JOBS, &response);
+    }
+    assert_eq!(
+        t.snapshot().await,
+        before,
+        "a refused request changes nothing"
+    );
+
     // Who sees which job: a tenant admin theirs only, subjects and nobody none.
     let none = "";
     let callers = [

@@ -126,6 +126,22 @@ fn tenant_names(
     TableIterator::new(rows)
 }
 
+/// Whether the subject has a live membership in the tenant, by the data
+/// map's membership tables (false for ids the columns cannot hold).
+#[pg_extern(stable, parallel_safe)]
+fn is_member(
+    subject_type: Option<&str>,
+    subject_id: Option<&str>,
+    tenant_id: Option<&str>,
+) -> bool {
+    boundary(|| {
+        let (Some(t), Some(s), Some(tenant)) = (subject_type, subject_id, tenant_id) else {
+            return Ok(false);
+        };
+        privilege::as_extension_owner(|| erasure::member_of(t, s, tenant))
+    })
+}
+
 /// Tenants whose id is `q` or whose name contains it (case-insensitive),
 /// at most `max_rows`: (tenant_id, name).
 #[pg_extern(stable, parallel_safe)]

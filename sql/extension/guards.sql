@@ -262,6 +262,7 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.preview_erasure(text, text, text, jsonb),
     lifecycle.tenant_names(text[]),
     lifecycle.find_tenants(text, integer),
+    lifecycle.is_member(text, text, text),
     lifecycle.unmapped_references(),
     lifecycle.retention_disclosure(),
     lifecycle.compliance_report(timestamptz, timestamptz)

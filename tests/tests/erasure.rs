@@ -1207,3 +1207,67 @@ async fn preview_agrees_with_the_erasure_on_demo_and_crm() {
     check(&c, "tenant", "initech").await;
     db.cleanup().await.unwrap();
 }
+
+/// `lifecycle.is_member`: a live membership in the tenant, compared in the
+/// columns' own types; ids the columns cannot hold belong to nobody, and
+/// only the roles granted it may ask.
+#[tokio::test]
+async fn is_member_answers_from_the_membership_tables() {
+    let (mut db, c) = demo("is_member", 12).await;
+    let (user, ws): (i64, String) = {
+        let row = c
+            .query_one(
+                "SELECT user_id, workspace_id::text FROM app.memberships ORDER BY 1, 2 LIMIT 1",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let other: String = text(
+        &c,
+        &format!(
+            "SELECT id::text FROM app.workspaces w WHERE NOT EXISTS \
+               (SELECT 1 FROM app.memberships m WHERE m.workspace_id = w.id AND m.user_id = {user}) LIMIT 1"
+        ),
+    )
+    .await;
+    let ask = |s: String, t: String| {
+        let c = &c;
+        async move {
+            one::<bool>(
+                c,
+                &format!("SELECT lifecycle.is_member('user', '{s}', '{t}')"),
+            )
+            .await
+        }
+    };
+    assert!(ask(user.to_string(), ws.clone()).await);
+    assert!(
+        ask(user.to_string(), ws.to_uppercase()).await,
+        "uuid in upper case"
+    );
+    assert!(!ask(user.to_string(), other.clone()).await);
+    assert!(!ask("not-a-number".into(), ws.clone()).await);
+    assert!(!ask(user.to_string(), "not-a-uuid".into()).await);
+    assert!(
+        !one::<bool>(
+            &c,
+            &format!("SELECT lifecycle.is_member('nobody', '{user}', '{ws}')")
+        )
+        .await
+    );
+    // Not executable by PUBLIC.
+    let role = db.create_role("member_check").await.unwrap();
+    let r = db.connect(&role).await.unwrap();
+    expect_sqlstate(
+        r.query_one(
+            &format!("SELECT lifecycle.is_member('user', '{user}', '{ws}')"),
+            &[],
+        )
+        .await,
+        "42501",
+        "is_member by a role without the grant",
+    );
+    db.cleanup().await.unwrap();
+}

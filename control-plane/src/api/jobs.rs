@@ -186,10 +186,17 @@ pub async fn create_job(
     ctx: RequestContext,
     Json(body): Json<NewJob>,
 ) -> ApiResult<(StatusCode, Json<Job>)> {
-    scope::require_target(&admin, &body.target_type, &body.target_id)?;
     let tenant = scope::tenant_for(&admin, body.tenant_id.clone())?;
     let database =
         scope::choose_database(&state.dbs, body.database.as_deref(), tenant.as_deref()).await?;
+    scope::require_target(
+        &state.dbs,
+        &database,
+        &admin,
+        &body.target_type,
+        &body.target_id,
+    )
+    .await?;
     let (function, call) = body.call(tenant, admin.name)?;
     let job = store::change(
         &state.dbs,

@@ -193,10 +193,17 @@ pub async fn erasure_preview(
     admin: Admin,
     Query(query): Query<PreviewQuery>,
 ) -> ApiResult<Json<ErasurePlan>> {
-    scope::require_target(&admin, &query.target_type, &query.target_id)?;
     let tenant = scope::tenant_for(&admin, query.tenant_id)?;
     let database =
         scope::choose_database(&state.dbs, query.database.as_deref(), tenant.as_deref()).await?;
+    scope::require_target(
+        &state.dbs,
+        &database,
+        &admin,
+        &query.target_type,
+        &query.target_id,
+    )
+    .await?;
     let mut client = state.dbs.client(&database).await?;
     let tx = client.build_transaction().read_only(true).start().await?;
     let row = tx

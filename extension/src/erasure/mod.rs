@@ -191,25 +191,40 @@ pub fn last_admin_tenants(
     Ok(out)
 }
 
-/// Whether `member` belongs to `tenant` in some membership table of the type.
+/// Whether `member` belongs to `tenant` in some membership table of the type
+/// (a live membership). Ids are compared in the columns' own types; an id
+/// the column's type cannot hold belongs to nobody.
 pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) -> LcResult<bool> {
     for t in cat.memberships(subject_type) {
         let m = t.membership.as_ref().expect("membership");
         let sql = format!(
-            "SELECT EXISTS (SELECT 1 FROM {} m WHERE m.{}::text OPERATOR(pg_catalog.=) $1 \
-                              AND m.{}::text OPERATOR(pg_catalog.=) $2 AND {})",
+            "SELECT EXISTS (SELECT 1 FROM {} m WHERE {} AND {} AND {})",
             t.name,
-            plan::ident(&m.tenant_column),
-            plan::ident(&m.subject_column),
+            t.eq(&m.tenant_column, "$1"),
+            t.eq(&m.subject_column, "$2"),
             t.live_member("m")
         );
-        if as_owner_of(t.oid, || {
-            Ok(spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false))
-        })? {
-            return Ok(true);
+        match crate::subxact::run(|| {
+            as_owner_of(t.oid, || {
+                Ok(spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false))
+            })
+        }) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(f) if f.sqlstate.starts_with("22") => {}
+            Err(f) => return Err(LcError::internal(f.message)),
         }
     }
     Ok(false)
+}
+
+/// `lifecycle.is_member(subject_type, subject_id, tenant_id)`: whether the
+/// subject has a live membership in the tenant, by the data map's
+/// membership tables. The control plane asks it before a tenant admin acts
+/// on a person: only members of their own workspace.
+pub fn member_of(subject_type: &str, subject_id: &str, tenant: &str) -> LcResult<bool> {
+    let cat = catalog::load()?;
+    is_member(&cat, subject_type, tenant, subject_id)
 }
 
 /// The identifiers of the target row's personal (ruled, textual) columns:
