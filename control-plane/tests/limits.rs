@@ -153,6 +153,23 @@ async fn json_bodies_are_limited_in_size_and_content_type() {
         assert_eq!(response.code(), "invalid_request_body");
         doc.check(&method, &template, &response);
 
+        // Text PostgreSQL cannot store is refused before it gets there.
+        let response = call(
+            router.clone(),
+            request(method.clone(), &path)
+                .bearer(&token)
+                .json(&json!({"reason": "a\u{0}b", "scope_id": "\u{0}"})),
+        )
+        .await;
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{method} {template}: {}",
+            response.text()
+        );
+        assert_eq!(response.code(), "invalid_request_body");
+        doc.check(&method, &template, &response);
+
         assert_eq!(
             table_sizes(&service).await,
             before,
@@ -219,6 +236,43 @@ async fn lists_refuse_bad_limits_and_cursors() {
                 response.status,
                 StatusCode::OK,
                 "{template}?limit={limit}: {}",
+                response.text()
+            );
+            doc.check(&method, &template, &response);
+        }
+    }
+}
+
+/// A NUL character in any parameter is a 400, never a database error.
+#[tokio::test]
+async fn nul_characters_in_parameters_are_400() {
+    let service = TestService::start("cp_limits_nul").await;
+    let doc = OpenApiDoc::load().await;
+    let admin = service.create_token("platform-admin", None).await;
+    let subject = subject_of(&service).await;
+    let with_params = operations(&doc, |_, _, op| {
+        op["parameters"].as_array().is_some_and(|ps| !ps.is_empty())
+    });
+    assert!(!with_params.is_empty());
+    for (method, template) in with_params {
+        let op = doc.operation(&method, &template).clone();
+        let token = token_for(&op, &admin, &subject);
+        for param in op["parameters"].as_array().unwrap() {
+            let name = param["name"].as_str().unwrap();
+            let target = match param["in"].as_str().unwrap() {
+                "query" => format!("{}?{name}=a%00b", concrete(&template)),
+                "path" => concrete(&template.replace(&format!("{{{name}}}"), "a%00b")),
+                _ => continue,
+            };
+            let mut req = request(method.clone(), &target).bearer(token);
+            if op["requestBody"].is_object() {
+                req = req.json(&json!({}));
+            }
+            let response = call(service.router(), req).await;
+            assert_eq!(
+                response.status,
+                StatusCode::BAD_REQUEST,
+                "{method} {target}: {}",
                 response.text()
             );
             doc.check(&method, &template, &response);
