@@ -41,7 +41,12 @@ const CANCEL: &str = "SELECT lifecycle.cancel($1, $2)";
 }))]
 pub struct ErasureConfirmation {
     /// The typed confirmation: `delete my account` (letter case and
-    /// surrounding spaces aside).
+    /// surrounding spaces aside; the pattern says the same, a unit test
+    /// keeps them equal).
+    #[schema(
+        pattern = r"^\s*[Dd][Ee][Ll][Ee][Tt][Ee] [Mm][Yy] [Aa][Cc][Cc][Oo][Uu][Nn][Tt]\s*$",
+        example = "delete my account"
+    )]
     pub confirm: String,
     /// Why, in the subject's words (optional).
     #[serde(default)]
@@ -216,6 +221,28 @@ mod tests {
             assert_eq!(err.status(), StatusCode::UNPROCESSABLE_ENTITY);
             assert_eq!(err.code(), CODE_CONFIRMATION_REQUIRED);
             assert!(err.message().contains(CONFIRMATION), "{}", err.message());
+        }
+    }
+
+    #[test]
+    fn the_documents_pattern_accepts_what_the_check_accepts() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(ErasureConfirmation::schema()).unwrap();
+        let confirm = &schema["properties"]["confirm"];
+        assert!(confirm["pattern"].is_string(), "{schema}");
+        let validator = jsonschema::validator_for(confirm).unwrap();
+        for typed in [
+            CONFIRMATION,
+            "  Delete My Account ",
+            "DELETE MY ACCOUNT",
+            "delete my acount",
+            "delete  my account",
+            "yes",
+            "",
+            "delete my account please",
+        ] {
+            let checked = body(json!({"confirm": typed})).unwrap().check().is_ok();
+            assert_eq!(validator.is_valid(&json!(typed)), checked, "{typed:?}");
         }
     }
 
