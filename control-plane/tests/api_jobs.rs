@@ -586,6 +586,12 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         ),
         (
             JOBS,
+            format!("{JOBS}?q=a%00b"),
+            StatusCode::BAD_REQUEST,
+            "invalid_parameter",
+        ),
+        (
+            JOBS,
             format!("{JOBS}?q={}", "x".repeat(201)),
             StatusCode::BAD_REQUEST,
             "invalid_parameter",
@@ -651,6 +657,15 @@ async fn bad_input_is_a_clear_4xx_and_changes_nothing() {
         (
             json!({"type": "erase", "target_type": "robot", "target_id": "1"}),
             StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        // A NUL character is text PostgreSQL cannot store: a 400, not a 500.
+        (
+            json!({"type": "erase", "target_type": "user", "target_id": "1", "reason": "a\u{0}b"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            json!({"type": "erase", "target_type": "user\u{0}", "target_id": "1"}),
+            StatusCode::BAD_REQUEST,
         ),
         (
             json!({"type": "erase", "target_type": "user", "target_id": ""}),
