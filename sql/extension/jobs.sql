@@ -190,8 +190,9 @@ REVOKE EXECUTE ON FUNCTION lifecycle.list_jobs(text, text, text, text[], integer
 -- exactly the changes its snapshot sees, so the counts agree with the jobs
 -- whatever runs concurrently.
 --
--- At the end of a statement, the keys it touched that have more than 16
--- rows are folded into one row each, skipping rows that another open
+-- At the end of a statement that changed counts, the keys that have more
+-- than 16 rows (of all tenants, and of the tenants it touched) are folded
+-- into one row each, skipping rows that another open
 -- transaction is folding, and folding nothing outside READ COMMITTED (where
 -- a row folded concurrently would be a serialization failure). Folding only
 -- keeps the ledgers short: a statement whose end-of-statement triggers do
@@ -272,8 +273,10 @@ $fn$;
 COMMENT ON FUNCTION lifecycle.job_changed() IS
     'Counts a job''s change in lifecycle.job_totals and lifecycle.job_tenant_counts, and wakes workers (NOTIFY lifecycle_jobs) when a job becomes runnable.';
 
--- The end of a statement that changed jobs: fold the keys it touched (the
--- jobs in the transition table).
+-- The end of a statement that changed jobs: fold the keys of the ledgers
+-- that have more than 16 rows (all tenants' keys, and those of the tenants
+-- of the jobs in the transition table). An update that changed no counted
+-- column (a renewed lease) and ledgers with no long key cost one look each.
 CREATE FUNCTION lifecycle.jobs_fold_counts() RETURNS trigger
     LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -282,21 +285,33 @@ BEGIN
     IF current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN NULL;
     END IF;
+    -- (Nested: old_jobs exists only for an update.)
+    IF TG_OP = 'UPDATE' THEN
+        IF NOT EXISTS (
+               SELECT 1 FROM changed_jobs n JOIN old_jobs o ON o.id = n.id
+                WHERE (o.tenant_id, o.status, o.job_type) IS DISTINCT FROM (n.tenant_id, n.status, n.job_type)) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF EXISTS (SELECT 1 FROM lifecycle.job_totals GROUP BY status, job_type HAVING count(*) > 16) THEN
+        WITH crowded AS (
+            SELECT status, job_type FROM lifecycle.job_totals
+             GROUP BY 1, 2 HAVING count(*) > 16
+        ), folded AS (
+            DELETE FROM lifecycle.job_totals c
+             WHERE c.ctid = ANY (ARRAY(
+                   SELECT r.ctid FROM lifecycle.job_totals r JOIN crowded k USING (status, job_type)
+                      FOR UPDATE OF r SKIP LOCKED))
+            RETURNING c.status, c.job_type, c.jobs
+        )
+        INSERT INTO lifecycle.job_totals (status, job_type, jobs)
+             SELECT status, job_type, sum(jobs) FROM folded
+              GROUP BY 1, 2 HAVING sum(jobs) <> 0;
+    END IF;
     tenants := ARRAY(SELECT DISTINCT tenant_id FROM changed_jobs WHERE tenant_id IS NOT NULL);
-    WITH crowded AS (
-        SELECT status, job_type FROM lifecycle.job_totals
-         GROUP BY 1, 2 HAVING count(*) > 16
-    ), folded AS (
-        DELETE FROM lifecycle.job_totals c
-         WHERE c.ctid = ANY (ARRAY(
-               SELECT r.ctid FROM lifecycle.job_totals r JOIN crowded k USING (status, job_type)
-                  FOR UPDATE OF r SKIP LOCKED))
-        RETURNING c.status, c.job_type, c.jobs
-    )
-    INSERT INTO lifecycle.job_totals (status, job_type, jobs)
-         SELECT status, job_type, sum(jobs) FROM folded
-          GROUP BY 1, 2 HAVING sum(jobs) <> 0;
-    IF cardinality(tenants) > 0 THEN
+    IF cardinality(tenants) > 0 AND EXISTS (
+           SELECT 1 FROM lifecycle.job_tenant_counts WHERE tenant_id = ANY (tenants)
+            GROUP BY tenant_id, status, job_type HAVING count(*) > 16) THEN
         WITH crowded AS (
             SELECT tenant_id, status, job_type FROM lifecycle.job_tenant_counts
              WHERE tenant_id = ANY (tenants)
@@ -338,7 +353,7 @@ CREATE TRIGGER jobs_fold_insert AFTER INSERT ON lifecycle.jobs
     REFERENCING NEW TABLE AS changed_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.jobs_fold_counts();
 CREATE TRIGGER jobs_fold_update AFTER UPDATE ON lifecycle.jobs
-    REFERENCING NEW TABLE AS changed_jobs
+    REFERENCING OLD TABLE AS old_jobs NEW TABLE AS changed_jobs
     FOR EACH STATEMENT EXECUTE FUNCTION lifecycle.jobs_fold_counts();
 CREATE TRIGGER jobs_fold_delete AFTER DELETE ON lifecycle.jobs
     REFERENCING OLD TABLE AS changed_jobs
