@@ -948,6 +948,19 @@ async fn activity_is_the_bearers_own_events_without_holds_or_other_peoples_detai
             "invalid_text_representation",
         );
     }
+    // A NUL character PostgreSQL cannot store: a clear 422, never a 500.
+    let nul = user_token("3\u{0}", Some(acme));
+    for (method, path, body) in routes() {
+        let response = api
+            .send(&router, method.clone(), path, Some(&nul), body)
+            .await;
+        assert_eq!(
+            response.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{method} {path}: {}",
+            response.text()
+        );
+    }
     let users: i64 = demo
         .su
         .query_one("SELECT count(*) FROM app.users", &[])
@@ -1005,7 +1018,11 @@ async fn with_several_databases_the_workspace_places_the_subject() {
     let both = api
         .get(&router, "/api/v1/me", &user_token(DAVID, Some(&eu.acme)))
         .await;
-    expect(&both, StatusCode::CONFLICT, "ambiguous_database");
+    expect(&both, StatusCode::UNPROCESSABLE_ENTITY, "database_required");
+    assert!(both.body["error"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("tenant claim"));
     // No workspace in the token: no way to choose.
     let none = api
         .get(&router, "/api/v1/me", &user_token(DAVID, None))
@@ -1028,7 +1045,7 @@ async fn with_several_databases_the_workspace_places_the_subject() {
     assert!(unknown.headers.contains_key("retry-after"));
     assert_eq!((eu.snapshot().await, us.snapshot().await), before);
 
-    // Without the database that is down, an unknown workspace is 404.
+    // Without the database that is down, an unknown workspace places nobody.
     let router = eu.router_with(|c| {
         c.db.databases = vec![
             spec("eu", eu.service.service_url()),
@@ -1042,5 +1059,9 @@ async fn with_several_databases_the_workspace_places_the_subject() {
             &user_token(DAVID, Some("00000000-0000-4000-8000-000000000000")),
         )
         .await;
-    expect(&unknown, StatusCode::NOT_FOUND, "not_found");
+    expect(
+        &unknown,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "database_required",
+    );
 }

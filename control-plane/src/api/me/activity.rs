@@ -110,8 +110,7 @@ impl ActivityEvent {
     params(PageQuery),
     responses(
         (status = 200, description = "The subject's events, newest first", body = Page<ActivityEvent>),
-        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
-        (status = 409, description = super::caller::AMBIGUOUS, body = crate::error::ErrorResponse)
+        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse)
     )
 )]
 pub async fn activity(

@@ -8,20 +8,15 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::GenericClient;
 use utoipa::ToSchema;
 
+use crate::api::jobs::scope::{choose_database, CODE_DATABASE_REQUIRED};
 use crate::api::RequestContext;
 use crate::auth::{invalid_token, Subject};
-use crate::db::{partition, Database};
+use crate::db::Database;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// The 401 of every `/me` route, as the OpenAPI document says it.
 pub(super) const UNAUTHORIZED: &str = "Missing, invalid or expired subject token, an admin token, or a subject type the data map does not register";
-/// The 409 every `/me` route can answer.
-pub(super) const AMBIGUOUS: &str =
-    "Two databases hold the workspace the token names (ambiguous_database)";
-
-/// Code of a subject token whose workspace two databases hold.
-pub const CODE_AMBIGUOUS_DATABASE: &str = "ambiguous_database";
 
 /// The subject's state in the extension (`lifecycle.subject_state`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -56,18 +51,18 @@ const CHECK_SUBJECT: &str = "\
                               WHERE kind = 'subject' AND subject_type = $1) \
                 THEN lifecycle.subject_state($1, $2) END";
 
-/// Whether a database holds the workspace (`lifecycle.tenant_names` answers
-/// a row for every existing tenant id, named or not).
-const HOLDS_TENANT: &str = "SELECT EXISTS (SELECT 1 FROM lifecycle.tenant_names(ARRAY[$1::text]))";
+/// What the host application does about a subject token that places the
+/// person in no database, or in several.
+const TENANT_HINT: &str = "the host application names in the token's tenant claim the workspace the person is signed in to, which exactly one configured database holds";
 
 /// A data subject acting on their own data, in their own database.
 ///
 /// With one database configured, that one. With several, the one whose
 /// tenant table holds the token's `tenant` (the workspace the person is
-/// signed in to); a token without `tenant` is refused there (401), a
-/// workspace no database holds is 404, one two databases hold is 409, and
-/// when the databases that answered do not hold it while another did not
-/// answer, 503.
+/// signed in to), as for a new job: a token without `tenant` is refused
+/// there (401), a workspace no database or several hold is 422
+/// `database_required`, and one found nowhere while a database did not
+/// answer is 503.
 #[derive(Clone)]
 pub struct Me {
     pub subject: Subject,
@@ -145,44 +140,25 @@ impl FromRequestParts<AppState> for Me {
     }
 }
 
-/// The database that holds the subject (see [`Me`]).
+/// The database that holds the subject (see [`Me`]): as a new job's, by
+/// the workspace, with what a subject can do about it in the hints.
 async fn locate(state: &AppState, subject: &Subject) -> ApiResult<Database> {
     let dbs = &state.dbs;
-    if dbs.iter().nth(1).is_none() {
-        return Ok(dbs.primary().clone());
-    }
-    let Some(tenant) = subject.tenant.as_deref() else {
+    let tenant = subject.tenant.as_deref();
+    if tenant.is_none() && dbs.iter().nth(1).is_some() {
         return Err(invalid_token(
             "the subject token names no tenant, and this server serves several databases",
         )
-        .with_hint("the host application puts the workspace the person is signed in to in the token's tenant claim"));
-    };
-    let answers = dbs
-        .fan_out(|_, client| async move {
-            let row = client.query_one(HOLDS_TENANT, &[&tenant]).await?;
-            Ok(row.get::<_, bool>(0))
-        })
-        .await;
-    let (answered, unavailable) = partition(answers);
-    let holding: Vec<_> = answered
-        .into_iter()
-        .filter_map(|(name, holds)| holds.then_some(name))
-        .collect();
-    match holding.as_slice() {
-        [name] => dbs.get_or_404(name).cloned(),
-        [] if !unavailable.is_empty() => Err(ApiError::database_unavailable(
-            "the database of your workspace is not available",
-        )),
-        [] => Err(ApiError::not_found(format!(
-            "no database holds workspace \"{tenant}\""
-        ))),
-        several => Err(ApiError::conflict(format!(
-            "{} databases hold workspace \"{tenant}\"",
-            several.len()
-        ))
-        .with_code(CODE_AMBIGUOUS_DATABASE)
-        .with_hint("a workspace id must be unique across the configured databases")),
+        .with_hint(TENANT_HINT));
     }
+    let name = choose_database(dbs, None, tenant).await.map_err(|err| {
+        if err.code() == CODE_DATABASE_REQUIRED {
+            err.with_hint(TENANT_HINT)
+        } else {
+            err
+        }
+    })?;
+    dbs.get_or_404(&name).cloned()
 }
 
 #[cfg(test)]

@@ -99,7 +99,7 @@ impl ErasureConfirmation {
         (status = 200, description = "The erasure is requested: the state is pending_deletion until it runs", body = MeState),
         (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
         (status = 404, description = "The subject does not exist (target_not_found)", body = crate::error::ErrorResponse),
-        (status = 409, description = "An erasure is already pending (duplicate_request; the detail gives its date), the account is already erased, or the bearer is the last admin of a workspace without a decision for it (last_admin, naming the workspaces); two databases hold the token's workspace (ambiguous_database)", body = crate::error::ErrorResponse),
+        (status = 409, description = "An erasure is already pending (duplicate_request; the detail gives its date), the account is already erased, or the bearer is the last admin of a workspace without a decision for it (last_admin, naming the workspaces)", body = crate::error::ErrorResponse),
         (status = 422, description = "Without the typed confirmation (confirmation_required), or a workspace decision the extension refuses", body = crate::error::ErrorResponse)
     )
 )]
@@ -175,7 +175,7 @@ async fn already_requested(
     responses(
         (status = 200, description = "The erasure is cancelled: the state is active again", body = MeState),
         (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
-        (status = 409, description = "Nothing to cancel: no erasure request (no_erasure_request), or one that is running or over (invalid_job_transition); two databases hold the token's workspace (ambiguous_database)", body = crate::error::ErrorResponse)
+        (status = 409, description = "Nothing to cancel: no erasure request (no_erasure_request), or one that is running or over (invalid_job_transition)", body = crate::error::ErrorResponse)
     )
 )]
 pub async fn cancel_erasure(me: Me, ctx: RequestContext) -> ApiResult<Json<MeState>> {

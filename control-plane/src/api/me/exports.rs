@@ -85,8 +85,7 @@ type Position = (DateTime<Utc>, Uuid);
     params(PageQuery),
     responses(
         (status = 200, description = "The subject's export requests, newest first", body = Page<ExportJob>),
-        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
-        (status = 409, description = super::caller::AMBIGUOUS, body = crate::error::ErrorResponse)
+        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse)
     )
 )]
 pub async fn list_exports(
@@ -135,7 +134,7 @@ pub async fn list_exports(
         (status = 201, description = "The export job", body = ExportJob),
         (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
         (status = 404, description = "The subject does not exist (target_not_found)", body = crate::error::ErrorResponse),
-        (status = 409, description = "An export was requested less than 24 hours ago (duplicate_request), or two databases hold the token's workspace (ambiguous_database)", body = crate::error::ErrorResponse)
+        (status = 409, description = "An export was requested less than 24 hours ago (duplicate_request)", body = crate::error::ErrorResponse)
     )
 )]
 pub async fn request_export(

@@ -220,7 +220,6 @@ impl RawStep {
     responses(
         (status = 200, description = "What the erasure would do", body = ErasurePreview),
         (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
-        (status = 409, description = super::caller::AMBIGUOUS, body = crate::error::ErrorResponse),
         (status = 404, description = "The subject does not exist (target_not_found)", body = crate::error::ErrorResponse)
     )
 )]

@@ -143,8 +143,7 @@ pub(super) async fn read(
     security(("subject_token" = [])),
     responses(
         (status = 200, description = "The subject's state", body = MeState),
-        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
-        (status = 409, description = super::caller::AMBIGUOUS, body = crate::error::ErrorResponse)
+        (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse)
     )
 )]
 pub async fn me(me: Me, ctx: RequestContext) -> ApiResult<Json<MeState>> {
