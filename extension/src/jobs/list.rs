@@ -103,7 +103,8 @@ fn tenant_condition(p: &mut Params<'_>, ids: &[String]) -> String {
 struct Search {
     job_id: Option<Uuid>,
     target_ids: Vec<String>,
-    tenant_ids: Vec<String>,
+    /// (id, display name) of the tenants found.
+    tenants: Vec<(String, Option<String>)>,
 }
 
 impl Search {
@@ -124,10 +125,9 @@ impl Search {
             &[as_uuid.into(), target_ids.clone().into()],
         )?;
         // A tenant admin's search finds their own tenant's jobs only.
-        let tenant_ids = datamap::find_tenants(q, i32::MAX)?
+        let tenants = datamap::find_tenants(q, i32::MAX)?
             .into_iter()
-            .map(|(id, _)| id)
-            .filter(|id| scope.is_none_or(|s| s.contains(id)))
+            .filter(|(id, _)| scope.is_none_or(|s| s.contains(id)))
             .collect();
         Ok(Search {
             job_id: as_uuid.filter(|_| job == Some(true)),
@@ -136,8 +136,13 @@ impl Search {
             } else {
                 Vec::new()
             },
-            tenant_ids,
+            tenants,
         })
+    }
+
+    /// The names of the tenants found, which the page then need not look up.
+    fn names(&self) -> HashMap<String, Option<String>> {
+        self.tenants.iter().cloned().collect()
     }
 
     /// One condition per kind of match that finds jobs, each of which an
@@ -153,8 +158,9 @@ impl Search {
                 p.add(self.target_ids)
             ));
         }
-        if !self.tenant_ids.is_empty() {
-            out.push(tenant_condition(p, &self.tenant_ids));
+        if !self.tenants.is_empty() {
+            let ids: Vec<String> = self.tenants.into_iter().map(|(id, _)| id).collect();
+            out.push(tenant_condition(p, &ids));
         }
         out
     }
@@ -206,9 +212,12 @@ pub fn list(query: Query<'_>, emit: impl FnMut(&[pg_sys::Datum], &[bool])) -> Lc
             let (at, id) = (p.add(at), p.add(id));
             filters.push(format!("(j.requested_at, j.id) < ({at}, {id})"));
         }
+        let mut names = HashMap::new();
         let search = match q {
             Some(q) => {
-                let branches = Search::new(q, tenants.as_deref())?.branches(&mut p);
+                let search = Search::new(q, tenants.as_deref())?;
+                names = search.names();
+                let branches = search.branches(&mut p);
                 if branches.is_empty() {
                     return Ok(());
                 }
@@ -250,15 +259,17 @@ pub fn list(query: Query<'_>, emit: impl FnMut(&[pg_sys::Datum], &[bool])) -> Lc
                 )
             }
         };
-        emit_rows(&sql, &p.args, emit)
+        emit_rows(&sql, &p.args, names, emit)
     })
 }
 
 /// Run the page's statement and emit its rows with their tenants' display
-/// names (`lifecycle.tenant_names`, looked up once for the page).
+/// names: those of `known`, the others looked up once for the page
+/// (`lifecycle.tenant_names`).
 fn emit_rows(
     sql: &str,
     args: &[DatumWithOid<'_>],
+    mut known: HashMap<String, Option<String>>,
     mut emit: impl FnMut(&[pg_sys::Datum], &[bool]),
 ) -> LcResult<()> {
     Spi::connect(|client| {
@@ -293,21 +304,21 @@ fn emit_rows(
                 .flatten();
             tenant_ids.push(id);
         }
-        let distinct: Vec<String> = tenant_ids
+        let unknown: Vec<String> = tenant_ids
             .iter()
             .flatten()
+            .filter(|id| !known.contains_key(*id))
             .cloned()
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let names: HashMap<String, pg_sys::Datum> = if distinct.is_empty() {
-            HashMap::new()
-        } else {
-            datamap::tenant_names(&distinct)?
-                .into_iter()
-                .filter_map(|(id, name)| Some((id, name?.into_datum()?)))
-                .collect()
-        };
+        if !unknown.is_empty() {
+            known.extend(datamap::tenant_names(&unknown)?);
+        }
+        let names: HashMap<String, pg_sys::Datum> = known
+            .into_iter()
+            .filter_map(|(id, name)| Some((id, name?.into_datum()?)))
+            .collect();
         for (&tuple, tenant) in tuples.iter().zip(&tenant_ids) {
             // The row's columns, then the name moved in after the tenant's id.
             deform(tuple, &mut values[..width], &mut nulls[..width]);
