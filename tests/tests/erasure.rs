@@ -1271,3 +1271,66 @@ async fn is_member_answers_from_the_membership_tables() {
     );
     db.cleanup().await.unwrap();
 }
+
+/// A workspace decision counts only while the subject is still its last
+/// admin: a workspace that gained another admin during the cooling-off is
+/// neither erased nor handed over when the job runs.
+#[tokio::test]
+async fn a_decision_for_a_workspace_that_gained_an_admin_is_not_carried_out() {
+    let (db, c) = demo("erasure_stale_decision", 12).await;
+    let (ws, owner): (String, i64) = {
+        let r = c
+            .query_one("SELECT workspace_id::text, user_id FROM app.memberships WHERE role = 'owner' ORDER BY workspace_id LIMIT 1", &[])
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    exec(&c, &format!("UPDATE app.memberships SET role = 'member' WHERE workspace_id = '{ws}' AND user_id <> {owner}")).await;
+    let member: i64 = one(&c, &format!("SELECT user_id FROM app.memberships WHERE workspace_id = '{ws}' AND user_id <> {owner} ORDER BY user_id LIMIT 1")).await;
+    let posts = count(
+        &c,
+        &format!("SELECT 1 FROM app.posts WHERE workspace_id = '{ws}'"),
+    )
+    .await;
+    let id: Uuid = c
+        .query_one("SELECT lifecycle.request_erasure('user', $1, NULL, 'dba', cooling_off => '0', requires_approval => false, \
+                                                     workspaces => jsonb_build_object($2::text, 'erase'))",
+                   &[&owner.to_string(), &ws])
+        .await
+        .unwrap_or_else(|e| panic!("{}", describe(&e)))
+        .get(0);
+    // During the cooling-off, a member becomes admin.
+    exec(&c, &format!("UPDATE app.memberships SET role = 'admin' WHERE workspace_id = '{ws}' AND user_id = {member}")).await;
+    assert_eq!(one::<i32>(&c, "SELECT lifecycle.run_due_jobs()").await, 1);
+    let j = job(&c, id).await;
+    assert_eq!(j["status"], "completed", "{j}");
+    assert_eq!(
+        count(
+            &c,
+            &format!("SELECT 1 FROM app.workspaces WHERE id = '{ws}'")
+        )
+        .await,
+        1,
+        "the workspace stays"
+    );
+    assert_eq!(
+        count(
+            &c,
+            &format!("SELECT 1 FROM app.posts WHERE workspace_id = '{ws}'")
+        )
+        .await,
+        posts,
+        "its content stays"
+    );
+    assert_eq!(text(&c, &format!("SELECT role FROM app.memberships WHERE workspace_id = '{ws}' AND user_id = {member}")).await, "admin");
+    assert_eq!(
+        count(
+            &c,
+            &format!("SELECT 1 FROM app.memberships WHERE user_id = {owner}")
+        )
+        .await,
+        0,
+        "the subject's memberships end"
+    );
+    db.cleanup().await.unwrap();
+}

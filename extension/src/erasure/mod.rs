@@ -359,11 +359,19 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
     let id_col = target.id_column().to_string();
     let (plan, params, emails, noun) = match (work.job_type, &target) {
         ("erase", Target::Subject { subject_type, .. }) => {
-            let decisions = plan::decisions(work.options);
-            // Every workspace the subject is the last admin of needs a
-            // decision (checked again: things may have changed since the
-            // request).
-            let still: Vec<String> = last_admin_tenants(&cat, subject_type, id)?
+            // Checked again at run time: things may have changed since the
+            // request. A decision counts only for a workspace the subject
+            // is still the last admin of: one that gained another admin
+            // during the cooling-off no longer depends on them, and is
+            // neither erased nor handed over (the subject's membership
+            // ends like any other).
+            let last = last_admin_tenants(&cat, subject_type, id)?;
+            let decisions: Vec<(String, plan::Decision)> = plan::decisions(work.options)
+                .into_iter()
+                .filter(|(t, _)| last.contains(t))
+                .collect();
+            // Every workspace the subject is the last admin of needs one.
+            let still: Vec<String> = last
                 .into_iter()
                 .filter(|t| !decisions.iter().any(|(d, _)| d == t))
                 .collect();
