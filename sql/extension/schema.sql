@@ -259,7 +259,8 @@ CREATE TABLE lifecycle.audit_log (
     hash            bytea       NOT NULL,
     redacted_at     timestamptz
 );
-CREATE INDEX audit_log_subject ON lifecycle.audit_log (subject_type, subject_id);
+-- A subject's own events, newest first (the privacy center's activity page)
+CREATE INDEX audit_log_subject ON lifecycle.audit_log (subject_type, subject_id, id);
 CREATE INDEX audit_log_tenant ON lifecycle.audit_log (tenant_id, occurred_at);
 CREATE INDEX audit_log_chain ON lifecycle.audit_log (chain, id);
 COMMENT ON TABLE lifecycle.audit_log IS
