@@ -58,10 +58,8 @@ pub fn job_stats(tenants: Option<Vec<String>>) -> LcResult<Vec<(String, String, 
     })
 }
 
-/// The oldest due job of each type: waiting to run (approved, or pending
-/// when it needs no approval), past its cooling-off, not blocked by a hold
-/// in force. (type, job id, scheduled_for, seconds since) per type, the
-/// last three NULL when none is due.
+/// One type's oldest due job: (type, job id, scheduled_for, seconds since
+/// scheduled_for), the last three NULL when none is due.
 pub type OldestDue = (
     String,
     Option<Uuid>,
@@ -69,6 +67,10 @@ pub type OldestDue = (
     Option<f64>,
 );
 
+/// The oldest due job of each type: waiting to run (approved, or pending
+/// when it needs no approval), past its cooling-off, not blocked by a hold
+/// in force; the first entry of the index `jobs_due` (blocked jobs
+/// skipped).
 pub fn oldest_due_jobs() -> LcResult<Vec<OldestDue>> {
     let types = names(JobType::ALL, JobType::as_str);
     privilege::as_extension_owner(|| {
