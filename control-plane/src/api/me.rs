@@ -19,9 +19,14 @@
 //! state and activity leave them out; administrators see them.
 
 use clap::Args;
+use serde::Serialize;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::api::{Page, RequestContext};
+use crate::error::ApiResult;
 use crate::state::AppState;
 
 mod activity;
@@ -72,6 +77,32 @@ impl Default for MeArgs {
 /// blank.
 fn reason(typed: Option<&str>) -> Option<&str> {
     typed.map(str::trim).filter(|r| !r.is_empty())
+}
+
+/// One page of the bearer's rows, newest first: `sql` runs in the
+/// subject's transaction with `params` and, last, the overfetch limit
+/// (`limit + 1`, see [`Page::from_overfetch`]); `item` reads a row (with
+/// the database's name), `position` is the keyset position a cursor
+/// carries.
+async fn page<T, C: Serialize>(
+    me: &Me,
+    ctx: &RequestContext,
+    limit: u32,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+    item: impl Fn(&Row, &str) -> T,
+    position: impl Fn(&T) -> C,
+) -> ApiResult<Page<T>> {
+    let overfetch = i64::from(limit) + 1;
+    let mut params = params.to_vec();
+    params.push(&overfetch);
+    let mut client = me.client().await?;
+    let (tx, _) = me.begin(&mut client, ctx).await?;
+    let rows = tx.query(sql, &params).await?;
+    tx.commit().await?;
+    let database = me.database_name();
+    let items = rows.iter().map(|row| item(row, &database)).collect();
+    Ok(Page::from_overfetch(items, limit, position))
 }
 
 /// Routes of this module (under `/api/v1`).

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::GenericClient;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -206,16 +207,35 @@ pub async fn erasure_preview(
     .await?;
     let mut client = state.dbs.client(&database).await?;
     let tx = client.build_transaction().read_only(true).start().await?;
-    let row = tx
-        .query_one(
-            "SELECT lifecycle.preview_erasure($1, $2, $3)",
-            &[&query.target_type, &query.target_id, &tenant],
-        )
-        .await?;
+    let mut preview = plan(
+        &*tx,
+        &query.target_type,
+        &query.target_id,
+        tenant.as_deref(),
+    )
+    .await?;
     tx.commit().await?;
-    let raw: serde_json::Value = row.try_get(0).map_err(ApiError::internal)?;
-    let mut preview: ErasurePlan = serde_json::from_value(raw)
-        .map_err(|err| ApiError::internal(format!("preview_erasure answered {err}")))?;
     preview.database = database.to_string();
     Ok(Json(preview))
+}
+
+/// The plan `lifecycle.preview_erasure` answers for a target in a tenant,
+/// typed (with an empty [`ErasurePlan::database`]: the caller knows which
+/// it asked). The subject's own preview (`/me/erasure-preview`) reads the
+/// same plan through this function.
+pub async fn plan(
+    client: &impl GenericClient,
+    target_type: &str,
+    target_id: &str,
+    tenant: Option<&str>,
+) -> ApiResult<ErasurePlan> {
+    let row = client
+        .query_one(
+            "SELECT lifecycle.preview_erasure($1, $2, $3)",
+            &[&target_type, &target_id, &tenant],
+        )
+        .await?;
+    let raw: serde_json::Value = row.try_get(0).map_err(ApiError::internal)?;
+    serde_json::from_value(raw)
+        .map_err(|err| ApiError::internal(format!("preview_erasure answered {err}")))
 }

@@ -120,29 +120,15 @@ pub async fn activity(
 ) -> ApiResult<Json<Page<ActivityEvent>>> {
     let limit = page.limit()?;
     let after: Option<i64> = page.cursor()?;
-    let mut client = me.client().await?;
-    let (tx, _) = me.begin(&mut client, &ctx).await?;
-    let rows = tx
-        .query(
-            ACTIVITY,
-            &[
-                &me.subject_type(),
-                &me.subject_id(),
-                &HIDDEN_EVENTS,
-                &after,
-                &(i64::from(limit) + 1),
-            ],
-        )
-        .await?;
-    tx.commit().await?;
-    let database = me.database_name();
-    let items = rows
-        .iter()
-        .map(|row| ActivityEvent::from_row(row, &me, &database))
-        .collect();
-    Ok(Json(Page::from_overfetch(
-        items,
+    let page = super::page(
+        &me,
+        &ctx,
         limit,
+        ACTIVITY,
+        &[&me.subject_type(), &me.subject_id(), &HIDDEN_EVENTS, &after],
+        |row, database| ActivityEvent::from_row(row, &me, database),
         |e: &ActivityEvent| e.id,
-    )))
+    )
+    .await?;
+    Ok(Json(page))
 }

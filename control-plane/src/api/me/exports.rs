@@ -17,22 +17,25 @@ use crate::api::jobs::StatusName;
 use crate::api::{Page, PageQuery, RequestContext};
 use crate::error::{ApiError, ApiResult};
 
-const COLUMNS: &str = "id, status, requested_at, finished_at, reason, rejection_reason";
+/// The `SELECT` of what [`ExportJob::from_row`] reads (a macro, so that
+/// the statements below are put together at compile time).
+macro_rules! select_export {
+    () => {
+        "SELECT id, status, requested_at, finished_at, reason, rejection_reason FROM lifecycle.jobs"
+    };
+}
 
 /// The subject's export jobs, newest first, after the cursor.
-fn list_sql() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM lifecycle.jobs \
-          WHERE target_type = $1 AND target_id = $2 AND job_type = 'export' \
-            AND ($3::timestamptz IS NULL OR (requested_at, id) < ($3, $4)) \
-          ORDER BY requested_at DESC, id DESC \
-          LIMIT $5"
-    )
-}
+const LIST: &str = concat!(
+    select_export!(),
+    " WHERE target_type = $1 AND target_id = $2 AND job_type = 'export' \
+        AND ($3::timestamptz IS NULL OR (requested_at, id) < ($3, $4)) \
+      ORDER BY requested_at DESC, id DESC \
+      LIMIT $5"
+);
 
-fn one_sql() -> String {
-    format!("SELECT {COLUMNS} FROM lifecycle.jobs WHERE id = $1")
-}
+/// One export job.
+const ONE: &str = concat!(select_export!(), " WHERE id = $1");
 
 const REQUEST_EXPORT: &str = "SELECT lifecycle.request_export($1, $2, $3, $4, $5)";
 
@@ -95,31 +98,22 @@ pub async fn list_exports(
 ) -> ApiResult<Json<Page<ExportJob>>> {
     let limit = page.limit()?;
     let after: Option<Position> = page.cursor()?;
-    let mut client = me.client().await?;
-    let (tx, _) = me.begin(&mut client, &ctx).await?;
-    let rows = tx
-        .query(
-            &list_sql(),
-            &[
-                &me.subject_type(),
-                &me.subject_id(),
-                &after.map(|(at, _)| at),
-                &after.map(|(_, id)| id),
-                &(i64::from(limit) + 1),
-            ],
-        )
-        .await?;
-    tx.commit().await?;
-    let database = me.database_name();
-    let items = rows
-        .iter()
-        .map(|row| ExportJob::from_row(row, &database))
-        .collect();
-    Ok(Json(Page::from_overfetch(
-        items,
+    let page = super::page(
+        &me,
+        &ctx,
         limit,
+        LIST,
+        &[
+            &me.subject_type(),
+            &me.subject_id(),
+            &after.map(|(at, _)| at),
+            &after.map(|(_, id)| id),
+        ],
+        ExportJob::from_row,
         |job: &ExportJob| (job.requested_at, job.id),
-    )))
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 /// Request an export of the bearer's data. The job is created at once;
@@ -165,7 +159,7 @@ pub async fn request_export(
 
 async fn read_one(client: &impl GenericClient, id: Uuid, database: &str) -> ApiResult<ExportJob> {
     let row = client
-        .query_opt(&one_sql(), &[&id])
+        .query_opt(ONE, &[&id])
         .await?
         .ok_or_else(|| ApiError::internal(format!("export job {id} vanished")))?;
     Ok(ExportJob::from_row(&row, database))

@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 
 use super::caller::{Me, SubjectState};
 use crate::api::extract::Json;
+use crate::api::preview::{plan, PreviewAction, PreviewStep};
 use crate::api::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-const PREVIEW: &str = "SELECT lifecycle.preview_erasure($1, $2, $3)";
 const TENANT_NAMES: &str = "SELECT tenant_id, name FROM lifecycle.tenant_names($1::text[])";
 
 /// The preview's `reason` of the subject's own row.
@@ -102,8 +102,6 @@ pub enum Outcome {
     Transferred,
     /// Not handed over (the member chosen has no membership row there).
     NotTransferred,
-    /// Anything else the extension reports.
-    Other,
 }
 
 /// A workspace the subject is the last admin of.
@@ -114,98 +112,60 @@ pub struct WorkspaceNeedingDecision {
     pub name: Option<String>,
 }
 
-/// What `lifecycle.preview_erasure` answers (the parts shown here).
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct Raw {
-    target: RawTarget,
-    steps: Vec<RawStep>,
-    stored_objects: u64,
-    mentions: Vec<RawMention>,
-    last_admin_workspaces: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawTarget {
-    exists: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawStep {
-    label: String,
-    action: String,
-    rows: u64,
-    reason: Option<String>,
-    workspace: Option<String>,
-    columns: Vec<String>,
-    legal_basis: Option<String>,
-    retain_for: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-struct RawMention {
-    rows: u64,
-}
-
-impl RawStep {
-    /// The step as the subject reads it; `None` for the deletion of stored
-    /// objects, which [`ErasurePreview::stored_files`] counts.
-    fn into_item(self) -> Option<PreviewItem> {
-        let (outcome, explanation) = match self.action.as_str() {
-            "objects deleted" => return None,
-            "deleted" => (Outcome::Deleted, "Deleted.".to_owned()),
-            "anonymized" if self.reason.as_deref() == Some(SUBJECT_ROW) => (
-                Outcome::Anonymized,
-                "Your account stays as an anonymous placeholder: these fields are cleared or replaced.".to_owned(),
+/// The step as the subject reads it; `None` for the deletion of stored
+/// objects, which [`ErasurePreview::stored_files`] counts.
+fn item(step: PreviewStep) -> Option<PreviewItem> {
+    let (outcome, explanation) = match step.action {
+        PreviewAction::ObjectsDeleted => return None,
+        PreviewAction::Deleted => (Outcome::Deleted, "Deleted.".to_owned()),
+        PreviewAction::Anonymized if step.reason.as_deref() == Some(SUBJECT_ROW) => (
+            Outcome::Anonymized,
+            "Your account stays as an anonymous placeholder: these fields are cleared or replaced."
+                .to_owned(),
+        ),
+        PreviewAction::Anonymized => (
+            Outcome::Anonymized,
+            "Stays, with what identifies you cleared or replaced.".to_owned(),
+        ),
+        PreviewAction::Kept => (
+            Outcome::Kept,
+            "Stays where it is, shown as written by a deleted user.".to_owned(),
+        ),
+        PreviewAction::Retained => (
+            Outcome::Retained,
+            format!(
+                "Kept for {} because the law requires it ({}), then deleted.",
+                step.retain_for.as_deref().unwrap_or("a legal period"),
+                step.legal_basis.as_deref().unwrap_or("legal obligation")
             ),
-            "anonymized" => (
-                Outcome::Anonymized,
-                "Stays, with what identifies you cleared or replaced.".to_owned(),
-            ),
-            "kept" => (
-                Outcome::Kept,
-                "Stays where it is, shown as written by a deleted user.".to_owned(),
-            ),
-            "retained" => (
-                Outcome::Retained,
-                format!(
-                    "Kept for {} because the law requires it ({}), then deleted.",
-                    self.retain_for.as_deref().unwrap_or("a legal period"),
-                    self.legal_basis.as_deref().unwrap_or("legal obligation")
-                ),
-            ),
-            "detached" => (
-                Outcome::Detached,
-                "Stays, no longer linked to you.".to_owned(),
-            ),
-            "redacted" => (
-                Outcome::Redacted,
-                "Stays, with the mentions of you replaced by [redacted].".to_owned(),
-            ),
-            "ownership transferred" => (
-                Outcome::Transferred,
-                "Handed over to the member you chose.".to_owned(),
-            ),
-            "not transferred" => (
-                Outcome::NotTransferred,
-                "Not handed over: the member you chose has no membership there.".to_owned(),
-            ),
-            other => (Outcome::Other, format!("{other}.")),
-        };
-        Some(PreviewItem {
-            label: self.label,
-            rows: self.rows,
-            outcome,
-            explanation,
-            fields: self.columns,
-            retained_for: self.retain_for,
-            legal_basis: self.legal_basis,
-            workspace: self.workspace,
-        })
-    }
+        ),
+        PreviewAction::Detached => (
+            Outcome::Detached,
+            "Stays, no longer linked to you.".to_owned(),
+        ),
+        PreviewAction::Redacted => (
+            Outcome::Redacted,
+            "Stays, with the mentions of you replaced by [redacted].".to_owned(),
+        ),
+        PreviewAction::OwnershipTransferred => (
+            Outcome::Transferred,
+            "Handed over to the member you chose.".to_owned(),
+        ),
+        PreviewAction::NotTransferred => (
+            Outcome::NotTransferred,
+            "Not handed over: the member you chose has no membership there.".to_owned(),
+        ),
+    };
+    Some(PreviewItem {
+        label: step.label.unwrap_or_default(),
+        rows: step.rows,
+        outcome,
+        explanation,
+        fields: step.columns.unwrap_or_default(),
+        retained_for: step.retain_for,
+        legal_basis: step.legal_basis,
+        workspace: step.workspace,
+    })
 }
 
 /// What an erasure of the bearer would do, changing nothing: what is
@@ -230,15 +190,8 @@ pub async fn erasure_preview(
 ) -> ApiResult<Json<ErasurePreview>> {
     let mut client = me.client().await?;
     let (tx, state) = me.begin(&mut client, &ctx).await?;
-    let row = tx
-        .query_one(
-            PREVIEW,
-            &[&me.subject_type(), &me.subject_id(), &me.tenant()],
-        )
-        .await?;
-    let raw: Raw =
-        serde_json::from_value(row.get::<_, serde_json::Value>(0)).map_err(ApiError::internal)?;
-    if !raw.target.exists {
+    let plan = plan(&*tx, me.subject_type(), me.subject_id(), me.tenant()).await?;
+    if !plan.target.exists {
         return Err(ApiError::not_found(format!(
             "{} \"{}\" does not exist",
             me.subject_type(),
@@ -247,7 +200,7 @@ pub async fn erasure_preview(
         .with_code(Code::TargetNotFound.name()));
     }
     let names = tx
-        .query(TENANT_NAMES, &[&raw.last_admin_workspaces])
+        .query(TENANT_NAMES, &[&plan.last_admin_workspaces])
         .await?;
     let name_of = |id: &str| {
         names
@@ -261,9 +214,9 @@ pub async fn erasure_preview(
         subject_id: me.subject_id().to_owned(),
         state,
         cooling_off_days: app.config.me.subject_erasure_cooling_off_days,
-        stored_files: raw.stored_objects,
-        mentions_elsewhere: raw.mentions.iter().map(|m| m.rows).sum(),
-        workspaces_needing_decision: raw
+        stored_files: plan.stored_objects,
+        mentions_elsewhere: plan.mentions.iter().map(|m| m.rows).sum(),
+        workspaces_needing_decision: plan
             .last_admin_workspaces
             .iter()
             .map(|id| WorkspaceNeedingDecision {
@@ -271,11 +224,7 @@ pub async fn erasure_preview(
                 name: name_of(id),
             })
             .collect(),
-        items: raw
-            .steps
-            .into_iter()
-            .filter_map(RawStep::into_item)
-            .collect(),
+        items: plan.steps.into_iter().filter_map(item).collect(),
     };
     tx.commit().await?;
     Ok(Json(body))
@@ -286,13 +235,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn item(step: serde_json::Value) -> Option<PreviewItem> {
-        serde_json::from_value::<RawStep>(step).unwrap().into_item()
+    fn step(step: serde_json::Value) -> Option<PreviewItem> {
+        item(serde_json::from_value::<PreviewStep>(step).unwrap())
     }
 
     #[test]
     fn steps_become_outcomes_in_words() {
-        let retained = item(json!({
+        let retained = step(json!({
             "table": "app.invoices", "label": "Invoices", "action": "retained", "rows": 12,
             "legal_basis": "Tax law", "retain_for": "7 years"
         }))
@@ -303,8 +252,8 @@ mod tests {
             retained.explanation.contains("7 years") && retained.explanation.contains("Tax law")
         );
 
-        let account = item(json!({
-            "label": "Users", "action": "anonymized", "rows": 1, "reason": SUBJECT_ROW,
+        let account = step(json!({
+            "table": "app.users", "label": "Users", "action": "anonymized", "rows": 1, "reason": SUBJECT_ROW,
             "columns": ["email", "name"]
         }))
         .unwrap();
@@ -319,12 +268,15 @@ mod tests {
             ("redacted", Outcome::Redacted),
             ("ownership transferred", Outcome::Transferred),
             ("not transferred", Outcome::NotTransferred),
-            ("reshuffled", Outcome::Other),
         ] {
-            let it = item(json!({"label": "X", "action": action, "rows": 3})).unwrap();
+            let it =
+                step(json!({"table": "app.x", "label": "X", "action": action, "rows": 3})).unwrap();
             assert_eq!(it.outcome, outcome, "{action}");
             assert_eq!(it.rows, 3);
         }
-        assert!(item(json!({"label": "Files", "action": "objects deleted", "rows": 2})).is_none());
+        assert!(step(json!({
+            "table": "app.files", "label": "Files", "action": "objects deleted", "rows": 2
+        }))
+        .is_none());
     }
 }
