@@ -1,8 +1,8 @@
 //! The audit log: query as JSON pages or one streamed CSV, verify the hash
 //! chains (admin tokens).
 //!
-//! A tenant admin sees only the events of their tenant (events of no
-//! tenant included: those are the platform's). The CSV holds every
+//! A tenant admin sees only the events of their tenant (not the events of
+//! no tenant: those are the platform's). The CSV holds every
 //! matching event and is streamed: each database is read through a
 //! server-side portal, a batch at a time, and the batches of several
 //! databases are merged in list order as the client reads, so memory does

@@ -21,10 +21,15 @@ use uuid::Uuid;
 
 use super::extract::{Json, Path, Query};
 use super::fanout::{self, bound_params, Position, Positioned};
+use super::jobs::scope;
 use super::{Page, PageQuery, RequestContext, API_PREFIX};
 use crate::auth::Admin;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+
+/// Machine code of the 404 for a hold that does not exist or that the
+/// caller may not see (the extension's name for an unknown hold).
+pub const CODE_HOLD_NOT_FOUND: &str = "hold_not_found";
 
 /// Columns of a hold as [`Hold::from_row`] reads them.
 const HOLD_COLUMNS: &str = "\
@@ -224,7 +229,9 @@ pub async fn get_hold(
 
 /// Place a legal hold. The token's name is recorded as `created_by`; the
 /// extension decides whether the scope and ids are valid (422) and records
-/// the event (with the caller's IP and user agent) in the audit log.
+/// the event (with the caller's IP and user agent) in the audit log. With
+/// several databases, the one named, else the one whose tenant table has
+/// the tenant.
 #[utoipa::path(
     post,
     path = "/holds",
@@ -240,18 +247,10 @@ pub async fn place_hold(
     axum::extract::State(state): axum::extract::State<AppState>,
     Json(new): Json<NewHold>,
 ) -> ApiResult<(StatusCode, HeaderMap, Json<Hold>)> {
-    let tenant_id = match (admin.tenant_scope(), new.tenant_id) {
-        (None, requested) => requested,
-        (Some(own), None) => Some(own.to_owned()),
-        (Some(own), Some(requested)) if requested == own => Some(requested),
-        (Some(_), Some(requested)) => {
-            return Err(ApiError::not_found(format!(
-                "tenant \"{requested}\" not found"
-            )))
-        }
-    };
-    let db = fanout::target(&state.dbs, new.database.as_deref())?;
-    let mut client = db.client().await?;
+    let tenant_id = scope::tenant_for(&admin, new.tenant_id)?;
+    let database =
+        scope::choose_database(&state.dbs, new.database.as_deref(), tenant_id.as_deref()).await?;
+    let mut client = state.dbs.client(&database).await?;
     let tx = client.transaction().await?;
     ctx.apply(&*tx).await?;
     let id: Uuid = tx
@@ -268,7 +267,7 @@ pub async fn place_hold(
         )
         .await?
         .try_get(0)?;
-    let hold = read(&*tx, &db.name, id)
+    let hold = read(&*tx, &database, id)
         .await?
         .ok_or_else(|| ApiError::internal("the hold just placed is not there"))?;
     tx.commit().await?;
@@ -329,7 +328,7 @@ async fn find(state: &AppState, admin: &Admin, id: Uuid) -> ApiResult<(String, H
         read(&**client, "", id).await
     })
     .await?;
-    let not_found = || ApiError::not_found(format!("legal hold {id} not found"));
+    let not_found = || ApiError::not_found("legal hold not found").with_code(CODE_HOLD_NOT_FOUND);
     let (database, mut hold) = found.ok_or_else(not_found)?;
     admin
         .require_tenant(hold.tenant_id.as_deref(), "legal hold")

@@ -9,9 +9,10 @@
 
 #![allow(dead_code)]
 
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::Router;
 use lifecycled::auth::token;
+use lifecycled::AppState;
 
 use crate::common::{call, request, user_token, TestResponse, TestService};
 use crate::worker_support::load_demo;
@@ -23,8 +24,10 @@ pub const DEMO_USERS: i32 = 15;
 pub struct Tenant {
     /// The workspace's id (the tenant id of the data map).
     pub id: String,
-    /// A member of this workspace only.
+    /// A member of this workspace only, not one of its admins.
     pub user: i64,
+    /// Every member of the workspace, [`Self::user`] included.
+    pub members: Vec<i64>,
     /// A tenant-admin token of this tenant, and its name.
     pub admin: String,
     pub admin_name: String,
@@ -36,6 +39,9 @@ pub struct Tenant {
 /// platform admin and a revoked token.
 pub struct Tenants {
     pub service: TestService,
+    /// The service's router (one state, so one pool, for every request;
+    /// no rate limit: the tests send many requests per token).
+    router: Router,
     pub a: Tenant,
     pub b: Tenant,
     pub platform: String,
@@ -54,9 +60,12 @@ impl Tenants {
                 "SELECT w.id::text, \
                         (SELECT m.user_id FROM app.memberships m \
                           WHERE m.workspace_id = w.id \
+                            AND m.role NOT IN ('owner', 'admin') \
                             AND NOT EXISTS (SELECT 1 FROM app.memberships o \
                                              WHERE o.user_id = m.user_id AND o.workspace_id <> w.id) \
-                          ORDER BY m.user_id LIMIT 1) \
+                          ORDER BY m.user_id LIMIT 1), \
+                        ARRAY(SELECT m.user_id FROM app.memberships m \
+                               WHERE m.workspace_id = w.id ORDER BY m.user_id) \
                    FROM app.workspaces w ORDER BY w.created_at, w.id LIMIT 2",
                 &[],
             )
@@ -69,6 +78,7 @@ impl Tenants {
             let user: i64 = row
                 .get::<_, Option<i64>>(1)
                 .expect("a member of one workspace only");
+            let members: Vec<i64> = row.get(2);
             let admin_name = format!("admin-{}", &id[..8]);
             let (_, admin) = service
                 .create_named_token(&admin_name, "tenant-admin", Some(&id))
@@ -77,6 +87,7 @@ impl Tenants {
             tenants.push(Tenant {
                 id,
                 user,
+                members,
                 admin,
                 admin_name,
                 subject,
@@ -95,8 +106,12 @@ impl Tenants {
             .await
             .expect("revoke")
             .expect("the token exists");
+        let mut config = service.config();
+        config.rate_limit_per_second = 0;
+        let router = lifecycled::build_router(AppState::new(config).expect("valid config"));
         Self {
             service,
+            router,
             a,
             b,
             platform,
@@ -106,7 +121,7 @@ impl Tenants {
     }
 
     pub fn router(&self) -> Router {
-        self.service.router()
+        self.router.clone()
     }
 
     /// A superuser session in the database.
@@ -176,4 +191,54 @@ pub async fn snapshot(c: &tokio_postgres::Client) -> Vec<String> {
         }
     }
     rows
+}
+
+/// A kind of caller and what it may reach of each tenant: the access
+/// matrix every tenant-scoped admin route answers the same way.
+pub struct Caller<'t> {
+    pub who: &'static str,
+    /// The bearer token; `None` for a request without one.
+    pub token: Option<&'t str>,
+    /// The status of a request for something of tenant A, of tenant B.
+    pub sees_a: StatusCode,
+    pub sees_b: StatusCode,
+}
+
+impl Tenants {
+    /// Every kind of caller of an admin route about one tenant's data: the
+    /// platform admin sees both tenants, a tenant admin theirs only (the
+    /// other's is 404, as if it did not exist), subject tokens, a revoked
+    /// token and no token none (401).
+    pub fn callers(&self) -> [Caller<'_>; 7] {
+        let caller = |who, token, sees_a, sees_b| Caller {
+            who,
+            token,
+            sees_a,
+            sees_b,
+        };
+        let (ok, hidden, refused) = (
+            StatusCode::OK,
+            StatusCode::NOT_FOUND,
+            StatusCode::UNAUTHORIZED,
+        );
+        [
+            caller("platform", Some(self.platform.as_str()), ok, ok),
+            caller("admin A", Some(self.a.admin.as_str()), ok, hidden),
+            caller("admin B", Some(self.b.admin.as_str()), hidden, ok),
+            caller("subject A", Some(self.a.subject.as_str()), refused, refused),
+            caller("subject B", Some(self.b.subject.as_str()), refused, refused),
+            caller("revoked", Some(self.revoked.as_str()), refused, refused),
+            caller("no token", None, refused, refused),
+        ]
+    }
+
+    /// `GET path` as the bearer of `token`, or without a token.
+    pub async fn get_as(&self, path: &str, token: Option<&str>) -> TestResponse {
+        let req = request(Method::GET, path);
+        let req = match token {
+            Some(token) => req.bearer(token),
+            None => req,
+        };
+        call(self.router(), req).await
+    }
 }
