@@ -287,6 +287,30 @@ async fn tokens_are_created_listed_used_and_revoked() {
         "{}",
         stderr(&output)
     );
+    // A name of the form the extension records for a subject acting on
+    // their own data is refused: the admin would pass for that subject.
+    let output = run_cli(
+        &[
+            &[
+                "token",
+                "create",
+                "--name",
+                "user:4",
+                "--role",
+                "platform-admin",
+            ][..],
+            &db[..],
+        ]
+        .concat(),
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("may not contain ':'"),
+        "{}",
+        stderr(&output)
+    );
 
     // The list shows everything but the tokens.
     let output = run_cli(&[&["token", "list"][..], &db[..]].concat(), &[]).await;

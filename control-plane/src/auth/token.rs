@@ -183,6 +183,12 @@ pub async fn create(
 ) -> anyhow::Result<(TokenInfo, NewToken)> {
     let name = name.trim();
     anyhow::ensure!(!name.is_empty(), "a token needs a name");
+    // `<subject type>:<id>` is how the extension records a subject acting
+    // on their own data: an admin named like that would pass for one.
+    anyhow::ensure!(
+        !name.contains(':'),
+        "a token name may not contain ':' (\"type:id\" names a subject acting on their own data)"
+    );
     anyhow::ensure!(
         name.chars().count() <= MAX_NAME_CHARS,
         "a token name has at most {MAX_NAME_CHARS} characters"
