@@ -8,7 +8,7 @@ use std::fmt;
 
 use lifecycle_core::jobs::JobType;
 use serde::{Deserialize, Deserializer, Serialize};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 use utoipa::ToSchema;
 
 use super::names::{JurisdictionName, TypeName};
@@ -249,10 +249,6 @@ impl NewJob {
                 .with_code(crate::error::CODE_INVALID_REQUEST_BODY));
             }
         }
-        let workspaces = self
-            .workspaces
-            .map(|w| serde_json::to_value(w).map_err(ApiError::internal))
-            .transpose()?;
         let call = Call::default()
             .arg("target_type", self.target_type, "text")
             .arg("target_id", self.target_id, "text")
@@ -271,7 +267,8 @@ impl NewJob {
                 "text",
             )
             .arg_opt("requires_approval", self.requires_approval, "boolean")
-            .arg_opt("workspaces", workspaces, "jsonb");
+            // Serialized straight into the parameter (no JSON value between).
+            .arg_opt("workspaces", self.workspaces.map(Json), "jsonb");
         Ok((function.to_owned(), call))
     }
 }

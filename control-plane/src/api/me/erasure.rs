@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use lifecycle_core::Code;
 use serde::{Deserialize, Serialize};
+use tokio_postgres::types::Json as PgJson;
 use utoipa::ToSchema;
 
 use super::caller::Me;
@@ -75,12 +76,9 @@ impl ErasureConfirmation {
         super::reason(self.reason.as_deref())
     }
 
-    fn workspaces_json(&self) -> ApiResult<Option<serde_json::Value>> {
-        self.workspaces
-            .as_ref()
-            .map(serde_json::to_value)
-            .transpose()
-            .map_err(ApiError::internal)
+    /// The decisions as the extension's `workspaces` parameter (jsonb).
+    fn workspaces_param(&self) -> Option<PgJson<&BTreeMap<String, WorkspaceDecision>>> {
+        self.workspaces.as_ref().map(PgJson)
     }
 }
 
@@ -112,7 +110,7 @@ pub async fn request_erasure(
     let mut client = me.client().await?;
     let (tx, _) = me.begin(&mut client, &ctx).await?;
     body.check()?;
-    let workspaces = body.workspaces_json()?;
+    let workspaces = body.workspaces_param();
     let cooling_off_days = i32::try_from(app.config.me.subject_erasure_cooling_off_days)
         .map_err(ApiError::internal)?;
     let requested = tx
@@ -254,7 +252,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            parsed.workspaces_json().unwrap().unwrap(),
+            serde_json::to_value(parsed.workspaces_param().unwrap().0).unwrap(),
             json!({"a": "erase", "b": {"transfer_to": "7"}})
         );
         for bad in [
