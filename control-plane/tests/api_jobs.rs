@@ -302,63 +302,10 @@ async fn tenant_admins_see_and_touch_only_their_tenants_jobs() {
     );
 
     // Who sees which job: a tenant admin theirs only, subjects and nobody none.
-    let none = "";
-    let callers = [
-        (
-            "platform",
-            t.platform.as_str(),
-            StatusCode::OK,
-            StatusCode::OK,
-        ),
-        (
-            "admin A",
-            t.a.admin.as_str(),
-            StatusCode::OK,
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            "admin B",
-            t.b.admin.as_str(),
-            StatusCode::NOT_FOUND,
-            StatusCode::OK,
-        ),
-        (
-            "subject A",
-            t.a.subject.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "subject B",
-            t.b.subject.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "revoked",
-            t.revoked.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "no token",
-            none,
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-    ];
-    for (who, token, sees_a, sees_b) in callers {
-        let get = |p: String| {
-            let req = request(Method::GET, &p);
-            let req = if token.is_empty() {
-                req
-            } else {
-                req.bearer(token)
-            };
-            call(t.router(), req)
-        };
+    for caller in t.callers() {
+        let (who, sees_a, sees_b) = (caller.who, caller.sees_a, caller.sees_b);
         for (id, expected) in [(&a_id, sees_a), (&b_id, sees_b)] {
-            let response = get(path(JOB, id)).await;
+            let response = t.get_as(&path(JOB, id), caller.token).await;
             assert_eq!(
                 response.status,
                 expected,
@@ -374,9 +321,9 @@ async fn tenant_admins_see_and_touch_only_their_tenants_jobs() {
                 );
             }
         }
-        let list = get(JOBS.to_owned()).await;
+        let list = t.get_as(JOBS, caller.token).await;
         doc.check(&Method::GET, JOBS, &list);
-        let stats = get(STATS.to_owned()).await;
+        let stats = t.get_as(STATS, caller.token).await;
         doc.check(&Method::GET, STATS, &stats);
         match (sees_a, sees_b) {
             (StatusCode::OK, StatusCode::OK) => {

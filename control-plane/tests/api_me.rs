@@ -10,6 +10,7 @@
 //! Farid's (6), Grace (7) its admin, Jonas (10) a member.
 
 mod common;
+mod worker_support;
 
 use axum::http::{Method, StatusCode};
 use axum::Router;
@@ -22,10 +23,10 @@ use lifecycled::config::DatabaseSpec;
 use lifecycled::{build_router, AppState, Config};
 use serde_json::{json, Value};
 use tokio_postgres::Client;
+use worker_support::load_demo;
 
-const DEMO_SCHEMA: &str = include_str!("../../sql/demo/schema.sql");
-const DEMO_GENERATOR: &str = include_str!("../../sql/demo/generate.sql");
-const DEMO_REGISTER: &str = include_str!("../../sql/demo/register.sql");
+/// People of the demo data (see above).
+const DEMO_USERS: i32 = 10;
 
 const ALICE: &str = "1";
 const BOB: &str = "2";
@@ -48,12 +49,7 @@ impl Demo {
     async fn start(prefix: &str) -> Self {
         let service = TestService::start(prefix).await;
         let su = service.superuser().await;
-        for sql in [DEMO_SCHEMA, DEMO_GENERATOR, DEMO_REGISTER] {
-            su.batch_execute(sql).await.expect("demo schema");
-        }
-        su.execute("SELECT app.generate_demo_data(10)", &[])
-            .await
-            .expect("demo data");
+        load_demo(&su, DEMO_USERS).await;
         let acme = workspace(&su, "Acme Corp").await;
         let globex = workspace(&su, "Globex").await;
         Self {

@@ -144,52 +144,9 @@ async fn tenant_admins_preview_within_their_tenant_only() {
     let t = Tenants::start("cp_preview_isolation").await;
     let doc = OpenApiDoc::load().await;
     let a_user = t.a.user.to_string();
-    let callers = [
-        (
-            "platform",
-            t.platform.as_str(),
-            StatusCode::OK,
-            StatusCode::OK,
-        ),
-        (
-            "admin A",
-            t.a.admin.as_str(),
-            StatusCode::OK,
-            StatusCode::NOT_FOUND,
-        ),
-        (
-            "admin B",
-            t.b.admin.as_str(),
-            StatusCode::NOT_FOUND,
-            StatusCode::OK,
-        ),
-        (
-            "subject A",
-            t.a.subject.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "subject B",
-            t.b.subject.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "revoked",
-            t.revoked.as_str(),
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-        (
-            "no token",
-            "",
-            StatusCode::UNAUTHORIZED,
-            StatusCode::UNAUTHORIZED,
-        ),
-    ];
-    for (who, token, sees_a, sees_b) in callers {
-        for (tenant, expected) in [(&t.a.id, sees_a), (&t.b.id, sees_b)] {
+    for caller in t.callers() {
+        let who = caller.who;
+        for (tenant, expected) in [(&t.a.id, caller.sees_a), (&t.b.id, caller.sees_b)] {
             // The workspace itself, and a person in the workspace's name.
             for (uri, expected) in [
                 (preview_of("tenant", tenant), expected),
@@ -204,13 +161,7 @@ async fn tenant_admins_preview_within_their_tenant_only() {
                     },
                 ),
             ] {
-                let req = request(Method::GET, &uri);
-                let req = if token.is_empty() {
-                    req
-                } else {
-                    req.bearer(token)
-                };
-                let response = call(t.router(), req).await;
+                let response = t.get_as(&uri, caller.token).await;
                 assert_eq!(
                     response.status,
                     expected,
