@@ -58,6 +58,26 @@ fn plan(
     Ok(kept)
 }
 
+/// The row limit for a helper that reads the first row: one for a query,
+/// none for an `INSERT`, `UPDATE`, `DELETE` or `MERGE` with `RETURNING`. SPI
+/// stops a statement once it has returned the rows asked for: a limited
+/// data-changing statement would change only as many rows, and never reach
+/// the end where its `AFTER ... FOR EACH STATEMENT` triggers are queued.
+/// (Data-changing `WITH` parts always run to completion.)
+fn first_row(sql: &str) -> Option<i64> {
+    let head: String = sql
+        .trim_start()
+        .chars()
+        .take(6)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match head.as_str() {
+        "insert" | "update" | "delete" => None,
+        _ if head.starts_with("merge") => None,
+        _ => Some(1),
+    }
+}
+
 /// Run the query `sql` through its kept plan; `limit` rows at most
 /// (`None`: all).
 pub fn select<'conn>(
@@ -111,7 +131,7 @@ fn none_if_empty<T>(r: Result<Option<T>, SpiError>) -> LcResult<Option<T>> {
 /// First column of the first row, or `None` when there is no row or it is NULL.
 pub fn one<T: FromDatum + IntoDatum>(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<T>> {
     running(sql, || {
-        Spi::connect(|client| first::<T>(select(client, sql, Some(1), args)?))
+        Spi::connect(|client| first::<T>(select(client, sql, first_row(sql), args)?))
     })
 }
 
@@ -121,7 +141,7 @@ pub fn two<A: FromDatum + IntoDatum, B: FromDatum + IntoDatum>(
     args: &[DatumWithOid<'_>],
 ) -> LcResult<(Option<A>, Option<B>)> {
     Spi::connect(|client| {
-        let t = select(client, sql, Some(1), args)?;
+        let t = select(client, sql, first_row(sql), args)?;
         if t.is_empty() {
             return Ok((None, None));
         }
@@ -156,7 +176,7 @@ pub fn json(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<serde_json:
 
 fn json_inner(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Option<serde_json::Value>> {
     Spi::connect_mut(|client| {
-        let t = write(client, sql, Some(1), args)?;
+        let t = write(client, sql, first_row(sql), args)?;
         if t.is_empty() {
             return Ok(None);
         }
@@ -179,4 +199,39 @@ fn json_rows_inner(sql: &str, args: &[DatumWithOid<'_>]) -> LcResult<Vec<serde_j
         }
         Ok(out)
     })
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use super::first_row;
+
+    #[pgrx::pg_test]
+    fn data_changing_statements_run_to_their_end() {
+        assert_eq!(first_row("SELECT 1"), Some(1));
+        assert_eq!(
+            first_row("  WITH d AS (DELETE FROM t RETURNING 1) SELECT 1"),
+            Some(1)
+        );
+        assert_eq!(first_row("UPDATE t SET a = 1 RETURNING a"), None);
+        assert_eq!(first_row("\n insert INTO t VALUES (1) RETURNING 1"), None);
+        assert_eq!(first_row("DELETE FROM t RETURNING 1"), None);
+        assert_eq!(
+            first_row("MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE"),
+            None
+        );
+    }
+
+    /// An UPDATE ... RETURNING read for its first row changes every row it
+    /// matches.
+    #[pgrx::pg_test]
+    fn an_update_read_for_its_first_row_changes_every_row() {
+        pgrx::Spi::run("CREATE TEMP TABLE first_row_t (a int); INSERT INTO first_row_t SELECT 1 FROM generate_series(1, 5)").unwrap();
+        let first =
+            crate::spi::one::<i32>("UPDATE first_row_t SET a = 2 RETURNING a", &[]).unwrap();
+        assert_eq!(first, Some(2));
+        let changed =
+            crate::spi::one::<i64>("SELECT count(*) FROM first_row_t WHERE a = 2", &[]).unwrap();
+        assert_eq!(changed, Some(5));
+    }
 }
