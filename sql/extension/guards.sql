@@ -174,8 +174,9 @@ SELECT NULL, NULL, x.evtname, 'event trigger missing'
  WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_event_trigger e WHERE e.evtname = x.evtname)
 UNION ALL
 -- The extension's own protections: the append-only audit log, immutable
--- holds, the job state machine, the cache invalidation of every backend and
--- the guard that keeps writes to its tables to its own functions.
+-- holds, the job state machine and the job counts, the cache invalidation
+-- of every backend and the guard that keeps writes to its tables to its own
+-- functions.
 SELECT NULL, x.relation, x.tgname,
        CASE WHEN tg.oid IS NULL THEN 'missing'
             WHEN tg.tgenabled <> 'A' THEN 'not enable always (' || tg.tgenabled::text || ')'
@@ -186,6 +187,12 @@ SELECT NULL, x.relation, x.tgname,
                        ('lifecycle.legal_holds', 'legal_holds_immutable'),
                        ('lifecycle.legal_holds', 'legal_holds_no_truncate'),
                        ('lifecycle.jobs', 'jobs_state_machine'),
+                       ('lifecycle.jobs', 'job_counted'),
+                       ('lifecycle.jobs', 'job_counted_update'),
+                       ('lifecycle.jobs', 'jobs_truncated'),
+                       ('lifecycle.jobs', 'jobs_fold_insert'),
+                       ('lifecycle.jobs', 'jobs_fold_update'),
+                       ('lifecycle.jobs', 'jobs_fold_delete'),
                        ('lifecycle.legal_holds', 'invalidate_cache'),
                        ('lifecycle.subject_tables', 'invalidate_cache'),
                        ('lifecycle.tenant_tables', 'invalidate_cache'),
