@@ -262,6 +262,8 @@ CREATE TABLE lifecycle.audit_log (
 -- A subject's own events, newest first (the privacy center's activity page)
 CREATE INDEX audit_log_subject ON lifecycle.audit_log (subject_type, subject_id, id);
 CREATE INDEX audit_log_tenant ON lifecycle.audit_log (tenant_id, occurred_at);
+-- The whole log newest first (a platform admin's audit page and CSV export)
+CREATE INDEX audit_log_time ON lifecycle.audit_log (occurred_at, id);
 CREATE INDEX audit_log_chain ON lifecycle.audit_log (chain, id);
 COMMENT ON TABLE lifecycle.audit_log IS
     'Append-only, hash-chained audit events. Verify with lifecycle.verify_audit_log().';
