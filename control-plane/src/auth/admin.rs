@@ -107,7 +107,7 @@ async fn authenticate(state: &AppState, presented: &str) -> ApiResult<Admin> {
     let lookup =
         token::lookup_of(presented).ok_or_else(|| invalid_token("an admin token is required"))?;
     let client = state.dbs.primary_client().await?;
-    let stored = token::find(&**client, lookup)
+    let stored = token::find(&client, lookup)
         .await
         .map_err(setup_hint)?
         .filter(|stored| token::matches(presented, &stored.hash))

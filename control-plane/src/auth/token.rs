@@ -137,15 +137,21 @@ pub struct StoredToken {
 }
 
 /// Find the token with this lookup prefix.
-pub async fn find(client: &impl GenericClient, lookup: &str) -> ApiResult<Option<StoredToken>> {
-    let row = client
-        .query_opt(
+///
+/// Prepared once per pooled connection: every admin request runs it, and a
+/// text query would cost a Parse round trip of its own each time.
+pub async fn find(
+    client: &deadpool_postgres::ClientWrapper,
+    lookup: &str,
+) -> ApiResult<Option<StoredToken>> {
+    let find = client
+        .prepare_cached(
             "SELECT id, name, role, tenant, secret_hash, revoked_at IS NOT NULL AS revoked, \
                     last_used_at IS NULL OR last_used_at < now() - interval '1 minute' AS stale \
                FROM lifecycled.admin_tokens WHERE lookup = $1",
-            &[&lookup],
         )
         .await?;
+    let row = client.query_opt(&find, &[&lookup]).await?;
     let Some(row) = row else { return Ok(None) };
     let role: String = row.try_get("role")?;
     let tenant: Option<String> = row.try_get("tenant")?;

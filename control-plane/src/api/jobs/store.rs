@@ -159,9 +159,12 @@ pub async fn list(dbs: &Databases, filter: &ListFilter, page: &PageQuery) -> Api
         // may want one more (to know that a next page exists).
         while (jobs.len() as i64) < wanted {
             let lim = (wanted - jobs.len() as i64).min(i64::from(MAX_LIMIT)) as i32;
+            // Prepared once per connection: a text query costs a Parse
+            // round trip of its own on every call.
+            let list = client.prepare_cached(LIST_JOBS).await?;
             let rows = client
                 .query(
-                    LIST_JOBS,
+                    &list,
                     &[
                         &status,
                         &job_type,
@@ -202,12 +205,12 @@ pub async fn stats(dbs: &Databases, tenants: Option<Vec<String>>) -> ApiResult<J
     let tenants = &tenants;
     let answers = dbs
         .fan_out(|_, client| async move {
-            let rows = client
-                .query(
+            let counts = client
+                .prepare_cached(
                     "SELECT status, job_type, jobs FROM lifecycle.job_stats(tenants => $1)",
-                    &[tenants],
                 )
                 .await?;
+            let rows = client.query(&counts, &[tenants]).await?;
             rows.iter()
                 .map(|row| {
                     Ok((
