@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::rules::{ColumnRule, OnErase};
 
+/// Why a step redacts other people's rows.
+const MENTIONS_REDACTED: &str = "the subject mentioned in other people's rows (redact_mentions)";
+
 /// Most steps a reference chain may add below one deletion.
 const MAX_DEPTH: u32 = 16;
 
@@ -1151,6 +1154,27 @@ impl<'a> Builder<'a> {
         if columns.is_empty() {
             return;
         }
+        self.redact_text(
+            t,
+            columns,
+            rows,
+            key,
+            "the subject's identifiers in free text of rows that stay",
+            workspace,
+        );
+    }
+
+    /// A `RedactText` step over `columns` of `rows`, and the check that
+    /// finds no identifier left there afterwards.
+    fn redact_text(
+        &mut self,
+        t: &Table,
+        columns: Vec<(String, bool)>,
+        rows: &str,
+        key: &str,
+        reason: &str,
+        workspace: Option<&str>,
+    ) {
         self.push(
             t,
             rows.to_string(),
@@ -1158,7 +1182,7 @@ impl<'a> Builder<'a> {
             Action::RedactText {
                 columns: columns.clone(),
             },
-            Some("the subject's identifiers in free text of rows that stay"),
+            Some(reason),
             workspace,
         );
         self.plan.checks.push(Check::TextClean {
@@ -1517,23 +1541,7 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
                 } else {
                     "TRUE".to_string()
                 };
-                b.push(
-                    t,
-                    rows.clone(),
-                    id,
-                    Action::RedactText {
-                        columns: columns.clone(),
-                    },
-                    Some("the subject mentioned in other people's rows (redact_mentions)"),
-                    None,
-                );
-                b.plan.checks.push(Check::TextClean {
-                    table: t.oid,
-                    table_name: t.name.clone(),
-                    columns,
-                    rows,
-                    key: id.to_string(),
-                });
+                b.redact_text(t, columns, &rows, id, MENTIONS_REDACTED, None);
             }
             continue;
         };
@@ -1550,23 +1558,7 @@ fn mentions(b: &mut Builder<'_>, subject_type: &str, id: &str, erased: &[&str]) 
         };
         let rows = format!("{tenant_rows}{own}");
         if d.redact_mentions {
-            b.push(
-                t,
-                rows.clone(),
-                id,
-                Action::RedactText {
-                    columns: columns.clone(),
-                },
-                Some("the subject mentioned in other people's rows (redact_mentions)"),
-                None,
-            );
-            b.plan.checks.push(Check::TextClean {
-                table: t.oid,
-                table_name: t.name.clone(),
-                columns,
-                rows,
-                key: id.to_string(),
-            });
+            b.redact_text(t, columns, &rows, id, MENTIONS_REDACTED, None);
         } else {
             b.push(
                 t,
