@@ -29,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Command {
     /// Serve the HTTP API and run the worker (the default).
-    Serve(Config),
+    Serve(Box<Config>),
     /// Prepare databases: the service role and its grants in each, the
     /// control plane's own tables in the first. Idempotent.
     Setup(SetupArgs),

@@ -241,6 +241,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub me: MeArgs,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
 }
 
 impl Default for Config {
@@ -262,6 +265,7 @@ impl Default for Config {
             no_worker: false,
             worker: WorkerArgs::default(),
             me: MeArgs::default(),
+            storage: StorageArgs::default(),
         }
     }
 }
@@ -328,7 +332,77 @@ impl fmt::Debug for Config {
             .field("no_worker", &self.no_worker)
             .field("worker", &self.worker)
             .field("me", &self.me)
+            .field("storage", &self.storage)
             .finish()
+    }
+}
+
+/// Default time an export bundle can be downloaded after it was built.
+pub const DEFAULT_EXPORT_TTL: &str = "7days";
+/// Default time between two anchors of the audit chain.
+pub const DEFAULT_ANCHOR_INTERVAL: &str = "1h";
+/// Default time between two looks for expired export bundles.
+pub const DEFAULT_EXPORT_SWEEP_INTERVAL: &str = "1min";
+
+/// Where export bundles and audit anchors are stored, and where the
+/// application keeps its own files (`LIFECYCLED_*` variables).
+#[derive(Clone, Debug, PartialEq, Eq, Args)]
+pub struct StorageArgs {
+    /// Where export bundles and audit anchors go: `file:///absolute/dir` or
+    /// `s3://bucket[/prefix]`. Default: the directory `lifecycled-storage`
+    /// under the current directory (created if missing).
+    #[arg(long, env = "LIFECYCLED_STORAGE_URL")]
+    pub storage_url: Option<String>,
+
+    /// The application's own file store, where the values of columns with
+    /// the `storage_object` rule are object keys (`file:///dir` or
+    /// `s3://bucket`); exports copy those files into the bundle.
+    #[arg(long, env = "LIFECYCLED_FILES_URL")]
+    pub files_url: Option<String>,
+
+    /// Endpoint of an S3-compatible service (`https://…`; plain `http://`
+    /// only on a loopback address). Keys and region come from
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`.
+    #[arg(long, env = "LIFECYCLED_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// How long a built export can be downloaded (`7days`, `12h`); then the
+    /// bundle is deleted and the export marked expired.
+    #[arg(long, env = "LIFECYCLED_EXPORT_TTL", default_value = DEFAULT_EXPORT_TTL,
+          value_parser = parse_duration)]
+    pub export_ttl: Duration,
+
+    /// Time between two looks for expired export bundles.
+    #[arg(long, env = "LIFECYCLED_EXPORT_SWEEP_INTERVAL",
+          default_value = DEFAULT_EXPORT_SWEEP_INTERVAL, value_parser = parse_duration)]
+    pub export_sweep_interval: Duration,
+
+    /// Time between two anchors of the audit chain written to storage.
+    #[arg(long, env = "LIFECYCLED_ANCHOR_INTERVAL", default_value = DEFAULT_ANCHOR_INTERVAL,
+          value_parser = parse_duration)]
+    pub anchor_interval: Duration,
+}
+
+impl Default for StorageArgs {
+    fn default() -> Self {
+        let parse = |s| parse_duration(s).expect("valid default duration");
+        Self {
+            storage_url: None,
+            files_url: None,
+            s3_endpoint: None,
+            export_ttl: parse(DEFAULT_EXPORT_TTL),
+            export_sweep_interval: parse(DEFAULT_EXPORT_SWEEP_INTERVAL),
+            anchor_interval: parse(DEFAULT_ANCHOR_INTERVAL),
+        }
+    }
+}
+
+/// A positive duration such as `7days`, `1h`, `30s` or `500ms`.
+pub fn parse_duration(value: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(value.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("expected a positive duration".to_owned()),
+        Err(e) => Err(format!("{e} (expected a duration such as 7days, 1h, 30s)")),
     }
 }
 
@@ -448,6 +522,27 @@ mod tests {
         config.validate().unwrap();
         assert!(parse(&["--subject-token-leeway-secs", "61"]).is_err());
         assert!(parse(&["--subject-token-leeway-secs", "60"]).is_ok());
+    }
+
+    #[test]
+    fn storage_settings_are_parsed() {
+        let config = parse(&[
+            "--storage-url",
+            "s3://bundles",
+            "--export-ttl",
+            "2s",
+            "--anchor-interval",
+            "90s",
+        ])
+        .unwrap();
+        assert_eq!(config.storage.storage_url.as_deref(), Some("s3://bundles"));
+        assert_eq!(config.storage.export_ttl, Duration::from_secs(2));
+        assert_eq!(config.storage.anchor_interval, Duration::from_secs(90));
+        let d = StorageArgs::default();
+        assert_eq!(d.export_ttl, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(d.anchor_interval, Duration::from_secs(3600));
+        assert!(parse(&["--export-ttl", "0s"]).is_err());
+        assert!(parse(&["--anchor-interval", "soon"]).is_err());
     }
 
     #[test]

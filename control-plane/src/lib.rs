@@ -30,6 +30,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod setup;
 pub mod state;
+pub mod storage;
 pub mod telemetry;
 pub mod worker;
 

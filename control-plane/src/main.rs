@@ -6,7 +6,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = match cli.command {
         None => cli.serve,
-        Some(Command::Serve(config)) => config,
+        Some(Command::Serve(config)) => *config,
         Some(command) => {
             lifecycled::telemetry::init_tracing(lifecycled::LogFormat::Text)?;
             return lifecycled::cli::run_command(command).await;
