@@ -25,17 +25,18 @@ BEGIN
                'preview_erasure', 'subject_state',
                'tenant_names', 'find_tenants', 'is_member',
                'record_event', 'verify_audit_log',
-               'list_jobs', 'job_stats', 'oldest_due_jobs',
+               'list_jobs', 'job_stats', 'oldest_due_jobs', 'export_download',
                -- the worker
                'claim_job', 'renew_lease', 'release_lease', 'run_job',
-               'complete_job', 'fail_job', 'confirm_step', 'retention_sweep')
+               'complete_job', 'fail_job', 'confirm_step', 'retention_sweep',
+               'export_contents', 'open_export', 'expire_export', 'audit_chain_heads')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO @ROLE@', fn);
     END LOOP;
 END
 $grants$;
 
-GRANT SELECT ON lifecycle.jobs, lifecycle.external_steps, lifecycle.retention,
+GRANT SELECT ON lifecycle.jobs, lifecycle.external_steps, lifecycle.retention, lifecycle.export_bundles,
                 lifecycle.legal_holds, lifecycle.holds_in_force, lifecycle.audit_log,
                 lifecycle.data_map, lifecycle.guard_status
    TO @ROLE@;

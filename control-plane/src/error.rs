@@ -217,16 +217,25 @@ impl ApiError {
     pub fn from_db_error(db: &DbError) -> Self {
         let sqlstate = db.code().code();
         match sqlstate_mapping(sqlstate) {
-            Some(mapping) => Self(Box::new(Inner {
-                status: mapping.status,
-                code: Cow::Borrowed(mapping.code),
-                message: db.message().to_owned(),
-                detail: db.detail().map(str::to_owned),
-                hint: db.hint().map(str::to_owned),
-                sqlstate: Some(sqlstate.to_owned()),
-                internal: None,
-                headers: Vec::new(),
-            })),
+            Some(mapping) => {
+                let error = Self(Box::new(Inner {
+                    status: mapping.status,
+                    code: Cow::Borrowed(mapping.code),
+                    message: db.message().to_owned(),
+                    detail: db.detail().map(str::to_owned),
+                    hint: db.hint().map(str::to_owned),
+                    sqlstate: Some(sqlstate.to_owned()),
+                    internal: None,
+                    headers: Vec::new(),
+                }));
+                match next_allowed(sqlstate, db.detail()) {
+                    Some(at) => {
+                        let wait = (at - chrono::Utc::now()).to_std().unwrap_or_default();
+                        error.with_retry_after(wait)
+                    }
+                    None => error,
+                }
+            }
             None => Self::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 CODE_DATABASE_ERROR,
@@ -457,6 +466,20 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The time a refusal of the rate of exports (`LC042`) allows the next
+/// request: the last timestamp of its DETAIL.
+fn next_allowed(sqlstate: &str, detail: Option<&str>) -> Option<chrono::DateTime<chrono::Utc>> {
+    if sqlstate != Code::ExportRateLimited.sqlstate() {
+        return None;
+    }
+    let detail = detail?;
+    detail
+        .split_whitespace()
+        .rev()
+        .find_map(|w| chrono::DateTime::parse_from_rfc3339(w.trim_end_matches('.')).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
 impl From<tokio_postgres::Error> for ApiError {
     fn from(err: tokio_postgres::Error) -> Self {
         if let Some(db) = err.as_db_error() {
@@ -628,6 +651,8 @@ mod tests {
             ("LC039", 409, "job_lease_held"),
             ("LC040", 409, "unmapped_reference"),
             ("LC041", 409, "erasure_incomplete"),
+            ("LC042", 429, "export_rate_limited"),
+            ("LC043", 410, "export_expired"),
             ("0A000", 409, "feature_not_supported"),
             ("22023", 422, "invalid_parameter_value"),
             ("22004", 422, "null_value_not_allowed"),

@@ -794,7 +794,18 @@ async fn exports_are_the_subjects_own_and_one_a_day() {
     let again = api
         .post(&router, "/api/v1/me/exports", &david, json!({}))
         .await;
-    expect(&again, StatusCode::CONFLICT, "duplicate_request");
+    expect(&again, StatusCode::TOO_MANY_REQUESTS, "export_rate_limited");
+    // Retry-After: about a day, and the DETAIL names the time.
+    let wait: u64 = again.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((86_000..=86_400).contains(&wait), "{wait}");
+    assert!(again.body["error"]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("the next export can be requested at"));
     assert_eq!(demo.snapshot().await, after);
 
     let mine = api.get(&router, "/api/v1/me/exports", &david).await;

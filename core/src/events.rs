@@ -24,6 +24,10 @@ pub const WORKSPACE_PERMANENTLY_DELETED: &str = "workspace.permanently_deleted";
 pub const DATA_EXPORT_REQUESTED: &str = "data.export_requested";
 /// An export bundle was built.
 pub const DATA_EXPORT_COMPLETED: &str = "data.export_completed";
+/// An export bundle was downloaded (IP and user agent recorded).
+pub const DATA_EXPORT_DOWNLOADED: &str = "data.export_downloaded";
+/// An export's entitlement ended: its bundle was deleted from storage.
+pub const DATA_EXPORT_EXPIRED: &str = "data.export_expired";
 /// A purge was requested.
 pub const DATA_PURGE_REQUESTED: &str = "data.purge_requested";
 /// A purge ran.
@@ -57,6 +61,8 @@ pub const DATA_MAP_TENANT_REGISTERED: &str = "data_map.tenant_registered";
 pub const DATA_MAP_TABLE_REGISTERED: &str = "data_map.table_registered";
 /// A column rule was set.
 pub const DATA_MAP_COLUMN_RULE_SET: &str = "data_map.column_rule_set";
+/// A column's label or exclusion for exports was set.
+pub const DATA_MAP_COLUMN_EXPORT_SET: &str = "data_map.column_export_set";
 /// A membership table was registered.
 pub const DATA_MAP_MEMBERSHIP_REGISTERED: &str = "data_map.membership_registered";
 /// A membership registration was removed.
@@ -91,6 +97,8 @@ pub const ALL: &[&str] = &[
     WORKSPACE_PERMANENTLY_DELETED,
     DATA_EXPORT_REQUESTED,
     DATA_EXPORT_COMPLETED,
+    DATA_EXPORT_DOWNLOADED,
+    DATA_EXPORT_EXPIRED,
     DATA_PURGE_REQUESTED,
     DATA_PURGED,
     JOB_APPROVED,
@@ -105,6 +113,7 @@ pub const ALL: &[&str] = &[
     DATA_MAP_TENANT_REGISTERED,
     DATA_MAP_TABLE_REGISTERED,
     DATA_MAP_COLUMN_RULE_SET,
+    DATA_MAP_COLUMN_EXPORT_SET,
     DATA_MAP_MEMBERSHIP_REGISTERED,
     DATA_MAP_MEMBERSHIP_UNREGISTERED,
     DATA_MAP_LINK_REGISTERED,

@@ -82,6 +82,7 @@ macro_rules! named_enum {
 pub mod audit;
 pub mod codes;
 pub mod events;
+pub mod export;
 pub mod jobs;
 pub mod order;
 pub mod plan;

@@ -1885,7 +1885,7 @@ pub fn decisions(options: &serde_json::Value) -> Vec<(String, Decision)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn col(name: &str, kind: ValueKind) -> ColumnFacts {
@@ -1910,7 +1910,7 @@ mod tests {
         }
     }
 
-    fn chat() -> Catalog {
+    pub(crate) fn chat() -> Catalog {
         let users = Table {
             oid: 1,
             name: "chat.users".into(),

@@ -331,7 +331,10 @@ fn refuse_missing_registered_column(relid: pg_sys::Oid, name: &str) -> LcResult<
                 UNION ALL SELECT role_column, 'membership role column' \
                   FROM lifecycle.memberships WHERE relation OPERATOR(pg_catalog.=) $1 \
                 UNION ALL SELECT column_name, 'column with rule ' OPERATOR(pg_catalog.||) rule \
-                  FROM lifecycle.column_rules WHERE relation OPERATOR(pg_catalog.=) $1) c \
+                  FROM lifecycle.column_rules WHERE relation OPERATOR(pg_catalog.=) $1 \
+                UNION ALL SELECT column_name, 'column excluded from exports' \
+                  FROM lifecycle.column_exports WHERE relation OPERATOR(pg_catalog.=) $1 \
+                   AND excluded IS NOT NULL) c \
               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a \
                                  WHERE a.attrelid OPERATOR(pg_catalog.=) $1 \
                                    AND a.attname OPERATOR(pg_catalog.=) c.column_name \

@@ -353,6 +353,27 @@ impl LcError {
         .hint("Check the column rules of the tables named; nothing was changed.")
     }
 
+    /// LC042: a second export of a subject within 24 hours of the last one.
+    pub fn export_rate_limited(target: &str, job: &str, requested_at: &str, next_at: &str) -> Self {
+        Self::new(
+            Code::ExportRateLimited,
+            format!("{target} already had an export in the last 24 hours"),
+        )
+        .detail(format!(
+            "Export job {job} was requested at {requested_at}; the next export can be requested at {next_at}."
+        ))
+        .hint("Download that export, or request a new one after the time given.")
+    }
+
+    /// LC043: an export whose entitlement ended.
+    pub fn export_expired(job: &str, expired_at: &str) -> Self {
+        Self::new(Code::ExportExpired, format!("export {job} has expired"))
+            .detail(format!(
+                "Its bundle could be downloaded until {expired_at} and has been deleted since."
+            ))
+            .hint("Request a new export.")
+    }
+
     // ----- input validation (PostgreSQL's own codes) -------------------------
 
     /// 0A000: a schema shape the guards cannot protect (inheritance

@@ -16,6 +16,7 @@
 //! * [`jobs`]: requests, their state machine, leases and the job runner
 //! * [`plan`]: the erasure plan, pure (steps from the data map), from the core crate
 //! * [`erasure`]: user and workspace erasure and purge: catalog, run, verify, preview
+//! * [`export`]: what an export holds, cursors on its rows, its bundle's downloads and expiry
 //! * [`subxact`] runs each job in a subtransaction of its own
 //! * [`entry`]: the boundary every entry point runs through
 //! * [`error`]: SQLSTATEs and error reporting
@@ -41,6 +42,7 @@ pub mod ddl;
 pub mod entry;
 pub mod erasure;
 pub mod error;
+pub mod export;
 pub mod guard;
 pub mod holds;
 pub mod jobs;
@@ -526,6 +528,150 @@ fn preview_erasure(
                 .map(pgrx::JsonB)
         })
     })
+}
+
+/// The files of an export of a subject (or, for a tenant target, of a whole
+/// workspace), in the bundle's order: name, kind, label, what it holds, its
+/// columns with their labels, the columns left out and why, and the columns
+/// naming stored objects. `tenant_id` is accepted for symmetry with the
+/// requests: a subject's export holds their rows in every workspace.
+#[pg_extern(stable, parallel_unsafe)]
+#[allow(clippy::type_complexity)]
+fn export_contents(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: default!(Option<&str>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(position, i32),
+        name!(name, String),
+        name!(kind, String),
+        name!(label, String),
+        name!(description, String),
+        name!(retention, Option<String>),
+        name!(columns, pgrx::JsonB),
+        name!(excluded, pgrx::JsonB),
+        name!(storage_columns, Vec<String>),
+    ),
+> {
+    let _ = tenant_id;
+    let rows = boundary(|| {
+        const F: &str = "lifecycle.export_contents()";
+        let target_type = target_type.ok_or_else(|| LcError::null_value("target_type", F))?;
+        let target_id = target_id.ok_or_else(|| LcError::null_value("target_id", F))?;
+        privilege::as_extension_owner(|| export::content_rows(target_type, target_id))
+    });
+    TableIterator::new(rows)
+}
+
+/// Open a cursor on the rows of one file of an export (a `name` from
+/// `export_contents`), in the caller's transaction: one `json` object per
+/// row, keyed by column name. Take the whole bundle in one `REPEATABLE
+/// READ, READ ONLY` transaction so that every file comes from one snapshot.
+/// Returns the cursor's name (`cursor`, or one PostgreSQL picks if NULL).
+#[pg_extern(volatile, parallel_unsafe)]
+fn open_export(
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    tenant_id: Option<&str>,
+    name: Option<&str>,
+    cursor: Option<&str>,
+) -> String {
+    let _ = tenant_id;
+    boundary(|| {
+        const F: &str = "lifecycle.open_export()";
+        let target_type = target_type.ok_or_else(|| LcError::null_value("target_type", F))?;
+        let target_id = target_id.ok_or_else(|| LcError::null_value("target_id", F))?;
+        let name = name.ok_or_else(|| LcError::null_value("name", F))?;
+        privilege::as_extension_owner(|| export::open(target_type, target_id, name, cursor))
+    })
+}
+
+/// A download of a completed export's bundle by `actor`, for the export's
+/// own target only: counted and audited (`data.export_downloaded` with IP
+/// and user agent). Returns where the bundle is stored. Not ready: LC030;
+/// entitlement ended: LC043; another target's export: LC035.
+#[pg_extern(volatile, parallel_unsafe)]
+fn export_download(
+    job_id: Option<Uuid>,
+    target_type: Option<&str>,
+    target_id: Option<&str>,
+    actor: Option<&str>,
+    ip: default!(Option<pgrx::Inet>, "NULL"),
+    user_agent: default!(Option<&str>, "NULL"),
+) -> pgrx::JsonB {
+    boundary(|| {
+        const F: &str = "lifecycle.export_download()";
+        let job_id = job_id.ok_or_else(|| LcError::null_value("job_id", F))?;
+        let target_type = target_type.ok_or_else(|| LcError::null_value("target_type", F))?;
+        let target_id = target_id.ok_or_else(|| LcError::null_value("target_id", F))?;
+        let actor = actor.ok_or_else(|| LcError::null_value("actor", F))?;
+        let ip = ip.map(|i| i.0);
+        privilege::as_extension_owner(|| {
+            export::download(
+                &job_id.to_string(),
+                target_type,
+                target_id,
+                actor,
+                ip.as_deref(),
+                user_agent,
+            )
+            .map(pgrx::JsonB)
+        })
+    })
+}
+
+/// The bundle of an export was deleted from storage because its entitlement
+/// ended: marks it expired and records `data.export_expired` (once; false
+/// when it already was).
+#[pg_extern(volatile, parallel_unsafe)]
+fn expire_export(job_id: Option<Uuid>, actor: Option<&str>) -> bool {
+    boundary(|| {
+        const F: &str = "lifecycle.expire_export()";
+        let job_id = job_id.ok_or_else(|| LcError::null_value("job_id", F))?;
+        let actor = actor.ok_or_else(|| LcError::null_value("actor", F))?;
+        privilege::as_extension_owner(|| export::expire(&job_id.to_string(), actor))
+    })
+}
+
+/// The head of every audit chain (what an anchor outside the database
+/// records): chain, last event id, last hash (hex), events.
+#[pg_extern(stable, parallel_safe)]
+fn audit_chain_heads() -> TableIterator<
+    'static,
+    (
+        name!(chain, i32),
+        name!(last_id, Option<i64>),
+        name!(last_hash, String),
+        name!(events, i64),
+    ),
+> {
+    let rows = boundary(|| privilege::as_extension_owner(export::chain_heads));
+    TableIterator::new(rows)
+}
+
+/// The label exports give a column (NULL: back to the default made from the
+/// column's name).
+#[pg_extern(volatile, parallel_unsafe)]
+fn set_column_label(tbl: Option<PgRelation>, col: Option<&str>, label: Option<&str>) {
+    let tbl = oid_of(tbl);
+    boundary(|| datamap::exports::set_column_label(tbl, col, label))
+}
+
+/// Leave a column out of every export (password and token hashes, internal
+/// secrets); bundles say it was left out, and why.
+#[pg_extern(volatile, parallel_unsafe)]
+fn exclude_from_export(tbl: Option<PgRelation>, col: Option<&str>, reason: Option<&str>) {
+    let tbl = oid_of(tbl);
+    boundary(|| datamap::exports::exclude_from_export(tbl, col, reason))
+}
+
+/// Put a column excluded with `exclude_from_export` back into exports.
+#[pg_extern(volatile, parallel_unsafe)]
+fn include_in_export(tbl: Option<PgRelation>, col: Option<&str>) {
+    let tbl = oid_of(tbl);
+    boundary(|| datamap::exports::include_in_export(tbl, col))
 }
 
 /// `value` with every whole-word occurrence of every identifier replaced by

@@ -97,6 +97,11 @@ SELECT lifecycle.register_table('app.api_keys', 'user', 'user_id',
     tenant_column => 'workspace_id',
     on_erase      => 'delete',
     label         => 'API keys');
+-- Exports never carry what would let someone use a key: its hash stays
+-- inside, and the export's README says so.
+SELECT lifecycle.exclude_from_export('app.api_keys', 'key_hash',
+    'the hash of your secret API key: a credential of the service, never handed out');
+SELECT lifecycle.set_column_label('app.api_keys', 'key_prefix', 'Key starts with');
 
 SELECT lifecycle.register_table('app.user_settings', 'user', 'user_id',
     on_erase => 'delete',
@@ -162,5 +167,16 @@ SELECT lifecycle.register_table('app.activity_log', 'user', 'actor_id',
     on_erase      => 'anonymize',
     label         => 'Activity log');
 SELECT lifecycle.set_column_rule('app.activity_log', 'ip', 'clear');
+
+-- ---------------------------------------------------------------------------
+-- Exports: labels people understand (every other column gets one made from
+-- its name: "created_at" -> "Created at").
+-- ---------------------------------------------------------------------------
+
+SELECT lifecycle.set_column_label('app.users', 'name', 'Full name');
+SELECT lifecycle.set_column_label('app.users', 'email', 'E-mail address');
+SELECT lifecycle.set_column_label('app.users', 'locale', 'Language and region');
+SELECT lifecycle.set_column_label('app.files', 'storage_key', 'Stored file');
+SELECT lifecycle.set_column_label('app.payments', 'card_last4', 'Card ends with');
 
 COMMIT;

@@ -272,6 +272,14 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.is_member(text, text, text),
     lifecycle.unmapped_references(),
     lifecycle.retention_disclosure(),
-    lifecycle.compliance_report(timestamptz, timestamptz)
+    lifecycle.compliance_report(timestamptz, timestamptz),
+    lifecycle.set_column_label(regclass, text, text),
+    lifecycle.exclude_from_export(regclass, text, text),
+    lifecycle.include_in_export(regclass, text),
+    lifecycle.export_contents(text, text, text),
+    lifecycle.open_export(text, text, text, text, text),
+    lifecycle.export_download(uuid, text, text, text, inet, text),
+    lifecycle.expire_export(uuid, text),
+    lifecycle.audit_chain_heads()
   FROM PUBLIC;
 REVOKE EXECUTE ON PROCEDURE lifecycle.run_due_jobs_each(integer) FROM PUBLIC;

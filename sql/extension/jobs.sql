@@ -126,6 +126,27 @@ CREATE INDEX external_steps_pending ON lifecycle.external_steps (job_id) WHERE s
 COMMENT ON TABLE lifecycle.external_steps IS
     'Steps outside the database (stored files, third-party deletions) a job waits for until each is confirmed.';
 
+-- The bundle a completed export job built: where it is stored, until when
+-- the subject may download it, and its downloads. Written by
+-- complete_job(), export_download() and expire_export() only.
+CREATE TABLE lifecycle.export_bundles (
+    job_id             uuid        PRIMARY KEY REFERENCES lifecycle.jobs (id),
+    object_key         text        NOT NULL CHECK (object_key <> ''),
+    size_bytes         bigint      NOT NULL CHECK (size_bytes >= 0),
+    sha256             text,
+    snapshot_at        timestamptz,
+    completed_at       timestamptz NOT NULL DEFAULT now(),
+    expires_at         timestamptz NOT NULL,
+    expired_at         timestamptz,
+    downloads          integer     NOT NULL DEFAULT 0,
+    last_downloaded_at timestamptz,
+    CHECK (expires_at > completed_at AND expires_at <= completed_at + interval '7 days')
+);
+-- The expiry sweep: bundles whose entitlement ended and that are not deleted yet.
+CREATE INDEX export_bundles_due ON lifecycle.export_bundles (expires_at) WHERE expired_at IS NULL;
+COMMENT ON TABLE lifecycle.export_bundles IS
+    'Export bundles: object key, size, digest, the 7-day entitlement, expiry and downloads.';
+
 -- ----- the job list -------------------------------------------------------------
 
 -- Jobs newest first by (requested_at, id), strictly after the cursor
@@ -369,3 +390,4 @@ ALTER TABLE lifecycle.jobs ENABLE ALWAYS TRIGGER job_counted,
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.retention', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.external_steps', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.export_bundles', '');

@@ -90,6 +90,22 @@ CREATE TABLE lifecycle.column_rules (
 );
 COMMENT ON TABLE lifecycle.column_rules IS 'How erasure treats individual personal columns.';
 
+CREATE TABLE lifecycle.column_exports (
+    relation    regclass    NOT NULL,
+    column_name name        NOT NULL,
+    -- What people read instead of the column's name; NULL: the default
+    -- label made from the name ("created_at" -> "Created at").
+    label       text        CHECK (label IS NULL OR pg_catalog.btrim(label) <> ''),
+    -- Set: the column never leaves the system (password and token hashes,
+    -- internal secrets); the export's README gives this reason.
+    excluded    text        CHECK (excluded IS NULL OR pg_catalog.btrim(excluded) <> ''),
+    set_at      timestamptz NOT NULL DEFAULT now(),
+    set_by      text        NOT NULL,
+    PRIMARY KEY (relation, column_name)
+);
+COMMENT ON TABLE lifecycle.column_exports IS
+    'How exports show individual columns: a friendly label, or left out with a reason.';
+
 CREATE TABLE lifecycle.memberships (
     relation       regclass    PRIMARY KEY,
     subject_type   text        NOT NULL,
@@ -281,6 +297,7 @@ SELECT pg_catalog.pg_extension_config_dump('lifecycle.subject_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.tenant_tables', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.tables', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.column_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('lifecycle.column_exports', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.memberships', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.scopes', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.links', '');

@@ -976,7 +976,7 @@ async fn bad_arguments_are_refused_with_their_sqlstates() {
             &[],
         )
         .await,
-        "LC036",
+        "LC042",
         "second export",
     );
     expect_sqlstate(

@@ -9,7 +9,8 @@
 //! * [`register`]: subject, tenant and data tables, links and extra scopes,
 //!   unregistering;
 //! * [`memberships`]: membership tables and the shapes of their admin roles;
-//! * [`rules`]: column rules, checked against the column's constraints.
+//! * [`rules`]: column rules, checked against the column's constraints;
+//! * [`exports`]: column labels and exclusions for exports.
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -21,6 +22,7 @@ use crate::error::{LcError, LcResult};
 use crate::namespace::quote_ident;
 use crate::privilege;
 
+pub mod exports;
 pub mod memberships;
 pub mod register;
 pub mod rules;
@@ -392,6 +394,7 @@ pub fn forget(relid: pg_sys::Oid) -> LcResult<()> {
     privilege::as_extension_owner(|| {
         for t in [
             "column_rules",
+            "column_exports",
             "scopes",
             "links",
             "memberships",

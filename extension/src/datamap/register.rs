@@ -637,6 +637,7 @@ pub fn unregister_table(tbl: Option<pg_sys::Oid>) -> LcResult<()> {
     privilege::as_extension_owner(|| {
         for t in [
             "column_rules",
+            "column_exports",
             "scopes",
             "links",
             "tables",

@@ -164,13 +164,15 @@ pub fn complete_job(
             .detail("Erase and purge jobs are completed by the engine.")
             .hint("Run them with lifecycle.run_job() or lifecycle.run_due_jobs()."));
         }
+        crate::export::check_bundle(&result)?;
         spi::exec(
             "UPDATE lifecycle.jobs SET status = 'completed', result = $2::jsonb, \
                     result_digest = encode(sha256(convert_to($2::jsonb::text, 'UTF8')), 'hex'), \
                     finished_at = now(), lease_expires_at = NULL, updated_at = now() \
               WHERE id = $1::uuid",
-            &[job_id.into(), pgrx::JsonB(result).into()],
+            &[job_id.into(), pgrx::JsonB(result.clone()).into()],
         )?;
+        crate::export::store_bundle(job_id, &result)?;
         audit_job(events::DATA_EXPORT_COMPLETED, &job, worker, None, json!({}))?;
         Ok(())
     })

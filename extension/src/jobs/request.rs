@@ -186,21 +186,34 @@ pub fn request(r: Request<'_>) -> LcResult<String> {
                         &target.table().name,
                     ));
                 }
-                if let Some(job) = spi::one::<String>(
-                    "SELECT id::text FROM lifecycle.jobs \
-                      WHERE target_type = $1 AND target_id = $2 AND job_type = 'export' \
-                        AND status NOT IN ('failed', 'rejected', 'cancelled') \
-                        AND requested_at > now() - interval '24 hours' \
+                // One request at a time per target decides; the check and
+                // the insert then see every committed export of it.
+                spi::exec(
+                    "SELECT pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended( \
+                        'lifecycle.export ' OPERATOR(pg_catalog.||) $1 OPERATOR(pg_catalog.||) ' ' \
+                        OPERATOR(pg_catalog.||) $2, 0))",
+                    &[tt.as_str().into(), target_id.into()],
+                )?;
+                if let Some(v) = spi::json(
+                    "SELECT pg_catalog.jsonb_build_object('id', id::text, \
+                            'at', pg_catalog.to_char(requested_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+                            'next', pg_catalog.to_char((requested_at OPERATOR(pg_catalog.+) interval '24 hours') \
+                                                       AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')) \
+                       FROM lifecycle.jobs \
+                      WHERE target_type OPERATOR(pg_catalog.=) $1 AND target_id OPERATOR(pg_catalog.=) $2 \
+                        AND job_type OPERATOR(pg_catalog.=) 'export' \
+                        AND status OPERATOR(pg_catalog.<>) ALL ('{failed,rejected,cancelled}') \
+                        AND requested_at OPERATOR(pg_catalog.>) (pg_catalog.now() OPERATOR(pg_catalog.-) interval '24 hours') \
                       ORDER BY requested_at DESC LIMIT 1",
                     &[tt.as_str().into(), target_id.into()],
                 )? {
-                    return Err(
-                        LcError::duplicate_request("export", &target_desc, &job, "recent")
-                            .detail(format!("Job {job} was requested less than 24 hours ago."))
-                            .hint(
-                                "One export per subject per 24 hours: download that one, or wait.",
-                            ),
-                    );
+                    let s = |k: &str| v[k].as_str().unwrap_or_default().to_string();
+                    return Err(LcError::export_rate_limited(
+                        &target_desc,
+                        &s("id"),
+                        &s("at"),
+                        &s("next"),
+                    ));
                 }
             }
         }

@@ -128,7 +128,7 @@ pub async fn list_exports(
         (status = 201, description = "The export job", body = ExportJob),
         (status = 401, description = super::caller::UNAUTHORIZED, body = crate::error::ErrorResponse),
         (status = 404, description = "The subject does not exist (target_not_found)", body = crate::error::ErrorResponse),
-        (status = 409, description = "An export was requested less than 24 hours ago (duplicate_request)", body = crate::error::ErrorResponse)
+        (status = 429, description = "An export was requested less than 24 hours ago (export_rate_limited); Retry-After says when the next one is allowed", body = crate::error::ErrorResponse)
     )
 )]
 pub async fn request_export(
