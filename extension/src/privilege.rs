@@ -70,13 +70,27 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     }
 }
 
-/// The owner of a relation.
+/// The owner of a relation, from the system cache (the erasure engine asks
+/// for it before every statement it runs as a table's owner: a query each
+/// time cost more than some of those statements).
 pub fn table_owner(relid: pg_sys::Oid) -> LcResult<pg_sys::Oid> {
-    crate::spi::one::<pg_sys::Oid>(
-        "SELECT relowner FROM pg_catalog.pg_class WHERE oid OPERATOR(pg_catalog.=) $1",
-        &[relid.into()],
-    )?
-    .ok_or_else(|| LcError::internal(format!("relation {} vanished", relid.to_u32())))
+    // SAFETY: the tuple is only read while the cache pins it, and released
+    // on the one path that found it.
+    let owner = unsafe {
+        let tuple = pg_sys::SearchSysCache1(
+            pg_sys::SysCacheIdentifier::RELOID as i32,
+            pg_sys::Datum::from(relid),
+        );
+        if tuple.is_null() {
+            None
+        } else {
+            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple);
+            let owner = (*form).relowner;
+            pg_sys::ReleaseSysCache(tuple);
+            Some(owner)
+        }
+    };
+    owner.ok_or_else(|| LcError::internal(format!("relation {} vanished", relid.to_u32())))
 }
 
 /// Run `f` as `role` in a security-restricted operation, as PostgreSQL runs

@@ -116,16 +116,21 @@ impl<'a> Runner<'a> {
         }
     }
 
-    /// Run `f` as the owner of `table`.
-    pub fn as_owner<R>(&mut self, table: u32, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
-        let owner = match self.owners.get(&table) {
-            Some(o) => *o,
+    /// The owner of `table` (read once per run).
+    pub fn owner_of(&mut self, table: u32) -> LcResult<pgrx::pg_sys::Oid> {
+        match self.owners.get(&table) {
+            Some(o) => Ok(*o),
             None => {
                 let o = privilege::table_owner(pgrx::pg_sys::Oid::from(table))?;
                 self.owners.insert(table, o);
-                o
+                Ok(o)
             }
-        };
+        }
+    }
+
+    /// Run `f` as the owner of `table`.
+    pub fn as_owner<R>(&mut self, table: u32, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+        let owner = self.owner_of(table)?;
         privilege::as_role(owner, f)
     }
 
