@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod export;
 pub mod metrics;
 pub mod middleware;
 pub mod setup;
