@@ -158,8 +158,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {}", state.config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "listening");
 
-    let worker = (!state.config.no_worker)
-        .then(|| worker::spawn(state.dbs.clone(), state.config.worker.clone()));
+    let worker = if state.config.no_worker {
+        None
+    } else {
+        // The worker builds exports into the same store the API serves
+        // them from, and copies stored files from the application's store.
+        let exports = worker::Exports::from_args(&state.config.storage)?;
+        Some(worker::spawn_with_exports(
+            state.dbs.clone(),
+            state.config.worker.clone(),
+            exports,
+        ))
+    };
 
     let served = serve(listener, build_router(state.clone()), shutdown_signal())
         .await

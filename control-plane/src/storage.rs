@@ -35,7 +35,9 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::signer::Signer;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+};
 use uuid::Uuid;
 
 use crate::config::StorageArgs;
@@ -53,6 +55,11 @@ pub const DEFAULT_LOCAL_DIR: &str = "lifecycled-storage";
 const S3_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Size of one part written to a local staging file.
 const LOCAL_PART_SIZE: usize = 1024 * 1024;
+/// Retries of one S3 request (with growing pauses) before it fails, and
+/// the time they may take: a store that is down fails the export's
+/// attempt within seconds instead of minutes; the job is tried again.
+const S3_RETRIES: usize = 4;
+const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Parts of one upload sent at the same time.
 const PARTS_IN_FLIGHT: usize = 2;
 
@@ -141,6 +148,31 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// How to reach an S3-compatible service. What is not set here comes from
+/// the `AWS_*` environment variables (and AWS's defaults).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// `https://…`, or `http://` on a loopback address.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "***"),
+            )
+            .finish()
+    }
+}
+
 /// What kind of store, for presigning and upload leftovers.
 #[derive(Clone, Debug)]
 enum Kind {
@@ -222,6 +254,18 @@ impl Storage {
     /// `s3://bucket[/prefix]` (with `endpoint`, else AWS's; credentials and
     /// region from the `AWS_*` environment variables).
     pub fn open(url: &str, endpoint: Option<&str>) -> anyhow::Result<Storage> {
+        Storage::open_with(
+            url,
+            &S3Settings {
+                endpoint: endpoint.map(str::to_owned),
+                ..S3Settings::default()
+            },
+        )
+    }
+
+    /// The store at `url`, with S3 settings given here rather than (or
+    /// over) the environment's.
+    pub fn open_with(url: &str, s3: &S3Settings) -> anyhow::Result<Storage> {
         if let Some(path) = url.strip_prefix("file://") {
             anyhow::ensure!(
                 path.starts_with('/'),
@@ -232,7 +276,7 @@ impl Storage {
         if let Some(rest) = url.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             anyhow::ensure!(!bucket.is_empty(), "an S3 URL names a bucket: s3://bucket");
-            return Storage::s3(bucket, prefix.trim_matches('/'), endpoint, url);
+            return Storage::s3(bucket, prefix.trim_matches('/'), s3, url);
         }
         anyhow::bail!("unsupported storage URL {url:?}: use file:///dir or s3://bucket")
     }
@@ -256,14 +300,23 @@ impl Storage {
         })
     }
 
-    fn s3(
-        bucket: &str,
-        prefix: &str,
-        endpoint: Option<&str>,
-        url: &str,
-    ) -> anyhow::Result<Storage> {
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        if let Some(endpoint) = endpoint {
+    fn s3(bucket: &str, prefix: &str, s3: &S3Settings, url: &str) -> anyhow::Result<Storage> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                max_retries: S3_RETRIES,
+                retry_timeout: S3_RETRY_TIMEOUT,
+                ..RetryConfig::default()
+            });
+        if let Some(region) = &s3.region {
+            builder = builder.with_region(region);
+        }
+        if let (Some(key), Some(secret)) = (&s3.access_key_id, &s3.secret_access_key) {
+            builder = builder
+                .with_access_key_id(key)
+                .with_secret_access_key(secret);
+        }
+        if let Some(endpoint) = &s3.endpoint {
             if endpoint.starts_with("http://") {
                 anyhow::ensure!(
                     is_loopback_url(endpoint),

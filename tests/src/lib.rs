@@ -11,6 +11,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub mod cluster;
+pub mod s3;
 
 use anyhow::{anyhow, bail, Context, Result};
 use tokio_postgres::error::DbError;

@@ -56,6 +56,10 @@ const COMMANDS_IN_FLIGHT: usize = 2;
 /// The cursor every file is read through, one after the other.
 const CURSOR: &str = "lifecycle_export";
 
+/// Times in UTC; and a backend whose worker died notices within a second
+/// (otherwise one waiting on a lock would wait on for nobody).
+const SETTINGS: &str =
+    "SET LOCAL TimeZone = 'UTC'; SET LOCAL client_connection_check_interval = '1s'";
 const SNAPSHOT: &str = "SELECT statement_timestamp()";
 const OPEN: &str = "SELECT lifecycle.open_export($1, $2, $3, $4, 'lifecycle_export')";
 
@@ -140,7 +144,7 @@ pub async fn build(
         .read_only(true)
         .start()
         .await?;
-    tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
+    tx.batch_execute(SETTINGS).await?;
     let snapshot_at: DateTime<Utc> = tx.query_one(SNAPSHOT, &[]).await?.get(0);
     let specs = tx
         .query(
@@ -302,7 +306,10 @@ async fn produce(
             objects_missing: missing,
         });
     }
-    let text = readme.render()?;
+    let mut text = readme.render()?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
     send(Command::Finish(text)).await?;
     Ok(counts)
 }

@@ -22,16 +22,17 @@ pub const MAX_CONCURRENCY: usize = 1024;
 
 /// The job types a worker can run.
 ///
-/// Erase and purge jobs run inside the database (`lifecycle.run_job`).
-/// Exports are built by the control plane itself and get their own variant
-/// (and runner, in `job.rs`) with the export builder; until then a worker
-/// never claims them, so the API's `POST /me/exports` jobs wait for it.
+/// Erase and purge jobs run inside the database (`lifecycle.run_job`);
+/// exports are built by the control plane itself (`worker/export.rs`) into
+/// object storage.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum RunnableType {
     /// Erasures, run by the extension's engine.
     Erase,
     /// Purges, run by the extension's engine.
     Purge,
+    /// Export bundles, built here.
+    Export,
 }
 
 impl RunnableType {
@@ -40,6 +41,7 @@ impl RunnableType {
         match self {
             RunnableType::Erase => JobType::Erase,
             RunnableType::Purge => JobType::Purge,
+            RunnableType::Export => JobType::Export,
         }
     }
 }
@@ -71,7 +73,8 @@ pub struct WorkerArgs {
 
     /// Job types this worker runs, comma-separated.
     #[arg(long = "worker-job-types", env = "LIFECYCLE_WORKER_JOB_TYPES",
-          value_enum, value_delimiter = ',', default_values_t = [RunnableType::Erase, RunnableType::Purge])]
+          value_enum, value_delimiter = ',',
+          default_values_t = [RunnableType::Erase, RunnableType::Purge, RunnableType::Export])]
     pub job_types: Vec<RunnableType>,
 
     /// On shutdown, seconds running jobs may take to finish before they are
@@ -89,7 +92,11 @@ impl Default for WorkerArgs {
             poll_secs: DEFAULT_POLL_SECS,
             lease_secs: DEFAULT_LEASE_SECS,
             concurrency: DEFAULT_CONCURRENCY,
-            job_types: vec![RunnableType::Erase, RunnableType::Purge],
+            job_types: vec![
+                RunnableType::Erase,
+                RunnableType::Purge,
+                RunnableType::Export,
+            ],
             shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
         }
     }
@@ -174,7 +181,7 @@ mod tests {
         assert_eq!(d.poll_interval(), Duration::from_secs(5));
         assert_eq!(d.lease(), Duration::from_secs(60));
         assert_eq!(d.concurrency, 2);
-        assert_eq!(d.job_type_names(), ["erase", "purge"]);
+        assert_eq!(d.job_type_names(), ["erase", "purge", "export"]);
     }
 
     #[test]
@@ -189,7 +196,7 @@ mod tests {
             "--worker-concurrency",
             "8",
             "--worker-job-types",
-            "purge,purge",
+            "purge,export,purge",
             "--worker-shutdown-grace-secs",
             "0",
         ])
@@ -198,7 +205,7 @@ mod tests {
         assert_eq!(a.poll_interval(), Duration::from_secs(1));
         assert_eq!(a.lease(), Duration::from_secs(2));
         assert_eq!(a.concurrency, 8);
-        assert_eq!(a.job_type_names(), ["purge"]);
+        assert_eq!(a.job_type_names(), ["purge", "export"]);
         assert_eq!(a.shutdown_grace(), Duration::ZERO);
     }
 
@@ -209,8 +216,7 @@ mod tests {
             &["--worker-concurrency", "1025"],
             &["--worker-lease-secs", "0"],
             &["--worker-poll-secs", "soon"],
-            // Exports are built by the export worker, not claimed here.
-            &["--worker-job-types", "export"],
+            &["--worker-job-types", "download"],
         ] {
             assert!(parse(args).is_err(), "{args:?} was accepted");
         }

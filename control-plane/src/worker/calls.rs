@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use deadpool_postgres::{Object, PoolError};
 use lifecycle_core::jobs::JobType;
+use lifecycle_core::Code;
 use uuid::Uuid;
 
 /// The channel the extension notifies when a job becomes runnable (the
@@ -19,7 +20,9 @@ pub const CHANNEL: &str = "lifecycle_jobs";
 /// job that was `processing` under another worker was taken over from an
 /// expired lease.
 const CLAIM: &str = "\
-    SELECT (c.job ->> 'id')::uuid, c.job ->> 'job_type', p.status, p.worker \
+    SELECT (c.job ->> 'id')::uuid, c.job ->> 'job_type', p.status, p.worker, \
+           c.job ->> 'target_type', c.job ->> 'target_id', c.job ->> 'tenant_id', \
+           (c.job ->> 'attempts')::int \
       FROM lifecycle.claim_job($1, make_interval(secs => $2), $3) AS c(job) \
       LEFT JOIN lifecycle.jobs p ON p.id = (c.job ->> 'id')::uuid \
      WHERE c.job IS NOT NULL";
@@ -44,8 +47,31 @@ const RENEW_SETTINGS: &str = "SET LOCAL lock_timeout = '200ms'";
 
 const RELEASE: &str = "SELECT lifecycle.release_lease($1, $2)";
 
+const COMPLETE: &str = "SELECT lifecycle.complete_job($1, $2, $3)";
+
+const FAIL: &str = "SELECT lifecycle.fail_job($1, $2, $3)";
+
+/// Bundles whose entitlement ended and that are still stored, oldest first.
+const DUE_BUNDLES: &str = "\
+    SELECT job_id, object_key FROM lifecycle.export_bundles \
+     WHERE expired_at IS NULL AND expires_at <= now() \
+     ORDER BY expires_at LIMIT $1";
+
+const EXPIRE: &str = "SELECT lifecycle.expire_export($1, $2)";
+
+const CHAIN_HEADS: &str =
+    "SELECT chain, last_id, last_hash, events FROM lifecycle.audit_chain_heads() ORDER BY chain";
+
 /// `lock_not_available`: the renewal found the job's row locked.
 pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+/// The SQLSTATEs that say a lease is no longer this worker's: another
+/// worker holds it, or the job left `processing` (cancelled, finished).
+pub const LEASE_LOST: [&str; 3] = [
+    Code::JobLeaseHeld.sqlstate(),
+    Code::InvalidJobTransition.sqlstate(),
+    Code::JobNotFound.sqlstate(),
+];
 
 /// A job this worker claimed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +80,12 @@ pub struct Claim {
     pub job_type: JobType,
     /// The worker whose expired lease this claim took over, if any.
     pub taken_over_from: Option<String>,
+    pub target_type: String,
+    pub target_id: String,
+    pub tenant_id: Option<String>,
+    /// Claims of an export so far, this one included (erase and purge
+    /// jobs count their runs instead).
+    pub attempts: i32,
 }
 
 /// What became of a job the engine ran, as `lifecycle.run_job` reports it.
@@ -174,6 +206,10 @@ pub async fn claim(
         job_type,
         taken_over_from: previous_worker
             .filter(|w| previous_status.as_deref() == Some("processing") && w != worker),
+        target_type: row.get::<_, Option<String>>(4).unwrap_or_default(),
+        target_id: row.get::<_, Option<String>>(5).unwrap_or_default(),
+        tenant_id: row.get(6),
+        attempts: row.get::<_, Option<i32>>(7).unwrap_or_default(),
     }))
 }
 
@@ -210,6 +246,73 @@ pub async fn renew(
 pub async fn release(client: &Object, job: Uuid, worker: &str) -> Result<(), CallError> {
     client.execute(RELEASE, &[&job, &worker]).await?;
     Ok(())
+}
+
+impl CallError {
+    /// Whether the error says the lease is no longer this worker's.
+    pub fn lease_lost(&self) -> bool {
+        self.sqlstate().is_some_and(|s| LEASE_LOST.contains(&s))
+    }
+}
+
+/// `lifecycle.complete_job`: an export's bundle is stored; `result`
+/// describes it.
+pub async fn complete(
+    client: &Object,
+    job: Uuid,
+    worker: &str,
+    result: &serde_json::Value,
+) -> Result<(), CallError> {
+    client.execute(COMPLETE, &[&job, &worker, result]).await?;
+    Ok(())
+}
+
+/// `lifecycle.fail_job`: the job ends failed with `error` (a message for
+/// the people who read the job, revealing nothing internal).
+pub async fn fail(client: &Object, job: Uuid, worker: &str, error: &str) -> Result<(), CallError> {
+    client.execute(FAIL, &[&job, &worker, &error]).await?;
+    Ok(())
+}
+
+/// Up to `limit` bundles whose entitlement ended: (job id, object key).
+pub async fn due_bundles(client: &Object, limit: i64) -> Result<Vec<(Uuid, String)>, CallError> {
+    Ok(client
+        .query(DUE_BUNDLES, &[&limit])
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect())
+}
+
+/// `lifecycle.expire_export`: the bundle of `job` is deleted; false when
+/// the export already was expired.
+pub async fn expire(client: &Object, job: Uuid, actor: &str) -> Result<bool, CallError> {
+    Ok(client.query_one(EXPIRE, &[&job, &actor]).await?.get(0))
+}
+
+/// The head of one audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ChainHead {
+    pub chain: i32,
+    pub last_id: Option<i64>,
+    /// Hexadecimal.
+    pub last_hash: String,
+    pub events: i64,
+}
+
+/// `lifecycle.audit_chain_heads`: what an anchor records.
+pub async fn chain_heads(client: &Object) -> Result<Vec<ChainHead>, CallError> {
+    Ok(client
+        .query(CHAIN_HEADS, &[])
+        .await?
+        .iter()
+        .map(|r| ChainHead {
+            chain: r.get(0),
+            last_id: r.get(1),
+            last_hash: r.get(2),
+            events: r.get(3),
+        })
+        .collect())
 }
 
 #[cfg(test)]

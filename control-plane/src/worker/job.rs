@@ -11,6 +11,7 @@ use tokio_postgres::NoTls;
 use tracing::Instrument;
 
 use super::calls::{self, CallError, Claim, Outcome};
+use super::export;
 use super::metrics;
 use super::{Queue, Shared};
 
@@ -36,10 +37,18 @@ pub async fn run(
         let _running = metrics::Running::start(&queue.name);
         let answer = match claim.job_type {
             JobType::Erase | JobType::Purge => in_database(&shared, &queue, &claim).await,
-            // Exports are built here by the export worker once it exists;
-            // `RunnableType` does not offer them, so none is claimed.
             JobType::Export => {
-                hand_back(&shared, &queue, &claim, "exports are not built here").await;
+                let Some(exports) = shared.exports.clone() else {
+                    // Not claimed without storage; handed back all the same.
+                    hand_back(&shared, &queue, &claim, "no storage for exports").await;
+                    return;
+                };
+                let outcome = export::run(&shared, &queue, &claim, &exports).await;
+                // A handed-back job was counted as such.
+                if outcome != "released" {
+                    metrics::run(&queue.name, job_type, outcome);
+                }
+                tracing::info!(outcome, "export ran");
                 return;
             }
         };
@@ -65,7 +74,7 @@ pub async fn run(
 
 /// Hand a job that was not started back to the queue. Should that fail, its
 /// lease expires and another worker takes it then.
-async fn hand_back(shared: &Shared, queue: &Queue, claim: &Claim, why: &str) {
+pub(super) async fn hand_back(shared: &Shared, queue: &Queue, claim: &Claim, why: &str) {
     let released = match queue.pool.get().await {
         Ok(client) => calls::release(&client, claim.id, &shared.worker_id).await,
         Err(e) => Err(e.into()),
@@ -125,7 +134,7 @@ async fn keep_lease(shared: &Shared, queue: &Queue, claim: &Claim) -> Infallible
     }
 }
 
-async fn renew(shared: &Shared, queue: &Queue, claim: &Claim) -> Result<(), CallError> {
+pub(super) async fn renew(shared: &Shared, queue: &Queue, claim: &Claim) -> Result<(), CallError> {
     let mut client = queue.pool.get().await?;
     calls::renew(&mut client, claim.id, &shared.worker_id, shared.lease).await
 }
