@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs and starts everything the project needs, skipping what is there:
-# Debian packages, cargo-pgrx (pinned), `cargo pgrx init` against the system
+# Debian packages, cargo-pgrx (pinned), s3s-fs (pinned; the S3 server of the
+# storage tests), `cargo pgrx init` against the system
 # PostgreSQL 15, a running local cluster with an admin role, and the
 # extension itself (release build) installed into that PostgreSQL.
 #
@@ -30,6 +31,17 @@ if cargo pgrx --version 2>/dev/null | grep -q "${PGRX_VERSION}"; then
     echo "present"
 else
     cargo install cargo-pgrx --version "${PGRX_VERSION}" --locked
+fi
+
+# s3s-fs: a real S3-compatible server on 127.0.0.1 for the object storage
+# tests of the control plane (export bundles, audit anchors). 0.14.1 is the
+# last release that builds with the project's minimum Rust.
+S3S_FS_VERSION=0.14.1
+log "s3s-fs ${S3S_FS_VERSION}"
+if s3s-fs --version 2>/dev/null | grep -q "${S3S_FS_VERSION}"; then
+    echo "present"
+else
+    cargo install s3s-fs --version "${S3S_FS_VERSION}" --features binary --locked
 fi
 
 log "cargo pgrx init (system PostgreSQL ${PG_MAJOR})"
