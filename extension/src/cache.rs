@@ -18,11 +18,23 @@
 //! commits: a write either finishes before the hold exists or sees it.
 //! Holds are read with a fresh snapshot (not the transaction's), so this also
 //! holds under REPEATABLE READ and SERIALIZABLE.
+//!
+//! The facts read from the application's tables themselves (column numbers
+//! and types, names, indexes, foreign keys) are kept with a fingerprint of
+//! each relation they were read from, taken from the relation cache. Every
+//! VACUUM and ANALYZE of a table invalidates it too (it updates the table's
+//! statistics in `pg_class`); such an invalidation changes nothing the
+//! caches know, so a tracked relation's invalidation is only noted, and the
+//! next reader compares the relation's fingerprint with the one kept: the
+//! caches start again only when it differs. Renamed schemas, types and
+//! operators, which invalidate no relation, are caught through the system
+//! caches' own invalidations.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
@@ -88,6 +100,8 @@ pub struct Via {
     /// A condition on the row aliased `c`: its parent holds the scope id
     /// `$1` (text) (for scans of a whole relation).
     pub rows_sql: String,
+    /// Every relation on the path (the parent and the parents after it).
+    pub relations: Vec<pg_sys::Oid>,
 }
 
 /// What the guards need to know about one relation (a registered table or
@@ -176,11 +190,32 @@ impl Holds {
 /// row and a thread-local in a shared library costs a call each time.
 static HOLDS_GEN: AtomicU64 = AtomicU64::new(1);
 static MAP_GEN: AtomicU64 = AtomicU64::new(1);
+/// Set while a tracked relation's invalidation waits for [`settle`] to
+/// compare its fingerprint (the generations are not current meanwhile).
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+/// Relations the caches read facts from, with their fingerprint then
+/// (`None`: any invalidation of the relation counts as a change).
+type Tracked = HashMap<pg_sys::Oid, Option<u64>>;
+
+/// Invalidated tracked relations waiting for [`settle`], at most.
+const DIRTY_MAX: usize = 32;
+/// Hash values of the types whose names the caches hold, at most.
+const TYPE_HASHES_MAX: usize = 64;
 
 thread_local! {
     static HOLDS: RefCell<Option<(u64, Rc<Holds>)>> = const { RefCell::new(None) };
     static TABLES: RefCell<(u64, GuardMap)> = RefCell::new((0, HashMap::new()));
-    static GUARDED: RefCell<HashSet<pg_sys::Oid>> = RefCell::new(HashSet::new());
+    static TRACKED: RefCell<Tracked> = RefCell::new(HashMap::new());
+    static DIRTY: Cell<([pg_sys::Oid; DIRTY_MAX], usize)> =
+        const { Cell::new(([pg_sys::Oid::INVALID; DIRTY_MAX], 0)) };
+    /// Depth of [`load_tracked`]: an invalidation while facts are read
+    /// makes them stale at once (they may predate it, their fingerprint not).
+    static LOADING: Cell<u32> = const { Cell::new(0) };
+    /// `TYPEOID` cache hash values of the tracked relations' column types
+    /// (and their base types), and whether more did not fit.
+    static TYPE_HASHES: Cell<([u32; TYPE_HASHES_MAX], usize, bool)> =
+        const { Cell::new(([0; TYPE_HASHES_MAX], 0, false)) };
     static WATCHED: Cell<[pg_sys::Oid; 8]> = const { Cell::new([pg_sys::Oid::INVALID; 8]) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
@@ -204,8 +239,23 @@ fn bump(gen: &AtomicU64) {
     gen.fetch_add(1, Ordering::Relaxed);
 }
 
+/// Note an invalidation of a tracked relation for [`settle`].
+fn defer(relid: pg_sys::Oid) {
+    let (mut dirty, n) = DIRTY.with(|d| d.get());
+    if !dirty[..n].contains(&relid) {
+        if n == DIRTY_MAX {
+            bump(&MAP_GEN);
+            return;
+        }
+        dirty[n] = relid;
+        DIRTY.with(|d| d.set((dirty, n + 1)));
+    }
+    PENDING.store(true, Ordering::Relaxed);
+}
+
 /// Relcache invalidation callback. Runs inside invalidation processing:
-/// it only flips counters, never allocates in PostgreSQL or errors.
+/// it only flips counters and notes relation ids, never allocates in
+/// PostgreSQL or errors.
 unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys::Oid) {
     if relid == pg_sys::Oid::INVALID {
         bump(&HOLDS_GEN);
@@ -218,23 +268,54 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
         bump(&HOLDS_GEN);
         return;
     }
-    if watched[1..].contains(&relid) {
+    if watched[1..].contains(&relid) || LOADING.with(|l| l.get()) > 0 {
         bump(&MAP_GEN);
         return;
     }
-    let guarded = GUARDED.with(|g| match g.try_borrow() {
-        Ok(set) => set.contains(&relid),
-        Err(_) => true,
+    let tracked = TRACKED.with(|t| match t.try_borrow() {
+        Ok(map) => map.get(&relid).copied(),
+        Err(_) => Some(None),
     });
-    if guarded {
-        bump(&MAP_GEN);
+    match tracked {
+        None => {}
+        Some(None) => bump(&MAP_GEN),
+        Some(Some(_)) => defer(relid),
     }
+}
+
+/// Syscache invalidation callback for the names the caches hold that no
+/// relation's invalidation covers: schemas, types (those of tracked
+/// columns), operators and operator classes (a type's equality operator).
+unsafe extern "C-unwind" fn syscache_callback(
+    _arg: pg_sys::Datum,
+    cacheid: std::ffi::c_int,
+    hashvalue: u32,
+) {
+    if cacheid == pg_sys::SysCacheIdentifier::TYPEOID as std::ffi::c_int && hashvalue != 0 {
+        let (hashes, n, full) = TYPE_HASHES.with(|t| t.get());
+        if !full && !hashes[..n].contains(&hashvalue) {
+            return;
+        }
+    }
+    bump(&MAP_GEN);
 }
 
 fn ensure_callback() {
     if !CALLBACK_REGISTERED.with(|c| c.get()) {
         unsafe {
             pg_sys::CacheRegisterRelcacheCallback(Some(relcache_callback), pg_sys::Datum::from(0));
+            for cache in [
+                pg_sys::SysCacheIdentifier::NAMESPACEOID,
+                pg_sys::SysCacheIdentifier::TYPEOID,
+                pg_sys::SysCacheIdentifier::OPEROID,
+                pg_sys::SysCacheIdentifier::CLAOID,
+            ] {
+                pg_sys::CacheRegisterSyscacheCallback(
+                    cache as std::ffi::c_int,
+                    Some(syscache_callback),
+                    pg_sys::Datum::from(0),
+                );
+            }
         }
         CALLBACK_REGISTERED.with(|c| c.set(true));
     }
@@ -253,22 +334,210 @@ fn resolve_watched() -> LcResult<()> {
     Ok(())
 }
 
+/// Compare the fingerprints of the tracked relations invalidated since the
+/// last call with the ones kept: the data-map generation moves on when one
+/// differs (or cannot be taken), and stays when all are the same (a VACUUM,
+/// an ANALYZE, anything the caches do not read).
+pub fn settle() {
+    if !PENDING.swap(false, Ordering::Relaxed) {
+        return;
+    }
+    let (dirty, n) = DIRTY.with(|d| d.replace(([pg_sys::Oid::INVALID; DIRTY_MAX], 0)));
+    for relid in &dirty[..n] {
+        let kept = TRACKED.with(|t| t.borrow().get(relid).copied());
+        let same = match kept {
+            None => true,
+            Some(None) => false,
+            Some(Some(fp)) => fingerprint(*relid).map(|(f, _)| f) == Some(fp),
+        };
+        if !same {
+            bump(&MAP_GEN);
+            return;
+        }
+    }
+}
+
 /// The current (holds, data map) cache generations: a value computed from
 /// both caches stays valid while these are unchanged.
 pub fn generations() -> (u64, u64) {
     ensure_callback();
+    settle();
     generations_unchecked()
+}
+
+/// The data map's generation (see [`generations`]): a value computed from
+/// the data map and the tables it names stays valid while it is unchanged.
+/// [`load_tracked`] reads such a value.
+pub fn map_generation() -> LcResult<u64> {
+    ensure_callback();
+    if WATCHED.with(|w| w.get())[1] == pg_sys::Oid::INVALID {
+        resolve_watched()?;
+    }
+    settle();
+    Ok(MAP_GEN.load(Ordering::Relaxed))
 }
 
 /// [`generations`] without making sure the invalidation callback is
 /// registered: for callers that only compare with generations obtained from
-/// [`generations`] earlier in this backend (which registered it).
+/// [`generations`] earlier in this backend (which registered it). While an
+/// invalidation waits for [`settle`], the data map's generation is 0, which
+/// matches nothing.
 #[inline]
 pub fn generations_unchecked() -> (u64, u64) {
     (
         HOLDS_GEN.load(Ordering::Relaxed),
-        MAP_GEN.load(Ordering::Relaxed),
+        if PENDING.load(Ordering::Relaxed) {
+            0
+        } else {
+            MAP_GEN.load(Ordering::Relaxed)
+        },
     )
+}
+
+/// Read facts with `f`, which returns them and the relations they were read
+/// from; those relations are tracked from then on (see [`settle`]). An
+/// invalidation of any relation while `f` runs makes the data-map
+/// generation move on, so that facts read at a generation read before
+/// calling this are stale at once if something changed meanwhile.
+pub fn load_tracked<T>(f: impl FnOnce() -> LcResult<(T, Vec<pg_sys::Oid>)>) -> LcResult<T> {
+    struct Loading;
+    impl Drop for Loading {
+        fn drop(&mut self) {
+            LOADING.with(|l| l.set(l.get().saturating_sub(1)));
+        }
+    }
+    ensure_callback();
+    LOADING.with(|l| l.set(l.get() + 1));
+    let _loading = Loading;
+    let (value, relations) = f()?;
+    for relid in relations {
+        track(relid);
+    }
+    Ok(value)
+}
+
+/// Keep `relid`'s fingerprint (and the hash values of its column types).
+fn track(relid: pg_sys::Oid) {
+    let taken = fingerprint(relid);
+    if let Some((_, types)) = &taken {
+        let mut known = TYPE_HASHES.with(|t| t.get());
+        for ty in types {
+            // SAFETY: plain cache lookups.
+            let base = unsafe { pg_sys::getBaseType(*ty) };
+            for t in [*ty, base] {
+                let h = unsafe {
+                    pg_sys::GetSysCacheHashValue(
+                        pg_sys::SysCacheIdentifier::TYPEOID as std::ffi::c_int,
+                        pg_sys::Datum::from(t),
+                        pg_sys::Datum::from(0),
+                        pg_sys::Datum::from(0),
+                        pg_sys::Datum::from(0),
+                    )
+                };
+                let (hashes, n, full) = &mut known;
+                if !hashes[..*n].contains(&h) {
+                    if *n == TYPE_HASHES_MAX {
+                        *full = true;
+                    } else {
+                        hashes[*n] = h;
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        TYPE_HASHES.with(|t| t.set(known));
+    }
+    TRACKED.with(|t| {
+        t.borrow_mut().insert(relid, taken.map(|(f, _)| f));
+    });
+}
+
+/// A relation as the caches read it, reduced to a number, with the types of
+/// its columns: its name, schema, owner and kind; its columns (name, number,
+/// type, modifier, collation, NOT NULL, dropped, inherited); its indexes,
+/// triggers and foreign keys. Not its statistics (pages, tuples, frozen
+/// ids), which VACUUM and ANALYZE update. `None` for a relation that is gone
+/// and for anything but a plain table that is not a partition (a partition
+/// tree's facts come from several relations: any invalidation counts).
+fn fingerprint(relid: pg_sys::Oid) -> Option<(u64, Vec<pg_sys::Oid>)> {
+    // SAFETY: the relation is held open (reference counted) while it is
+    // read, and closed after; the lists read are the relation cache's own
+    // (foreign keys) or our copy (indexes, freed).
+    unsafe {
+        let rel = pg_sys::RelationIdGetRelation(relid);
+        if rel.is_null() {
+            return None;
+        }
+        let form = &*(*rel).rd_rel;
+        if form.relkind as u8 != pg_sys::RELKIND_RELATION || form.relispartition {
+            pg_sys::RelationClose(rel);
+            return None;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::ffi::CStr::from_ptr(form.relname.data.as_ptr())
+            .to_bytes()
+            .hash(&mut h);
+        (
+            form.relnamespace,
+            form.relowner,
+            form.reltype,
+            form.relpersistence,
+            form.relnatts,
+            form.relchecks,
+            form.relhassubclass,
+        )
+            .hash(&mut h);
+        let desc = (*rel).rd_att;
+        let attrs = (*desc).attrs.as_slice((*desc).natts as usize);
+        let mut types = Vec::with_capacity(attrs.len());
+        for a in attrs {
+            std::ffi::CStr::from_ptr(a.attname.data.as_ptr())
+                .to_bytes()
+                .hash(&mut h);
+            (
+                a.attnum,
+                a.atttypid,
+                a.atttypmod,
+                a.attcollation,
+                a.attnotnull,
+                a.attisdropped,
+                a.attinhcount,
+                a.attislocal,
+            )
+                .hash(&mut h);
+            if !a.attisdropped {
+                types.push(a.atttypid);
+            }
+        }
+        let oids = |list: *mut pg_sys::List| -> &[pg_sys::ListCell] {
+            if list.is_null() {
+                &[]
+            } else {
+                std::slice::from_raw_parts((*list).elements, (*list).length as usize)
+            }
+        };
+        let indexes = pg_sys::RelationGetIndexList(rel);
+        for cell in oids(indexes) {
+            cell.oid_value.hash(&mut h);
+        }
+        if !indexes.is_null() {
+            pg_sys::list_free(indexes);
+        }
+        let triggers = (*rel).trigdesc;
+        if !triggers.is_null() {
+            for t in
+                std::slice::from_raw_parts((*triggers).triggers, (*triggers).numtriggers as usize)
+            {
+                (t.tgoid, t.tgenabled).hash(&mut h);
+            }
+        }
+        for cell in oids(pg_sys::RelationGetFKeyList(rel)) {
+            let fk = cell.ptr_value as *const pg_sys::ForeignKeyCacheInfo;
+            ((*fk).conoid, (*fk).confrelid).hash(&mut h);
+        }
+        pg_sys::RelationClose(rel);
+        Some((h.finish(), types))
+    }
 }
 
 /// Queue an invalidation of one of the extension's tables: every backend
@@ -418,6 +687,7 @@ pub fn table_is_unheld(guard: &TableGuard) -> LcResult<bool> {
 /// its partition ancestors is registered.
 pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
     ensure_callback();
+    settle();
     let gen = MAP_GEN.load(Ordering::Relaxed);
     let cached = TABLES.with(|t| {
         let t = t.borrow();
@@ -433,7 +703,21 @@ pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
     if WATCHED.with(|w| w.get())[1] == pg_sys::Oid::INVALID {
         resolve_watched()?;
     }
-    let loaded = privilege::as_extension_owner(|| load_table_guard(relid))?.map(Rc::new);
+    let loaded = load_tracked(|| {
+        let loaded = privilege::as_extension_owner(|| load_table_guard(relid))?;
+        // The relation, its registered root and every parent a scope is
+        // reached through.
+        let mut relations = vec![relid];
+        if let Some(l) = &loaded {
+            relations.push(l.registered);
+            for s in &l.scopes {
+                relations.extend(s.via.iter().flat_map(|v| v.relations.iter().copied()));
+            }
+        }
+        relations.sort_by_key(|r| r.to_u32());
+        relations.dedup();
+        Ok((loaded.map(Rc::new), relations))
+    })?;
     TABLES.with(|t| {
         let mut t = t.borrow_mut();
         if t.0 != gen {
@@ -441,13 +725,6 @@ pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
             t.1.clear();
         }
         t.1.insert(relid, loaded.clone());
-    });
-    GUARDED.with(|g| {
-        let mut g = g.borrow_mut();
-        g.insert(relid);
-        if let Some(l) = &loaded {
-            g.insert(l.registered);
-        }
     });
     Ok(loaded)
 }
@@ -557,9 +834,13 @@ pub fn via(parent: pg_sys::Oid, key: &str, column: &str) -> LcResult<Via> {
     let key_eq = crate::namespace::equality_operator(key_base)?;
     let key_ty = crate::namespace::type_name(key_base)?;
     let k = crate::namespace::quote_ident(key);
-    let (matches, scope_type, collation) = path_cond(parent, column, "p", "$2", 0)?;
-    let (rows, _, _) = path_cond(parent, column, "p", "$1", 0)?;
+    let mut relations = vec![parent];
+    let (matches, scope_type, collation) = path_cond(parent, column, "p", "$2", 0, &mut relations)?;
+    let (rows, _, _) = path_cond(parent, column, "p", "$1", 0, &mut relations)?;
+    relations.sort_by_key(|r| r.to_u32());
+    relations.dedup();
     Ok(Via {
+        relations,
         match_sql: format!(
             "SELECT EXISTS (SELECT 1 FROM {parent_name} p \
                              WHERE p.{k} {key_eq} $1::{key_ty} AND {matches})"
@@ -577,13 +858,14 @@ const MAX_PATH: u32 = 8;
 /// A condition on `relid` aliased `alias` that its `column` holds the
 /// scope id `param` (text): directly, or through the relation's own path
 /// to a parent of its own. Returns the condition and the scope id's base
-/// type and collation.
+/// type and collation; adds the parents it goes through to `relations`.
 fn path_cond(
     relid: pg_sys::Oid,
     column: &str,
     alias: &str,
     param: &str,
     depth: u32,
+    relations: &mut Vec<pg_sys::Oid>,
 ) -> LcResult<(String, pg_sys::Oid, pg_sys::Oid)> {
     let name = crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[relid.into()])?
         .unwrap_or_default();
@@ -608,7 +890,9 @@ fn path_cond(
             crate::spi::one::<String>("SELECT $1::pg_catalog.regclass::text", &[parent.into()])?
                 .unwrap_or_default();
         let inner_alias = format!("{alias}{}", depth + 1);
-        let (inner, ty, coll) = path_cond(parent, &further, &inner_alias, param, depth + 1)?;
+        relations.push(parent);
+        let (inner, ty, coll) =
+            path_cond(parent, &further, &inner_alias, param, depth + 1, relations)?;
         return Ok((
             format!(
                 "{alias}.{c} IN (SELECT {inner_alias}.{} FROM {parent_name} {inner_alias} WHERE {inner})",
@@ -738,4 +1022,64 @@ pub fn partitions(relid: pg_sys::Oid) -> LcResult<Vec<(pg_sys::Oid, String)>> {
         }
         Ok(out)
     })
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use std::rc::Rc;
+
+    use pgrx::prelude::*;
+
+    use super::{generations, table_guard};
+
+    fn oid(name: &str) -> pg_sys::Oid {
+        Spi::get_one_with_args::<pg_sys::Oid>("SELECT $1::regclass::oid", &[name.into()])
+            .unwrap()
+            .unwrap()
+    }
+
+    /// A table's guard facts are kept across invalidations that change none
+    /// of them (ANALYZE updates its statistics and invalidates it, as VACUUM
+    /// does), and read again when its columns change; a partition's are read
+    /// again after any invalidation.
+    #[pg_test]
+    fn guard_facts_are_kept_until_their_table_changes() {
+        Spi::run(
+            "CREATE SCHEMA gk;
+             CREATE TABLE gk.users (id bigint PRIMARY KEY);
+             CREATE TABLE gk.posts (id bigint PRIMARY KEY, author_id bigint, note text);
+             CREATE TABLE gk.events (id bigint, author_id bigint) PARTITION BY RANGE (id);
+             CREATE TABLE gk.events_1 PARTITION OF gk.events FOR VALUES FROM (0) TO (100);
+             INSERT INTO gk.posts VALUES (1, 1, 'x');
+             SELECT lifecycle.register_subject('gk.users', 'id');
+             SELECT lifecycle.register_table('gk.posts', 'user', 'author_id');
+             SELECT lifecycle.register_table('gk.events', 'user', 'author_id');",
+        )
+        .unwrap();
+        let posts = oid("gk.posts");
+        let first = table_guard(posts).unwrap().unwrap();
+        let gens = generations();
+        Spi::run("ANALYZE gk.posts").unwrap();
+        assert_eq!(
+            super::generations_unchecked().1,
+            0,
+            "ANALYZE invalidated the table: the generation waits for a comparison"
+        );
+        assert_eq!(generations(), gens, "statistics change no fact");
+        assert!(Rc::ptr_eq(&first, &table_guard(posts).unwrap().unwrap()));
+
+        Spi::run("ALTER TABLE gk.posts DROP COLUMN note").unwrap();
+        assert_ne!(generations(), gens, "a dropped column");
+        let again = table_guard(posts).unwrap().unwrap();
+        assert!(!Rc::ptr_eq(&first, &again));
+        assert_eq!(again.scopes[0].column, "author_id");
+
+        let part = oid("gk.events_1");
+        let first = table_guard(part).unwrap().unwrap();
+        assert_eq!(first.registered, oid("gk.events"));
+        let gens = generations();
+        Spi::run("ANALYZE gk.events_1").unwrap();
+        assert_ne!(generations(), gens, "a partition's invalidation counts");
+    }
 }

@@ -17,6 +17,8 @@
 //! soft-deleted rows are removed for real. `ON DELETE CASCADE` is never
 //! relied on.
 
+use std::rc::Rc;
+
 use pgrx::pg_sys;
 use serde_json::{json, Value};
 
@@ -28,6 +30,7 @@ use crate::spi;
 use lifecycle_core::rules::ColumnRule;
 
 pub mod catalog;
+pub mod map;
 pub mod mentions;
 pub mod preview;
 pub mod run;
@@ -45,9 +48,9 @@ pub struct Work<'a> {
     pub options: &'a Value,
 }
 
-/// The data map as the plan reads it.
-pub fn load_map() -> LcResult<Catalog> {
-    catalog::load()
+/// The data map as the plan reads it (kept per backend, see [`map`]).
+pub fn load_map() -> LcResult<Rc<Catalog>> {
+    map::load()
 }
 
 /// What a job targets: a subject (its type's subject table) or a tenant.
@@ -223,7 +226,7 @@ pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) 
 /// membership tables. The control plane asks it before a tenant admin acts
 /// on a person: only members of their own workspace.
 pub fn member_of(subject_type: &str, subject_id: &str, tenant: &str) -> LcResult<bool> {
-    let cat = catalog::load()?;
+    let cat = map::load()?;
     is_member(&cat, subject_type, tenant, subject_id)
 }
 
@@ -351,7 +354,7 @@ fn retention_records(
 
 /// Run an erase or purge job; returns the receipt.
 pub fn execute(work: &Work<'_>) -> LcResult<Value> {
-    let cat = catalog::load()?;
+    let cat = map::load()?;
     let target = resolve_target(&cat, work.target_type)?;
     let id = work.target_id;
     let salt = salt()?;
@@ -547,7 +550,7 @@ pub fn retention_sweep() -> LcResult<i64> {
     if due.is_empty() {
         return Ok(0);
     }
-    let cat = catalog::load()?;
+    let cat = map::load()?;
     let mut targets: Vec<(String, String, String)> = due
         .iter()
         .map(|(_, tt, ti, job)| (tt.clone(), ti.clone(), job.clone()))

@@ -148,7 +148,7 @@ pub fn preview(
     tenant_id: Option<&str>,
     workspaces: Option<&Value>,
 ) -> LcResult<Value> {
-    let cat = super::catalog::load()?;
+    let cat = super::map::load()?;
     let target = resolve_target(&cat, target_type)?;
     let table = target.table().clone();
     let id_col = target.id_column().to_string();
