@@ -357,7 +357,7 @@ async fn check_plans(ctx: &Ctx, db: &str) -> Result<Plans> {
 // ----- lifecycled ---------------------------------------------------------------------
 
 /// The connection URL of `db` for `user` (the admin URL's host and port).
-fn url(admin: &Config, db: &str, user: &str, password: &str) -> String {
+pub(crate) fn url(admin: &Config, db: &str, user: &str, password: &str) -> String {
     let host = match admin.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -368,7 +368,7 @@ fn url(admin: &Config, db: &str, user: &str, password: &str) -> String {
     format!("postgres://{user}:{password}@{host}:{port}/{db}")
 }
 
-fn admin_url(admin: &Config, db: &str) -> String {
+pub(crate) fn admin_url(admin: &Config, db: &str) -> String {
     let user = admin.get_user().unwrap_or("postgres");
     let password = admin
         .get_password()
@@ -405,14 +405,14 @@ async fn lifecycled(opts: &Options, args: &[&str]) -> Result<String> {
 }
 
 /// A free port on the loopback address.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
 }
 
 /// One HTTP/1.1 GET on loopback: (status, body).
-async fn get(port: u16, path: &str, token: Option<&str>) -> Result<(u16, String)> {
+pub(crate) async fn get(port: u16, path: &str, token: Option<&str>) -> Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))

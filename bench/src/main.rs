@@ -6,6 +6,7 @@ mod api;
 mod audit;
 mod erasure;
 mod explain;
+mod export;
 mod guards;
 mod machine;
 mod pg;
@@ -130,6 +131,25 @@ struct Cli {
     #[arg(long, global = true, env = "LIFECYCLED")]
     lifecycled: Option<PathBuf>,
 
+    /// Users of the demo data in the export benchmark's database (besides
+    /// its two heavy users).
+    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
+    export_users: u32,
+
+    /// Rows owned by the user whose export is measured against COPY.
+    #[arg(long, global = true, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1_000..=100_000_000))]
+    export_rows: u32,
+
+    /// Rows owned by the user whose export's memory is the baseline of the
+    /// big one's.
+    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
+    export_rows_small: u32,
+
+    /// Generate the export benchmark's database again even when an
+    /// existing one holds the same data.
+    #[arg(long, global = true)]
+    export_rebuild: bool,
+
     /// The HTTP load generator of the API benchmark (`apt-get install wrk`).
     #[arg(long, global = true, env = "WRK", default_value = "wrk")]
     wrk: PathBuf,
@@ -153,6 +173,10 @@ enum Command {
     /// The control plane: the job list and counts over HTTP under wrk
     /// against pgbench running the same statements, at 1,000,000 jobs.
     Api,
+    /// Export bundles: a user owning 1,000,000 rows exported by the real
+    /// lifecycled against COPY of the same rows; peak memory against a user
+    /// owning 10,000; bundle size against the raw CSV.
+    Export,
 }
 
 #[derive(ValueEnum, Clone, Copy, PartialEq, Eq)]
@@ -234,21 +258,30 @@ async fn main() -> Result<()> {
         cli.erasure_rebuild,
         cli.erasure_profile,
     );
+    let lifecycled = cli.lifecycled.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("lifecycled")))
+            .unwrap_or_else(|| PathBuf::from("lifecycled"))
+    });
+    let export = export::Options {
+        admin_url: cli.admin_url.clone(),
+        users: cli.export_users,
+        rows_big: cli.export_rows,
+        rows_small: cli.export_rows_small,
+        rebuild: cli.export_rebuild,
+        lifecycled: lifecycled.clone(),
+    };
     let api = api::Options {
         admin_url: cli.admin_url.clone(),
         jobs_big: cli.api_jobs,
         jobs_small: cli.api_jobs_small,
         tenants: cli.api_tenants,
         rebuild: cli.api_rebuild,
-        lifecycled: cli.lifecycled.clone().unwrap_or_else(|| {
-            std::env::current_exe()
-                .ok()
-                .and_then(|e| e.parent().map(|d| d.join("lifecycled")))
-                .unwrap_or_else(|| PathBuf::from("lifecycled"))
-        }),
+        lifecycled,
         wrk: cli.wrk.clone(),
     };
-    let result = run(&cli, &ctx, &erasure, &api).await;
+    let result = run(&cli, &ctx, &erasure, &api, &export).await;
     let _ = std::fs::remove_dir_all(&ctx.scripts);
     let outcomes = result?;
     println!();
@@ -271,10 +304,15 @@ async fn run(
     ctx: &Ctx,
     erasure_opts: &erasure::Options,
     api_opts: &api::Options,
+    export_opts: &export::Options,
 ) -> Result<Vec<Outcome>> {
     let run_erasure = matches!(cli.command, Command::Erasure | Command::All);
     if run_erasure {
         erasure::check_options(erasure_opts)?;
+    }
+    let run_export = cli.command == Command::Export;
+    if run_export {
+        export::check_options(export_opts)?;
     }
     let machine = machine::describe(&ctx.server).await?;
     machine.print();
@@ -317,6 +355,17 @@ async fn run(
     if run_api {
         estimate += api::estimate(ctx);
     }
+    if run_export {
+        estimate += export::estimate(ctx, export_opts);
+        println!(
+            "export settings   users={} rows={} rows_small={} rebuild={} lifecycled={}",
+            export_opts.users,
+            export_opts.rows_big,
+            export_opts.rows_small,
+            export_opts.rebuild,
+            export_opts.lifecycled.display()
+        );
+    }
     if run_erasure {
         let (secs, notes) = erasure::estimate(ctx, erasure_opts).await?;
         estimate += secs;
@@ -350,6 +399,15 @@ async fn run(
         outcomes.push(api::run(ctx, api_opts).await?);
         if cli.drop_databases {
             for db in api::databases(api_opts) {
+                ctx.server.drop_database(&db).await?;
+            }
+        }
+    }
+
+    if run_export {
+        outcomes.push(export::run(ctx, export_opts).await?);
+        if cli.drop_databases {
+            for db in export::databases(export_opts) {
                 ctx.server.drop_database(&db).await?;
             }
         }
@@ -426,6 +484,9 @@ async fn run(
                 "erasure_profile": erasure_opts.profile,
                 "erasure_users_small": erasure_opts.users_small,
                 "erasure_users_big": erasure_opts.users_big,
+                "export_users": export_opts.users,
+                "export_rows": export_opts.rows_big,
+                "export_rows_small": export_opts.rows_small,
             },
             "benchmarks": benchmarks,
         });

@@ -24,6 +24,8 @@ pub enum Unit {
     Tps,
     /// Milliseconds per statement (lower is better).
     Millis,
+    /// Mebibytes of memory or of a file (lower is better).
+    Mib,
 }
 
 impl Unit {
@@ -31,6 +33,7 @@ impl Unit {
         match self {
             Unit::Tps => "tps",
             Unit::Millis => "ms",
+            Unit::Mib => "MiB",
         }
     }
 }
@@ -200,8 +203,12 @@ impl Measurement {
     fn sample_ratio(&self, kind: RatioKind, a: f64, b: f64) -> f64 {
         // Tps and Millis are reciprocal: a throughput ratio of times is b / a.
         match (self.unit, kind) {
-            (Unit::Tps, RatioKind::Throughput) | (Unit::Millis, RatioKind::Time) => a / b,
-            (Unit::Millis, RatioKind::Throughput) | (Unit::Tps, RatioKind::Time) => b / a,
+            (Unit::Tps, RatioKind::Throughput) | (Unit::Millis | Unit::Mib, RatioKind::Time) => {
+                a / b
+            }
+            (Unit::Millis | Unit::Mib, RatioKind::Throughput) | (Unit::Tps, RatioKind::Time) => {
+                b / a
+            }
         }
     }
 
