@@ -27,6 +27,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod export;
+pub mod links;
 pub mod metrics;
 pub mod middleware;
 pub mod setup;

@@ -492,7 +492,8 @@ async fn verification_finds_tampering_and_is_for_platform_admins() {
     assert_eq!(
         verified.body,
         json!({"ok": true, "checked": count, "databases": [
-            {"database": "default", "ok": true, "checked": count, "first_bad_id": null}
+            {"database": "default", "ok": true, "checked": count, "first_bad_id": null,
+             "anchors": {"anchors": 0, "latest_at": null, "mismatches": []}}
         ]})
     );
 

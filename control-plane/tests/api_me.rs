@@ -781,7 +781,7 @@ async fn exports_are_the_subjects_own_and_one_a_day() {
         )
         .await;
     expect(&created, StatusCode::CREATED, "");
-    assert_eq!(created.body["status"], "approved");
+    assert_eq!(created.body["status"], "pending");
     assert_eq!(created.body["database"], "default");
     assert_eq!(created.body["reason"], "GDPR Art. 15");
     let jobs = demo.jobs(DAVID, "export").await;

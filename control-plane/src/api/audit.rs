@@ -32,6 +32,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::anchors::{self, AnchorCheck};
 use super::extract::{Json, Query};
 use super::fanout::{self, bound_params, Position, Positioned};
 use super::{Page, PageQuery};
@@ -247,14 +248,19 @@ pub struct AuditVerification {
     pub unavailable: Vec<UnavailableDatabase>,
 }
 
-/// What `lifecycle.verify_audit_log()` found in one database.
+/// What `lifecycle.verify_audit_log()` and the anchors found in one
+/// database.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DatabaseVerification {
     pub database: String,
+    /// The chains verify and agree with every anchor compared.
     pub ok: bool,
     pub checked: i64,
     /// The first event (by id) whose hash or chain link does not verify.
     pub first_bad_id: Option<i64>,
+    /// The log compared with the chain heads anchored in object storage:
+    /// events that no longer match or are missing since an anchor.
+    pub anchors: AnchorCheck,
 }
 
 /// Routes of this module (under `/api/v1`).
@@ -498,7 +504,8 @@ async fn start_reader(
     Ok(rows)
 }
 
-/// Verify the audit log's hash chains in every database (platform admins).
+/// Verify the audit log's hash chains in every database, and compare them
+/// with the newest chain heads anchored in object storage (platform admins).
 #[utoipa::path(
     get,
     path = "/audit/verify",
@@ -522,6 +529,7 @@ pub async fn verify_audit(
         .with_detail("Verification reads the events of every tenant.")
         .with_hint("ask a platform admin; the events of your tenant are at GET /api/v1/audit"));
     }
+    let storage = &state.storage;
     let answers = state
         .dbs
         .fan_out(|name, client| async move {
@@ -531,11 +539,14 @@ pub async fn verify_audit(
                     &[],
                 )
                 .await?;
+            let anchors = anchors::check(storage, &name, &**client).await?;
+            let ok: bool = row.try_get(0)?;
             Ok(DatabaseVerification {
                 database: name.to_string(),
-                ok: row.try_get(0)?,
+                ok: ok && anchors.mismatches.is_empty() && anchors.unreadable.is_empty(),
                 checked: row.try_get(1)?,
                 first_bad_id: row.try_get(2)?,
+                anchors,
             })
         })
         .await;

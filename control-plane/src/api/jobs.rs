@@ -52,6 +52,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(approve_job))
         .routes(routes!(reject_job))
         .routes(routes!(cancel_job))
+        .routes(routes!(download_workspace_export))
 }
 
 /// Filters of the job list.
@@ -340,4 +341,64 @@ mod tests {
         );
         assert_eq!(tenants_of(&acme, Some("globex".into())), Some(vec![]));
     }
+}
+
+/// Download the bundle of a workspace export (tenant admins of that
+/// workspace and platform admins). A person's own export is theirs to
+/// download, through `GET /api/v1/me/exports/{id}/download`. Audited as
+/// `data.export_downloaded` with the token's name, IP and user agent.
+#[utoipa::path(
+    get,
+    path = "/jobs/{id}/download",
+    tag = "jobs",
+    security(("admin_token" = [])),
+    params(("id" = Uuid, Path, description = "The export job's id")),
+    responses(
+        (status = 200, description = "The bundle (a ZIP archive)", content_type = "application/zip", body = String),
+        (status = 302, description = "The bundle, at a URL presigned for a few minutes (`Location`)"),
+        (status = 403, description = "The export of a person, not of a workspace (`forbidden`)", body = crate::error::ErrorResponse),
+        (status = 404, description = "No job with this id in the admin's reach (`job_not_found`)", body = crate::error::ErrorResponse),
+        (status = 409, description = "The bundle is not built, or the export failed (invalid_job_transition)", body = crate::error::ErrorResponse),
+        (status = 410, description = "The entitlement ended and the bundle is deleted (export_expired)", body = crate::error::ErrorResponse)
+    )
+)]
+pub async fn download_workspace_export(
+    State(state): State<AppState>,
+    admin: Admin,
+    ctx: RequestContext,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::response::Response> {
+    let job = store::locate(&state.dbs, &admin, id).await?;
+    if !scope::TENANT_TARGET_TYPES.contains(&job.target_type.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the export of a person is downloaded by that person",
+        )
+        .with_detail("Administrators download the exports of workspaces.")
+        .with_hint("the person downloads it from the privacy center (GET /api/v1/me/exports/{id}/download)"));
+    }
+    let mut client = state.dbs.client(&job.database).await?;
+    let tx = client.transaction().await?;
+    ctx.apply(&*tx).await?;
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    let row = tx
+        .query_one(
+            "SELECT lifecycle.export_download($1, $2, $3, $4, $5::text::inet, $6)",
+            &[
+                &id,
+                &job.target_type,
+                &job.target_id,
+                &admin.name,
+                &ip,
+                &ctx.user_agent,
+            ],
+        )
+        .await?;
+    let bundle: serde_json::Value = row.get(0);
+    let key = bundle["key"]
+        .as_str()
+        .ok_or_else(|| ApiError::internal(format!("export {id} has no bundle key")))?
+        .to_owned();
+    super::bundles::deliver(&state.storage, &key, tx.commit()).await
 }

@@ -39,7 +39,7 @@ mod state;
 pub use activity::{ActivityActor, ActivityEvent};
 pub use caller::{Me, SubjectState};
 pub use erasure::{ErasureConfirmation, CONFIRMATION};
-pub use exports::{ExportJob, ExportRequest};
+pub use exports::{ExportJob, ExportRequest, ExportStatus};
 pub use preview::{ErasurePreview, Outcome, PreviewItem, WorkspaceNeedingDecision};
 pub use state::{ErasureRequest, MeState};
 
@@ -114,4 +114,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(erasure::cancel_erasure))
         .routes(routes!(activity::activity))
         .routes(routes!(exports::list_exports, exports::request_export))
+        .routes(routes!(exports::download_export))
 }

@@ -27,7 +27,9 @@ use utoipa_axum::routes;
 use crate::error::{ApiError, ErrorBody, ErrorResponse};
 use crate::state::AppState;
 
+pub mod anchors;
 pub mod audit;
+pub mod bundles;
 pub mod context;
 pub mod extract;
 pub mod fanout;

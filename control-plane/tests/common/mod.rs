@@ -49,6 +49,32 @@ pub struct TestService {
     pub db: TestDb,
     /// The service role (`lifecycled setup --service-role` for this test).
     pub service: Role,
+    /// The local object store of this test's bundles and anchors.
+    pub storage: TestStorage,
+}
+
+/// A directory of its own for a test's object store, removed with the test.
+pub struct TestStorage {
+    pub dir: std::path::PathBuf,
+}
+
+impl TestStorage {
+    pub fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join("lifecycled-tests").join(name);
+        std::fs::create_dir_all(&dir).expect("test storage directory");
+        Self { dir }
+    }
+
+    /// `file://` URL of the directory.
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+}
+
+impl Drop for TestStorage {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl TestService {
@@ -59,7 +85,12 @@ impl TestService {
         let mut db = TestDb::create(prefix).await.expect("test database");
         let service = db.create_role("svc").await.expect("service role");
         setup(&db, &service, true).await;
-        Self { db, service }
+        let storage = TestStorage::new(&db.name);
+        Self {
+            db,
+            service,
+            storage,
+        }
     }
 
     /// Superuser URL of this database.
@@ -79,6 +110,7 @@ impl TestService {
         config.subject_token_secret = Some(SUBJECT_SECRET.to_owned());
         config.no_worker = true;
         config.db.db_timeout_secs = 2;
+        config.storage.storage_url = Some(self.storage.url());
         config
     }
 

@@ -16,7 +16,7 @@ pub const CODE_DATABASE_REQUIRED: &str = "database_required";
 
 /// Target types that name a tenant (a workspace) rather than a subject,
 /// as `lifecycle.request_erasure` reads them.
-const TENANT_TARGET_TYPES: [&str; 2] = ["tenant", "workspace"];
+pub const TENANT_TARGET_TYPES: [&str; 2] = ["tenant", "workspace"];
 
 /// The tenant a request acts in: for a platform admin the one given (or
 /// none), for a tenant admin their own (given or not). Another tenant is
