@@ -57,6 +57,21 @@ Subject tokens: HS256 JWTs signed with LIFECYCLE_SUBJECT_TOKEN_SECRET
 (${LIFECYCLE_SUBJECT_TOKEN_SECRET}), claims sub, subject_type, tenant, exp, aud = "lifecycle".
 TOKENS
 
+# Object storage: export bundles and audit anchors in one local directory,
+# and the application's uploads (the demo's app.files.storage_key values)
+# in another, so that an export carries the files themselves.
+STORAGE="$ROOT/.run/storage"
+FILES="$ROOT/.run/files"
+mkdir -p "$STORAGE" "$FILES"
+lc_psql "$DB" -tA -F $'\t' -c "SELECT storage_key, filename FROM app.files" |
+    while IFS=$'\t' read -r key name; do
+        [ -n "$key" ] && [ ! -f "$FILES/$key" ] || continue
+        mkdir -p "$(dirname "$FILES/$key")"
+        printf 'Demo upload "%s" (stored as %s).\n' "$name" "$key" > "$FILES/$key"
+    done
+
 log "control plane on http://127.0.0.1:8080 as ${SERVICE_ROLE}  (psql: ${ADMIN_URL}/${DB})"
+log "export bundles and anchors in ${STORAGE}; uploads in ${FILES}"
 exec "$BIN" serve --listen 127.0.0.1:8080 \
+    --storage-url "file://${STORAGE}" --files-url "file://${FILES}" \
     --database-url "postgres://${SERVICE_ROLE}:${SERVICE_PASSWORD}@${LIFECYCLE_PGHOST}:${LIFECYCLE_PGPORT}/${DB}"
