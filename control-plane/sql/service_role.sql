@@ -29,7 +29,7 @@ BEGIN
                -- the worker
                'claim_job', 'renew_lease', 'release_lease', 'run_job',
                'complete_job', 'fail_job', 'confirm_step', 'retention_sweep',
-               'export_contents', 'open_export', 'expire_export', 'audit_chain_heads')
+               'export_contents', 'open_export', 'fetch_export', 'expire_export', 'audit_chain_heads')
     LOOP
         EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO @ROLE@', fn);
     END LOOP;

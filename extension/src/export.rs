@@ -5,8 +5,13 @@
 //!
 //! The control plane builds the archive; it never builds its own table list
 //! and never reads an application table itself: `open_export` opens the
-//! cursor as the table's owner, and the caller only fetches from it.
+//! cursor as the table's owner, and `fetch_export` reads it as that owner
+//! too, so that code of the owner the rows' conditions may run (a policy of
+//! a table with `FORCE ROW LEVEL SECURITY`, an operator) never runs with
+//! the caller's rights.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::ffi::{CStr, CString};
 
 use pgrx::pg_sys;
@@ -20,6 +25,25 @@ use crate::spi;
 use lifecycle_core::events;
 use lifecycle_core::export::{self as plan, ColumnExport, ColumnExports, ExportFile};
 use lifecycle_core::plan::PlanError;
+
+/// Cursors `open_export` opened in this backend: name -> (the role that
+/// reads it, its query, the local transaction it belongs to).
+struct Opened {
+    /// The table's owner; `None`: the extension's owner (the audit log).
+    role: Option<pg_sys::Oid>,
+    query: String,
+    lxid: u32,
+}
+
+thread_local! {
+    static OPENED: RefCell<HashMap<String, Opened>> = RefCell::new(HashMap::new());
+}
+
+/// The local id of the current transaction.
+fn local_xact() -> u32 {
+    // SAFETY: MyProc is set for every backend that runs SQL.
+    unsafe { (*pg_sys::MyProc).lxid }
+}
 
 /// The longest entitlement a bundle gets.
 const ENTITLEMENT: &str = "7 days";
@@ -141,12 +165,98 @@ pub fn open(
         ));
     }
     let sql = file.query();
-    match file.table {
-        Some(oid) => {
-            let owner = privilege::table_owner(pg_sys::Oid::from(oid))?;
-            privilege::as_role(owner, || open_cursor(cursor, &sql, target_id, &kind))
+    let role = match file.table {
+        Some(oid) => Some(privilege::table_owner(pg_sys::Oid::from(oid))?),
+        None => None,
+    };
+    let name = as_reader(role, || open_cursor(cursor, &sql, target_id, &kind))?;
+    OPENED.with(|o| {
+        let mut o = o.borrow_mut();
+        let now = local_xact();
+        o.retain(|_, c| c.lxid == now);
+        o.insert(
+            name.clone(),
+            Opened {
+                role,
+                query: sql,
+                lxid: now,
+            },
+        );
+    });
+    Ok(name)
+}
+
+/// Up to `max_rows` next rows of a cursor `open_export` opened in this
+/// transaction, read as the role that opened it (the table's owner); an
+/// empty result once it is exhausted.
+pub fn fetch(cursor: &str, max_rows: i32) -> LcResult<Vec<String>> {
+    if !(1..=100_000).contains(&max_rows) {
+        return Err(LcError::invalid_parameter(format!(
+            "max_rows must be between 1 and 100000, not {max_rows}"
+        )));
+    }
+    let not_ours = || {
+        LcError::invalid_parameter(format!(
+            "cursor \"{cursor}\" was not opened by lifecycle.open_export() in this transaction"
+        ))
+        .hint("Open it with lifecycle.open_export() first, in the same transaction.")
+    };
+    let (role, query) = OPENED
+        .with(|o| {
+            o.borrow()
+                .get(cursor)
+                .filter(|c| c.lxid == local_xact())
+                .map(|c| (c.role, c.query.clone()))
+        })
+        .ok_or_else(not_ours)?;
+    let name = CString::new(cursor).map_err(|_| not_ours())?;
+    pgrx::spi::Spi::connect(|_client| {
+        // SAFETY: SPI is connected. The portal is looked up by name and
+        // checked to run the very query open_export opened (a cursor closed
+        // and declared again under the same name is refused), then fetched
+        // as that cursor's role; each row's one column is read as text by
+        // SPI_getvalue (NULL pointers for NULL values) and the tuple table
+        // freed before SPI_finish.
+        unsafe {
+            let portal = pg_sys::SPI_cursor_find(name.as_ptr());
+            if portal.is_null() {
+                return Err(not_ours());
+            }
+            let source = (*portal).sourceText;
+            if source.is_null() || CStr::from_ptr(source).to_bytes() != query.as_bytes() {
+                return Err(not_ours());
+            }
+            as_reader(role, || {
+                pg_sys::SPI_cursor_fetch(portal, true, max_rows as std::ffi::c_long);
+                Ok(())
+            })?;
+            let table = pg_sys::SPI_tuptable;
+            if table.is_null() {
+                return Ok(Vec::new());
+            }
+            let n = pg_sys::SPI_processed as usize;
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let tuple = *(*table).vals.add(i);
+                let value = pg_sys::SPI_getvalue(tuple, (*table).tupdesc, 1);
+                if value.is_null() {
+                    continue;
+                }
+                out.push(CStr::from_ptr(value).to_string_lossy().into_owned());
+                pg_sys::pfree(value.cast());
+            }
+            pg_sys::SPI_freetuptable(table);
+            Ok(out)
         }
-        None => open_cursor(cursor, &sql, target_id, &kind),
+    })
+}
+
+/// Run `f` as the table's owner, or (the audit log) as the extension's
+/// owner, which every caller of this module already acts as.
+fn as_reader<R>(role: Option<pg_sys::Oid>, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
+    match role {
+        Some(owner) => privilege::as_role(owner, f),
+        None => privilege::as_extension_owner(f),
     }
 }
 

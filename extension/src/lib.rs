@@ -588,6 +588,22 @@ fn open_export(
     })
 }
 
+/// The next rows (at most `max_rows`, each one JSON object as text) of a
+/// cursor `open_export` opened in this transaction, read as the table's
+/// owner as the cursor was opened. No row: the cursor is exhausted.
+#[pg_extern(volatile, parallel_unsafe)]
+fn fetch_export(
+    cursor: Option<&str>,
+    max_rows: default!(Option<i32>, "1000"),
+) -> SetOfIterator<'static, String> {
+    let rows = boundary(|| {
+        let cursor =
+            cursor.ok_or_else(|| LcError::null_value("cursor", "lifecycle.fetch_export()"))?;
+        privilege::as_extension_owner(|| export::fetch(cursor, max_rows.unwrap_or(1000)))
+    });
+    SetOfIterator::new(rows)
+}
+
 /// A download of a completed export's bundle by `actor`, for the export's
 /// own target only: counted and audited (`data.export_downloaded` with IP
 /// and user agent). Returns where the bundle is stored. Not ready: LC030;

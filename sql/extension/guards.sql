@@ -278,6 +278,7 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.include_in_export(regclass, text),
     lifecycle.export_contents(text, text, text),
     lifecycle.open_export(text, text, text, text, text),
+    lifecycle.fetch_export(text, integer),
     lifecycle.export_download(uuid, text, text, text, inet, text),
     lifecycle.expire_export(uuid, text),
     lifecycle.audit_chain_heads()

@@ -251,8 +251,13 @@ async fn produce(
         let statement = match &fetch {
             Some(statement) => statement.clone(),
             None => {
+                // Read through the extension, which reads the cursor as the
+                // table's owner (never `FETCH`: code of the owner would then
+                // run with the service role's rights).
                 let statement = tx
-                    .prepare(&format!("FETCH FORWARD {FETCH_ROWS} FROM {CURSOR}"))
+                    .prepare(&format!(
+                        "SELECT \"row\" FROM lifecycle.fetch_export('{CURSOR}', {FETCH_ROWS}) AS \"row\""
+                    ))
                     .await?;
                 fetch.insert(statement).clone()
             }

@@ -32,7 +32,8 @@ const CSV_EOL: &[u8] = b"\r\n";
 /// Indentation of a row object's members in the JSON array.
 const MEMBER_INDENT: &str = "    ";
 
-/// The undecoded bytes of a `json` (or `jsonb`) value of a row.
+/// The undecoded bytes of a `json` (or `jsonb`) value of a row, or of the
+/// JSON text `lifecycle.fetch_export` returns.
 pub struct RawJson<'a>(pub &'a [u8]);
 
 impl<'a> FromSql<'a> for RawJson<'a> {
@@ -52,7 +53,7 @@ impl<'a> FromSql<'a> for RawJson<'a> {
     }
 
     fn accepts(ty: &Type) -> bool {
-        *ty == Type::JSON || *ty == Type::JSONB
+        *ty == Type::JSON || *ty == Type::JSONB || *ty == Type::TEXT
     }
 }
 

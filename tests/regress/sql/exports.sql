@@ -100,7 +100,16 @@ SELECT lifecycle.open_export('person', '2', NULL, 'notes', 'note_rows');
 FETCH 1 FROM note_rows;
 FETCH ALL FROM note_rows;
 SELECT lifecycle.open_export('person', '2', NULL, 'seats', 'seat_rows');
-FETCH ALL FROM seat_rows;
+-- Read through the extension, as the table's owner: the way to read them.
+SELECT * FROM lifecycle.fetch_export('seat_rows', 1);
+SELECT * FROM lifecycle.fetch_export('seat_rows', 100);
+SELECT count(*) FROM lifecycle.fetch_export('seat_rows', 100);
+-- Only cursors open_export opened: not one declared under the same name.
+CLOSE seat_rows;
+DECLARE seat_rows CURSOR FOR SELECT '{"forged": true}'::json;
+SELECT show($$SELECT * FROM lifecycle.fetch_export('seat_rows', 1)$$);
+SELECT show($$SELECT * FROM lifecycle.fetch_export('nowhere', 1)$$);
+SELECT show($$SELECT * FROM lifecycle.fetch_export('note_rows', 0)$$);
 SELECT lifecycle.open_export('person', '2', NULL, 'receipts', NULL) IS NOT NULL AS opened;
 SELECT show($$SELECT lifecycle.open_export('person', '2', NULL, 'nope', 'x')$$);
 COMMIT;
