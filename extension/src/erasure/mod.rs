@@ -232,14 +232,9 @@ pub fn member_of(subject_type: &str, subject_id: &str, tenant: &str) -> LcResult
 
 /// The identifiers of the target row's personal (ruled, textual) columns:
 /// what redaction and verification look for (see
-/// `lifecycle_core::redact::identifiers`). With `only_rule`, the values of
-/// columns with that rule as they are (e-mail addresses).
-fn identifiers(
-    table: &Table,
-    id_col: &str,
-    id: &str,
-    only_rule: Option<ColumnRule>,
-) -> LcResult<Vec<String>> {
+/// `lifecycle_core::redact::identifiers`); and the values of its columns
+/// ruled `deleted_email` as they are (e-mail addresses). One read of the row.
+fn identifiers(table: &Table, id_col: &str, id: &str) -> LcResult<(Vec<String>, Vec<String>)> {
     let ruled: Vec<&(String, ColumnRule)> = table
         .rules
         .iter()
@@ -247,7 +242,6 @@ fn identifiers(
             table
                 .column(c)
                 .is_some_and(|f| f.kind == plan::ValueKind::Text)
-                && only_rule.is_none_or(|o| o == *r)
                 && *r != ColumnRule::StorageObject
         })
         .collect();
@@ -256,7 +250,7 @@ fn identifiers(
         .map(|(c, _)| format!("{}::text", plan::ident(c)))
         .collect();
     if cols.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     let sql = format!(
         "SELECT pg_catalog.jsonb_build_array({}) FROM {} WHERE {}",
@@ -265,13 +259,25 @@ fn identifiers(
         table.eq(id_col, "$1")
     );
     let v = as_owner_of(table.oid, || spi::json(&sql, &[id.into()]))?.unwrap_or(Value::Null);
-    // (value, whether its rule says it names the subject), NULLs left out.
-    let values: Vec<(String, bool)> = v
+    // (value, its rule), NULLs left out.
+    let values: Vec<(String, ColumnRule)> = v
         .as_array()
         .into_iter()
         .flatten()
         .zip(&ruled)
-        .filter_map(|(x, (_, r))| {
+        .filter_map(|(x, (_, r))| Some((x.as_str()?.to_string(), *r)))
+        .collect();
+    let mut emails: Vec<String> = values
+        .iter()
+        .filter(|(v, r)| *r == ColumnRule::DeletedEmail && !v.is_empty())
+        .map(|(v, _)| v.clone())
+        .collect();
+    emails.sort();
+    emails.dedup();
+    // Whether its rule says the value names the subject.
+    let named: Vec<(String, bool)> = values
+        .into_iter()
+        .map(|(v, r)| {
             let names = matches!(
                 r,
                 ColumnRule::DeletedName
@@ -279,29 +285,21 @@ fn identifiers(
                     | ColumnRule::Redact
                     | ColumnRule::Hash
             );
-            Some((x.as_str()?.to_string(), names))
+            (v, names)
         })
         .collect();
-    if only_rule.is_some() {
-        let mut out: Vec<String> = values
-            .into_iter()
-            .map(|(v, _)| v)
-            .filter(|s| !s.is_empty())
-            .collect();
-        out.sort();
-        out.dedup();
-        return Ok(out);
-    }
-    Ok(lifecycle_core::redact::identifiers(&values))
+    Ok((lifecycle_core::redact::identifiers(&named), emails))
 }
 
+/// A random salt for the plan's hashing rules, as an SQL literal.
 fn salt() -> LcResult<String> {
-    let s = spi::one::<String>(
-        "SELECT pg_catalog.md5(pg_catalog.gen_random_uuid()::text OPERATOR(pg_catalog.||) pg_catalog.clock_timestamp()::text)",
-        &[],
-    )?
-    .unwrap_or_default();
-    Ok(plan::literal(&s))
+    let mut bytes = [0u8; 16];
+    // SAFETY: the buffer is ours and of the length given.
+    if !unsafe { pg_sys::pg_strong_random(bytes.as_mut_ptr().cast(), bytes.len()) } {
+        return Err(LcError::internal("could not generate random bytes"));
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(plan::literal(&hex))
 }
 
 fn plan_error(e: plan::PlanError) -> LcError {
@@ -395,13 +393,12 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
             }
             let plan = plan::subject_erasure(&cat, subject_type, id, &decisions, &salt)
                 .map_err(plan_error)?;
-            let params = Params::new(identifiers(&sub_table, &id_col, id, None)?);
-            let emails = identifiers(&sub_table, &id_col, id, Some(ColumnRule::DeletedEmail))?;
-            (plan, params, emails, "subject")
+            let (identifiers, emails) = identifiers(&sub_table, &id_col, id)?;
+            (plan, Params::new(identifiers), emails, "subject")
         }
         ("erase", Target::Tenant { .. }) => {
             let plan = plan::workspace_erasure(&cat, id, &salt).map_err(plan_error)?;
-            let params = Params::new(identifiers(&sub_table, &id_col, id, None)?);
+            let params = Params::new(identifiers(&sub_table, &id_col, id)?.0);
             (plan, params, Vec::new(), "workspace")
         }
         ("purge", _) => {

@@ -173,7 +173,7 @@ pub fn preview(
             Vec::new(),
         ),
     };
-    let params = Params::new(identifiers(&table, &id_col, target_id, None)?);
+    let params = Params::new(identifiers(&table, &id_col, target_id)?.0);
     let mut steps = Vec::new();
     let mut totals = serde_json::Map::new();
     let mut retained = Vec::new();

@@ -45,14 +45,9 @@ impl Params {
     }
 }
 
-/// The rows of a [`Action::CountMentions`] step that mention the subject,
-/// per column (those with none left out): one scan of the step's rows.
-/// Run as the table's owner.
-pub fn mention_counts(
-    step: &Step,
-    columns: &[(String, bool)],
-    params: &Params,
-) -> LcResult<Vec<(String, u64)>> {
+/// The query of a [`Action::CountMentions`] step: a JSON array of the rows
+/// that mention the subject, per column, in one scan of the step's rows.
+fn mention_counts_sql(step: &Step, columns: &[(String, bool)]) -> String {
     let counts: Vec<String> = columns
         .iter()
         .map(|(c, json)| {
@@ -62,20 +57,39 @@ pub fn mention_counts(
             )
         })
         .collect();
-    let sql = format!(
+    format!(
         "SELECT pg_catalog.jsonb_build_array({}) FROM {} WHERE {}",
         counts.join(", "),
         step.table_name,
         step.rows
-    );
-    let v =
-        spi::json(&sql, &params.args(&step.key, step.second.as_deref()))?.unwrap_or(Value::Null);
-    Ok(columns
+    )
+}
+
+/// `(column, rows)` of `counts` (a JSON array in the order of `columns`),
+/// those with none left out.
+fn nonzero(columns: &[(String, bool)], counts: &Value) -> Vec<(String, u64)> {
+    columns
         .iter()
         .enumerate()
-        .map(|(i, (c, _))| (c.clone(), v[i].as_u64().unwrap_or(0)))
+        .map(|(i, (c, _))| (c.clone(), counts[i].as_u64().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
-        .collect())
+        .collect()
+}
+
+/// The rows of a [`Action::CountMentions`] step that mention the subject,
+/// per column (those with none left out): one scan of the step's rows.
+/// Run as the table's owner.
+pub fn mention_counts(
+    step: &Step,
+    columns: &[(String, bool)],
+    params: &Params,
+) -> LcResult<Vec<(String, u64)>> {
+    let v = spi::json(
+        &mention_counts_sql(step, columns),
+        &params.args(&step.key, step.second.as_deref()),
+    )?
+    .unwrap_or(Value::Null);
+    Ok(nonzero(columns, &v))
 }
 
 pub struct Runner<'a> {
@@ -179,9 +193,75 @@ impl<'a> Runner<'a> {
                 self.held.insert(i, held);
             }
         }
-        for (i, step) in steps.iter().enumerate() {
+        let mut i = 0;
+        while i < steps.len() {
+            // Mentions are counted before anything changes: a run of such
+            // steps reads the same data, so they are counted together.
+            let counting = steps[i..]
+                .iter()
+                .take_while(|s| matches!(s.action, Action::CountMentions { .. }))
+                .count();
+            if counting > 0 {
+                self.count_mentions(&steps[i..i + counting])?;
+                i += counting;
+                continue;
+            }
             self.current = i;
-            self.step(step)?;
+            self.step(&steps[i])?;
+            i += 1;
+        }
+        Ok(())
+    }
+
+    /// Count the mentions of [`Action::CountMentions`] steps: one statement
+    /// per table owner and parameters, a subquery per step.
+    fn count_mentions(&mut self, steps: &[Step]) -> LcResult<()> {
+        if self.params.identifiers.is_empty() {
+            return Ok(());
+        }
+        let counted: Vec<(&Step, &[(String, bool)])> = steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::CountMentions { columns } => Some((s, columns.as_slice())),
+                _ => None,
+            })
+            .collect();
+        type Group<'s> = (pgrx::pg_sys::Oid, &'s str, Option<&'s str>, Vec<usize>);
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        for (i, (step, _)) in counted.iter().enumerate() {
+            let owner = self.owner_of(step.table)?;
+            let (key, second) = (step.key.as_str(), step.second.as_deref());
+            match groups
+                .iter_mut()
+                .find(|(o, k, s, _)| *o == owner && *k == key && *s == second)
+            {
+                Some((_, _, _, members)) => members.push(i),
+                None => groups.push((owner, key, second, vec![i])),
+            }
+        }
+        let mut found = vec![Value::Null; counted.len()];
+        for (owner, key, second, members) in groups {
+            let parts: Vec<String> = members
+                .iter()
+                .map(|&i| format!("({})", mention_counts_sql(counted[i].0, counted[i].1)))
+                .collect();
+            let sql = format!(
+                "SELECT pg_catalog.to_jsonb(ARRAY[{}]::pg_catalog.jsonb[])",
+                parts.join(", ")
+            );
+            let params = self.params;
+            let v = privilege::as_role(owner, || spi::json(&sql, &params.args(key, second)))?
+                .unwrap_or(Value::Null);
+            for (j, &i) in members.iter().enumerate() {
+                found[i] = v[j].clone();
+            }
+        }
+        for ((step, columns), counts) in counted.iter().zip(&found) {
+            for (c, n) in nonzero(columns, counts) {
+                self.out
+                    .mentions
+                    .push(json!({ "table": step.table_name, "column": c, "rows": n }));
+            }
         }
         Ok(())
     }
@@ -365,18 +445,7 @@ impl<'a> Runner<'a> {
                 )?;
                 self.note(step, "redacted", n, None);
             }
-            Action::CountMentions { columns } => {
-                if self.params.identifiers.is_empty() {
-                    return Ok(());
-                }
-                let params = self.params;
-                let counts = self.as_owner(step.table, || mention_counts(step, columns, params))?;
-                for (c, n) in counts {
-                    self.out
-                        .mentions
-                        .push(json!({ "table": t, "column": c, "rows": n }));
-                }
-            }
+            Action::CountMentions { .. } => self.count_mentions(std::slice::from_ref(step))?,
             Action::ReplaceValues { sets } => {
                 for (c, expr) in sets {
                     let q = plan::ident(c);
