@@ -105,9 +105,54 @@ pub struct Options {
     pub admin_url: String,
     pub users: u32,
     pub rows_big: u32,
-    pub rows_small: u32,
+    /// Smaller sizes, ascending; the first is the memory goal's baseline.
+    pub rows_small: Vec<u32>,
     pub rebuild: bool,
     pub lifecycled: PathBuf,
+    /// More environment of the `lifecycled` processes (`NAME=VALUE`).
+    pub env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// `rows_small` sorted without duplicates; `env` split at its `=`.
+    pub fn new(
+        admin_url: String,
+        users: u32,
+        rows_big: u32,
+        rows_small: &[u32],
+        rebuild: bool,
+        lifecycled: PathBuf,
+        env: &[String],
+    ) -> Result<Options> {
+        let mut rows_small = rows_small.to_vec();
+        rows_small.sort_unstable();
+        rows_small.dedup();
+        let env = env
+            .iter()
+            .map(|e| {
+                e.split_once('=')
+                    .filter(|(k, _)| !k.is_empty())
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .ok_or_else(|| anyhow!("--export-env {e:?}: expected NAME=VALUE"))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Options {
+            admin_url,
+            users,
+            rows_big,
+            rows_small,
+            rebuild,
+            lifecycled,
+            env,
+        })
+    }
+
+    /// Every size: the big one first, then the small ones ascending.
+    fn sizes(&self) -> Vec<u32> {
+        std::iter::once(self.rows_big)
+            .chain(self.rows_small.iter().copied())
+            .collect()
+    }
 }
 
 pub fn database(users: u32) -> String {
@@ -119,21 +164,22 @@ pub fn databases(opts: &Options) -> Vec<String> {
 }
 
 pub fn check_options(opts: &Options) -> Result<()> {
-    if opts.rows_small >= opts.rows_big {
-        bail!(
-            "--export-rows-small ({}) must be smaller than --export-rows ({})",
-            opts.rows_small,
+    match opts.rows_small.last() {
+        None => bail!("--export-rows-small needs at least one size"),
+        Some(&s) if s >= opts.rows_big => bail!(
+            "--export-rows-small ({s}) must be smaller than --export-rows ({})",
             opts.rows_big
-        );
+        ),
+        Some(_) => Ok(()),
     }
-    Ok(())
 }
 
 /// Seconds the run takes, roughly (a first run also generates the data).
 pub fn estimate(ctx: &Ctx, opts: &Options) -> u32 {
-    let rows = f64::from(opts.rows_big) + f64::from(opts.rows_small);
-    let per_round =
-        15.0 + rows * (2.0 / COPY_ROWS_PER_SECOND + 1.0 / EXPORT_ROWS_PER_SECOND) + 2.0 * 2.0;
+    let rows: f64 = opts.sizes().into_iter().map(f64::from).sum();
+    let per_round = 15.0
+        + rows * (2.0 / COPY_ROWS_PER_SECOND + 1.0 / EXPORT_ROWS_PER_SECOND)
+        + 2.0 * opts.sizes().len() as f64;
     let rounds = f64::from(ctx.rounds) + f64::from(u8::from(ctx.warmup > 0));
     (per_round * rounds + 30.0) as u32
 }
@@ -276,7 +322,7 @@ async fn ensure_database(ctx: &Ctx, opts: &Options) -> Result<(String, BTreeMap<
     };
 
     let mut heavy = BTreeMap::new();
-    for rows in [opts.rows_small, opts.rows_big] {
+    for rows in opts.sizes().into_iter().rev() {
         let existing: Option<i64> = client
             .query_opt(
                 "SELECT user_id FROM lifecycle_bench.heavy_users WHERE rows_total = $1",
@@ -664,6 +710,7 @@ impl Service {
                 "export",
             ])
             .env("RUST_LOG", "warn")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log_file)
             .kill_on_drop(true)
@@ -928,7 +975,7 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
     );
 
     let mut subjects = Vec::new();
-    for rows in [opts.rows_big, opts.rows_small] {
+    for rows in opts.sizes() {
         let user_id = heavy[&rows];
         let mut client = ctx.server.connect(&db).await?;
         let owned: Vec<(String, i64)> = client
@@ -1198,21 +1245,45 @@ fn report(
             );
         }
     }
-    let small = &subjects[subjects.len() - 1];
-    let (eb, es) = (
-        format!("export_{}", big.label),
-        format!("export_{}", small.label),
-    );
-    let (pb, ps) = (
-        format!("peak_rss_{}", big.label),
-        format!("peak_rss_{}", small.label),
-    );
+    // The memory goal compares the big size with the smallest.
+    let smallest = &subjects[1.min(subjects.len() - 1)];
+    let peak = |s: &Subject| format!("peak_rss_{}", s.label);
+    let mut series: Vec<Series> = subjects
+        .iter()
+        .map(|s| {
+            export_series(
+                &format!("export_{}", s.label),
+                |e| e.peak_rss_kib as f64 / 1024.0,
+                &peak(s),
+            )
+        })
+        .collect();
+    series.extend(subjects.iter().map(|s| {
+        export_series(
+            &format!("export_{}", s.label),
+            |e| e.idle_rss_kib as f64 / 1024.0,
+            &format!("ready_rss_{}", s.label),
+        )
+    }));
+    let ratios = subjects[1..]
+        .iter()
+        .map(|s| {
+            Ratio::time(
+                &peak(big),
+                &peak(s),
+                (s.label == smallest.label).then_some(GOAL_RSS),
+            )
+        })
+        .collect();
     measurements.push(Measurement {
         key: "memory".into(),
         title: format!(
-            "export: peak resident memory of lifecycled (VmHWM, MiB) exporting {} and {} rows, a fresh process each",
-            big.rows(),
-            small.rows()
+            "export: peak resident memory of lifecycled (VmHWM, MiB) exporting {} rows, a fresh process each",
+            subjects
+                .iter()
+                .map(|s| s.rows().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         method: format!(
             "{} rounds; ready_rss_* is VmRSS once the service answered /readyz, before the request",
@@ -1220,21 +1291,8 @@ fn report(
         ),
         unit: Unit::Mib,
         rows_per_statement: None,
-        series: vec![
-            export_series(&eb, |e| e.peak_rss_kib as f64 / 1024.0, &pb),
-            export_series(&es, |e| e.peak_rss_kib as f64 / 1024.0, &ps),
-            export_series(
-                &eb,
-                |e| e.idle_rss_kib as f64 / 1024.0,
-                &format!("ready_rss_{}", big.label),
-            ),
-            export_series(
-                &es,
-                |e| e.idle_rss_kib as f64 / 1024.0,
-                &format!("ready_rss_{}", small.label),
-            ),
-        ],
-        ratios: vec![Ratio::time(&pb, &ps, Some(GOAL_RSS))],
+        series,
+        ratios,
     });
     let mut series = Vec::new();
     let mut ratios = Vec::new();

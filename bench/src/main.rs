@@ -140,10 +140,15 @@ struct Cli {
     #[arg(long, global = true, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1_000..=100_000_000))]
     export_rows: u32,
 
-    /// Rows owned by the user whose export's memory is the baseline of the
-    /// big one's.
-    #[arg(long, global = true, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
-    export_rows_small: u32,
+    /// Rows owned by the users whose exports are measured beside the big
+    /// one; the smallest one's peak memory is the big one's baseline.
+    #[arg(long, global = true, value_delimiter = ',', default_values_t = [10_000u32], value_parser = clap::value_parser!(u32).range(100..=100_000_000))]
+    export_rows_small: Vec<u32>,
+
+    /// Environment of the `lifecycled` processes the export benchmark
+    /// starts, as NAME=VALUE (repeatable): `MALLOC_ARENA_MAX=1`, say.
+    #[arg(long, global = true, value_name = "NAME=VALUE")]
+    export_env: Vec<String>,
 
     /// Generate the export benchmark's database again even when an
     /// existing one holds the same data.
@@ -264,14 +269,15 @@ async fn main() -> Result<()> {
             .and_then(|e| e.parent().map(|d| d.join("lifecycled")))
             .unwrap_or_else(|| PathBuf::from("lifecycled"))
     });
-    let export = export::Options {
-        admin_url: cli.admin_url.clone(),
-        users: cli.export_users,
-        rows_big: cli.export_rows,
-        rows_small: cli.export_rows_small,
-        rebuild: cli.export_rebuild,
-        lifecycled: lifecycled.clone(),
-    };
+    let export = export::Options::new(
+        cli.admin_url.clone(),
+        cli.export_users,
+        cli.export_rows,
+        &cli.export_rows_small,
+        cli.export_rebuild,
+        lifecycled.clone(),
+        &cli.export_env,
+    )?;
     let api = api::Options {
         admin_url: cli.admin_url.clone(),
         jobs_big: cli.api_jobs,
@@ -358,12 +364,23 @@ async fn run(
     if run_export {
         estimate += export::estimate(ctx, export_opts);
         println!(
-            "export settings   users={} rows={} rows_small={} rebuild={} lifecycled={}",
+            "export settings   users={} rows={} rows_small={} rebuild={} lifecycled={} env=[{}]",
             export_opts.users,
             export_opts.rows_big,
-            export_opts.rows_small,
+            export_opts
+                .rows_small
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
             export_opts.rebuild,
-            export_opts.lifecycled.display()
+            export_opts.lifecycled.display(),
+            export_opts
+                .env
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
     if run_erasure {
@@ -487,6 +504,7 @@ async fn run(
                 "export_users": export_opts.users,
                 "export_rows": export_opts.rows_big,
                 "export_rows_small": export_opts.rows_small,
+                "export_env": export_opts.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             },
             "benchmarks": benchmarks,
         });
