@@ -217,6 +217,10 @@ thread_local! {
     static TYPE_HASHES: Cell<([u32; TYPE_HASHES_MAX], usize, bool)> =
         const { Cell::new(([0; TYPE_HASHES_MAX], 0, false)) };
     static WATCHED: Cell<[pg_sys::Oid; 8]> = const { Cell::new([pg_sys::Oid::INVALID; 8]) };
+    /// Set when one of the watched tables was invalidated: it may have been
+    /// dropped with the extension and created again under another OID, so
+    /// the next reader looks their OIDs up again.
+    static WATCHED_STALE: Cell<bool> = const { Cell::new(false) };
     static CALLBACK_REGISTERED: Cell<bool> = const { Cell::new(false) };
 }
 
@@ -266,9 +270,15 @@ unsafe extern "C-unwind" fn relcache_callback(_arg: pg_sys::Datum, relid: pg_sys
     let watched = WATCHED.with(|w| w.get());
     if relid == watched[HOLDS_SLOT] {
         bump(&HOLDS_GEN);
+        WATCHED_STALE.with(|w| w.set(true));
         return;
     }
-    if watched[1..].contains(&relid) || LOADING.with(|l| l.get()) > 0 {
+    if watched[1..].contains(&relid) {
+        bump(&MAP_GEN);
+        WATCHED_STALE.with(|w| w.set(true));
+        return;
+    }
+    if LOADING.with(|l| l.get()) > 0 {
         bump(&MAP_GEN);
         return;
     }
@@ -321,14 +331,33 @@ fn ensure_callback() {
     }
 }
 
+/// The OID of the extension's table `name` (`InvalidOid` when there is
+/// none), from the system cache.
+fn own_table(name: &str) -> pg_sys::Oid {
+    let Ok(name) = std::ffi::CString::new(name) else {
+        return pg_sys::Oid::INVALID;
+    };
+    // SAFETY: plain cache lookups of NUL-terminated names.
+    unsafe {
+        let schema = pg_sys::get_namespace_oid(c"lifecycle".as_ptr(), true);
+        if schema == pg_sys::Oid::INVALID {
+            return pg_sys::Oid::INVALID;
+        }
+        pg_sys::get_relname_relid(name.as_ptr(), schema)
+    }
+}
+
+/// Look the watched tables up when that has not been done yet or one of
+/// them was invalidated since.
 fn resolve_watched() -> LcResult<()> {
+    if !WATCHED_STALE.with(|w| w.replace(false))
+        && WATCHED.with(|w| w.get())[1] != pg_sys::Oid::INVALID
+    {
+        return Ok(());
+    }
     let mut oids = [pg_sys::Oid::INVALID; 8];
     for (i, t) in WATCHED_TABLES.iter().enumerate() {
-        oids[i] = crate::spi::one::<pg_sys::Oid>(
-            "SELECT pg_catalog.to_regclass('lifecycle.' || pg_catalog.quote_ident($1))::oid",
-            &[(*t).into()],
-        )?
-        .unwrap_or(pg_sys::Oid::INVALID);
+        oids[i] = own_table(t);
     }
     WATCHED.with(|w| w.set(oids));
     Ok(())
@@ -370,9 +399,7 @@ pub fn generations() -> (u64, u64) {
 /// [`load_tracked`] reads such a value.
 pub fn map_generation() -> LcResult<u64> {
     ensure_callback();
-    if WATCHED.with(|w| w.get())[1] == pg_sys::Oid::INVALID {
-        resolve_watched()?;
-    }
+    resolve_watched()?;
     settle();
     Ok(MAP_GEN.load(Ordering::Relaxed))
 }
@@ -455,8 +482,8 @@ fn track(relid: pg_sys::Oid) {
 /// A relation as the caches read it, reduced to a number, with the types of
 /// its columns: its name, schema, owner and kind; its columns (name, number,
 /// type, modifier, collation, NOT NULL, dropped, inherited); its indexes,
-/// triggers and foreign keys. Not its statistics (pages, tuples, frozen
-/// ids), which VACUUM and ANALYZE update. `None` for a relation that is gone
+/// triggers and foreign keys (with their names). Not its statistics (pages,
+/// tuples, frozen ids), which VACUUM and ANALYZE update. `None` for a relation that is gone
 /// and for anything but a plain table that is not a partition (a partition
 /// tree's facts come from several relations: any invalidation counts).
 fn fingerprint(relid: pg_sys::Oid) -> Option<(u64, Vec<pg_sys::Oid>)> {
@@ -534,6 +561,13 @@ fn fingerprint(relid: pg_sys::Oid) -> Option<(u64, Vec<pg_sys::Oid>)> {
         for cell in oids(pg_sys::RelationGetFKeyList(rel)) {
             let fk = cell.ptr_value as *const pg_sys::ForeignKeyCacheInfo;
             ((*fk).conoid, (*fk).confrelid).hash(&mut h);
+            // Its name, which messages quote (renaming it invalidates the
+            // table).
+            let name = pg_sys::get_constraint_name((*fk).conoid);
+            if !name.is_null() {
+                std::ffi::CStr::from_ptr(name).to_bytes().hash(&mut h);
+                pg_sys::pfree(name.cast());
+            }
         }
         pg_sys::RelationClose(rel);
         Some((h.finish(), types))
@@ -548,11 +582,8 @@ fn fingerprint(relid: pg_sys::Oid) -> Option<(u64, Vec<pg_sys::Oid>)> {
 /// tests showed writes issued through SPI inside the extension's functions
 /// were not reliably seen by other backends without it.
 pub fn invalidate(table: &str) -> LcResult<()> {
-    let oid = crate::spi::one::<pg_sys::Oid>(
-        "SELECT pg_catalog.to_regclass('lifecycle.' || pg_catalog.quote_ident($1))::oid",
-        &[table.into()],
-    )?;
-    if let Some(oid) = oid {
+    let oid = own_table(table);
+    if oid != pg_sys::Oid::INVALID {
         unsafe { pg_sys::CacheInvalidateRelcacheByRelid(oid) };
     }
     Ok(())
@@ -641,9 +672,7 @@ pub fn current_holds() -> LcResult<Rc<Holds>> {
             return Ok(h);
         }
     }
-    if WATCHED.with(|w| w.get())[HOLDS_SLOT] == pg_sys::Oid::INVALID {
-        resolve_watched()?;
-    }
+    resolve_watched()?;
     let holds = Rc::new(load_holds()?);
     HOLDS.with(|h| *h.borrow_mut() = Some((gen, holds.clone())));
     Ok(holds)
@@ -700,9 +729,7 @@ pub fn table_guard(relid: pg_sys::Oid) -> LcResult<Option<Rc<TableGuard>>> {
     if let Some(found) = cached {
         return Ok(found);
     }
-    if WATCHED.with(|w| w.get())[1] == pg_sys::Oid::INVALID {
-        resolve_watched()?;
-    }
+    resolve_watched()?;
     let loaded = load_tracked(|| {
         let loaded = privilege::as_extension_owner(|| load_table_guard(relid))?;
         // The relation, its registered root and every parent a scope is
