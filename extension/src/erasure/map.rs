@@ -157,6 +157,9 @@ mod tests {
         let cat = load().unwrap();
         assert!(cat.refs.iter().any(|r| r.child_name == "kept.memos"));
         assert!(!cat.refs.iter().any(|r| r.child_name == "kept.notes"));
+        Spi::run("ALTER TABLE kept.memos RENAME CONSTRAINT notes_user_id_fkey TO memos_owner")
+            .unwrap();
+        assert!(load().unwrap().refs.iter().any(|r| r.name == "memos_owner"));
 
         Spi::run("SELECT lifecycle.set_column_rule('kept.users', 'name', 'deleted_name')").unwrap();
         let cat = load().unwrap();
