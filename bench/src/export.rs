@@ -595,11 +595,94 @@ struct CopySample {
     bytes: u64,
     /// Lines of the text format: one per row (CSV: not counted).
     rows: u64,
+    /// CPU seconds of the server's backend and of this client (NaN when
+    /// the server is not on this machine).
+    backend_cpu_s: f64,
+    client_cpu_s: f64,
+}
+
+/// Clock ticks per second of the CPU times in `/proc` (USER_HZ, 100 on
+/// Linux whatever the kernel's own tick).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// User and system CPU seconds of a process or thread, from its `stat`.
+fn cpu_seconds(stat: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(stat).ok()?;
+    // The command name, in parentheses, may hold spaces.
+    let fields: Vec<&str> = text[text.rfind(')')? + 1..].split_whitespace().collect();
+    let user: f64 = fields.get(11)?.parse().ok()?;
+    let system: f64 = fields.get(12)?.parse().ok()?;
+    Some((user + system) / TICKS_PER_SECOND)
+}
+
+/// CPU seconds of each thread of process `pid`.
+fn thread_cpu(pid: u32) -> BTreeMap<u32, f64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return BTreeMap::new();
+    };
+    tasks
+        .filter_map(|t| {
+            let tid: u32 = t.ok()?.file_name().to_str()?.parse().ok()?;
+            Some((tid, cpu_seconds(&format!("/proc/{pid}/task/{tid}/stat"))?))
+        })
+        .collect()
+}
+
+/// CPU seconds of the backends of `role` in the current database (pid ->
+/// seconds); empty when the server is not on this machine.
+async fn backend_cpu(ctx: &Ctx, client: &Client, role: &str) -> Result<BTreeMap<i32, f64>> {
+    if !ctx.server.is_local() {
+        return Ok(BTreeMap::new());
+    }
+    let pids: Vec<i32> = client
+        .query(
+            "SELECT pid FROM pg_catalog.pg_stat_activity \
+              WHERE usename = $1 AND datname = current_database()",
+            &[&role],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(pids
+        .into_iter()
+        .filter_map(|p| Some((p, cpu_seconds(&format!("/proc/{p}/stat"))?)))
+        .collect())
+}
+
+/// What `after` used since `before`, over every process or thread (one
+/// that started in between counts whole).
+fn cpu_used<K: Ord>(before: &BTreeMap<K, f64>, after: &BTreeMap<K, f64>) -> (f64, f64) {
+    let deltas = after
+        .iter()
+        .map(|(k, v)| v - before.get(k).copied().unwrap_or(0.0));
+    deltas.fold((0.0, 0.0), |(sum, max), d| (sum + d, f64::max(max, d)))
 }
 
 /// COPY every file of `subject` to this client in one snapshot, as JSON
 /// rows (`csv` false) or as CSV with a header.
-async fn copy_rows(client: &mut Client, subject: &Subject, csv: bool) -> Result<CopySample> {
+async fn copy_rows(
+    ctx: &Ctx,
+    client: &mut Client,
+    subject: &Subject,
+    csv: bool,
+) -> Result<CopySample> {
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    let backend_stat = format!("/proc/{backend}/stat");
+    let local = ctx.server.is_local();
+    let cpu = || {
+        (
+            local
+                .then(|| cpu_seconds(&backend_stat))
+                .flatten()
+                .unwrap_or(f64::NAN),
+            cpu_seconds("/proc/self/stat").unwrap_or(f64::NAN),
+        )
+    };
+    let cpu_before = cpu();
     let started = Instant::now();
     let tx = client
         .build_transaction()
@@ -630,10 +713,14 @@ async fn copy_rows(client: &mut Client, subject: &Subject, csv: bool) -> Result<
         }
     }
     tx.commit().await?;
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let cpu_after = cpu();
     Ok(CopySample {
-        ms: started.elapsed().as_secs_f64() * 1000.0,
+        ms,
         bytes,
         rows,
+        backend_cpu_s: cpu_after.0 - cpu_before.0,
+        client_cpu_s: cpu_after.1 - cpu_before.1,
     })
 }
 
@@ -652,6 +739,12 @@ struct ExportSample {
     bundle_bytes: u64,
     rows: u64,
     entries: u64,
+    /// CPU seconds from the request to the completion: all of `lifecycled`,
+    /// its busiest thread, and the server's backends of the service role
+    /// (NaN when the server is not on this machine).
+    lifecycled_cpu_s: f64,
+    busiest_thread_cpu_s: f64,
+    backend_cpu_s: f64,
     /// A correctness check that failed.
     failure: Option<String>,
 }
@@ -787,6 +880,8 @@ async fn measure_export(
         Some(f) => count(&client, f).await?,
         None => 0,
     };
+    let threads_before = thread_cpu(service.pid);
+    let backends_before = backend_cpu(ctx, &client, SERVICE_ROLE).await?;
     let started = Instant::now();
     let job: uuid::Uuid = client
         .query_one(
@@ -820,6 +915,17 @@ async fn measure_export(
         tokio::time::sleep(POLL).await;
     }
     let wall_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let (lifecycled_cpu_s, busiest_thread_cpu_s) =
+        cpu_used(&threads_before, &thread_cpu(service.pid));
+    let backend_cpu_s = if ctx.server.is_local() {
+        cpu_used(
+            &backends_before,
+            &backend_cpu(ctx, &client, SERVICE_ROLE).await?,
+        )
+        .0
+    } else {
+        f64::NAN
+    };
     let peak_rss_kib = proc_status_kib(service.pid, "VmHWM")
         .ok_or_else(|| anyhow!("no VmHWM in /proc/{}/status", service.pid))?;
 
@@ -871,6 +977,9 @@ async fn measure_export(
         bundle_bytes: on_disk,
         rows: rows.max(0) as u64,
         entries: entries.max(0) as u64,
+        lifecycled_cpu_s,
+        busiest_thread_cpu_s,
+        backend_cpu_s,
         failure,
     })
 }
@@ -908,7 +1017,7 @@ async fn sample(
     Ok(match v.kind {
         Kind::Copy | Kind::Csv => {
             let mut client = ctx.server.connect(db).await?;
-            let s = copy_rows(&mut client, subject, v.kind == Kind::Csv).await?;
+            let s = copy_rows(ctx, &mut client, subject, v.kind == Kind::Csv).await?;
             (Some(s), None)
         }
         Kind::Export => (
@@ -928,13 +1037,15 @@ fn print_sample(
     let rows = subject.rows() as f64;
     if let Some(c) = c {
         println!(
-            "  {prefix}  {:<14} {:>10.0} ms  {:>10.0} rows/s  {:>8.1} MiB{}",
+            "  {prefix}  {:<14} {:>10.0} ms  {:>10.0} rows/s  {:>8.1} MiB  (CPU: backend {:.2} s, client {:.2} s{})",
             v.name,
             c.ms,
             rows / (c.ms / 1000.0),
             c.bytes as f64 / MIB,
+            c.backend_cpu_s,
+            c.client_cpu_s,
             if v.kind == Kind::Copy {
-                format!("  {} rows", c.rows)
+                format!("; {} rows", c.rows)
             } else {
                 String::new()
             }
@@ -943,6 +1054,7 @@ fn print_sample(
     if let Some(e) = e {
         println!(
             "  {prefix}  {:<14} {:>10.0} ms  {:>10.0} rows/s  {:>8.1} MiB  (claimed after {:.0} ms, built in {:.0} ms; \
+             CPU: backend {:.2} s, lifecycled {:.2} s, its busiest thread {:.2} s; \
              {} rows, {} entries; peak RSS {:.1} MiB, {:.1} MiB when ready)",
             v.name,
             e.wall_ms,
@@ -950,6 +1062,9 @@ fn print_sample(
             e.bundle_bytes as f64 / MIB,
             e.queue_ms,
             e.build_ms,
+            e.backend_cpu_s,
+            e.lifecycled_cpu_s,
+            e.busiest_thread_cpu_s,
             e.rows,
             e.entries,
             e.peak_rss_kib as f64 / 1024.0,
@@ -1083,36 +1198,42 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
     }
     println!();
     println!(
-        "  side by side (medians)     ms        rows/s   claimed ms   built ms   bundle MiB   peak RSS MiB"
+        "  side by side (medians)     ms        rows/s   claimed ms   built ms   bundle MiB   peak RSS MiB   \
+         CPU s: backend   client/lifecycled   busiest thread"
     );
     for v in &variants {
         let rows = subjects[v.subject].rows() as f64;
         if let Some(c) = samples.copies.get(&v.name) {
-            let ms = median(&c.iter().map(|s| s.ms).collect::<Vec<_>>());
-            let mib = median(&c.iter().map(|s| s.bytes as f64 / MIB).collect::<Vec<_>>());
+            let m = |f: fn(&CopySample) -> f64| median(&c.iter().map(f).collect::<Vec<_>>());
+            let ms = m(|s| s.ms);
             println!(
-                "  {:<18} {:>10.0} {:>13.0} {:>12} {:>10} {:>12.1} {:>14}",
+                "  {:<18} {:>10.0} {:>13.0} {:>12} {:>10} {:>12.1} {:>14} {:>17.2} {:>19.2}",
                 v.name,
                 ms,
                 rows / (ms / 1000.0),
                 "",
                 "",
-                mib,
-                ""
+                m(|s| s.bytes as f64 / MIB),
+                "",
+                m(|s| s.backend_cpu_s),
+                m(|s| s.client_cpu_s),
             );
         }
         if let Some(e) = samples.exports.get(&v.name) {
             let m = |f: fn(&ExportSample) -> f64| median(&e.iter().map(f).collect::<Vec<_>>());
             let ms = m(|s| s.wall_ms);
             println!(
-                "  {:<18} {:>10.0} {:>13.0} {:>12.0} {:>10.0} {:>12.1} {:>14.1}",
+                "  {:<18} {:>10.0} {:>13.0} {:>12.0} {:>10.0} {:>12.1} {:>14.1} {:>17.2} {:>19.2} {:>16.2}",
                 v.name,
                 ms,
                 m(|s| s.rows as f64) / (ms / 1000.0),
                 m(|s| s.queue_ms),
                 m(|s| s.build_ms),
                 m(|s| s.bundle_bytes as f64 / MIB),
-                m(|s| s.peak_rss_kib as f64 / 1024.0)
+                m(|s| s.peak_rss_kib as f64 / 1024.0),
+                m(|s| s.backend_cpu_s),
+                m(|s| s.lifecycled_cpu_s),
+                m(|s| s.busiest_thread_cpu_s),
             );
         }
     }
@@ -1151,6 +1272,9 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
                                 "bundle_bytes": s.bundle_bytes,
                                 "rows": s.rows,
                                 "entries": s.entries,
+                                "lifecycled_cpu_s": s.lifecycled_cpu_s,
+                                "busiest_thread_cpu_s": s.busiest_thread_cpu_s,
+                                "backend_cpu_s": s.backend_cpu_s,
                             })
                         })
                         .collect(),
@@ -1171,6 +1295,11 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
         }),
         check_failed: (!failures.is_empty()).then(|| failures.join("; ")),
     })
+}
+
+/// The median of `f` over `samples` (NaN without samples).
+fn med<T>(samples: Option<&Vec<T>>, f: impl Fn(&T) -> f64) -> f64 {
+    samples.map_or(f64::NAN, |v| median(&v.iter().map(f).collect::<Vec<_>>()))
 }
 
 /// The measurements (rate per size, memory, size) and a table of medians.
@@ -1226,21 +1355,28 @@ fn report(
                 Ratio::new(&export, &csv, None),
             ],
         });
+        let e = samples.exports.get(&export);
         medians.insert(
             export.clone(),
             json!({
-                "wall_ms": median(&samples.exports.get(&export).map(|v| v.iter().map(|e| e.wall_ms).collect::<Vec<_>>()).unwrap_or_default()),
-                "built_in_ms": median(&samples.exports.get(&export).map(|v| v.iter().map(|e| e.build_ms).collect::<Vec<_>>()).unwrap_or_default()),
-                "peak_rss_kib": median(&samples.exports.get(&export).map(|v| v.iter().map(|e| e.peak_rss_kib as f64).collect::<Vec<_>>()).unwrap_or_default()),
-                "bundle_bytes": median(&samples.exports.get(&export).map(|v| v.iter().map(|e| e.bundle_bytes as f64).collect::<Vec<_>>()).unwrap_or_default()),
+                "wall_ms": med(e, |e| e.wall_ms),
+                "built_in_ms": med(e, |e| e.build_ms),
+                "peak_rss_kib": med(e, |e| e.peak_rss_kib as f64),
+                "bundle_bytes": med(e, |e| e.bundle_bytes as f64),
+                "lifecycled_cpu_s": med(e, |e| e.lifecycled_cpu_s),
+                "busiest_thread_cpu_s": med(e, |e| e.busiest_thread_cpu_s),
+                "backend_cpu_s": med(e, |e| e.backend_cpu_s),
             }),
         );
         for name in [&copy, &csv] {
+            let c = samples.copies.get(name);
             medians.insert(
                 name.clone(),
                 json!({
-                    "ms": median(&samples.copies.get(name).map(|v| v.iter().map(|c| c.ms).collect::<Vec<_>>()).unwrap_or_default()),
-                    "bytes": median(&samples.copies.get(name).map(|v| v.iter().map(|c| c.bytes as f64).collect::<Vec<_>>()).unwrap_or_default()),
+                    "ms": med(c, |c| c.ms),
+                    "bytes": med(c, |c| c.bytes as f64),
+                    "backend_cpu_s": med(c, |c| c.backend_cpu_s),
+                    "client_cpu_s": med(c, |c| c.client_cpu_s),
                 }),
             );
         }
@@ -1369,6 +1505,16 @@ mod tests {
         assert_eq!(size_label(1_000_000), "1m");
         assert_eq!(size_label(10_000), "10k");
         assert_eq!(size_label(2_500), "2500");
+    }
+
+    #[test]
+    fn cpu_times_are_read_and_added_up() {
+        let pid = std::process::id();
+        assert!(cpu_seconds(&format!("/proc/{pid}/stat")).is_some_and(|s| s >= 0.0));
+        assert!(!thread_cpu(pid).is_empty());
+        let before = BTreeMap::from([(1, 1.0), (2, 5.0)]);
+        let after = BTreeMap::from([(1, 1.5), (2, 7.0), (3, 0.25)]);
+        assert_eq!(cpu_used(&before, &after), (2.75, 2.0));
     }
 
     #[test]
