@@ -29,6 +29,7 @@ use crate::privilege;
 use crate::spi;
 use lifecycle_core::rules::ColumnRule;
 
+pub mod batch;
 pub mod catalog;
 pub mod map;
 pub mod mentions;

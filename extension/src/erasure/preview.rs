@@ -6,7 +6,8 @@
 
 use serde_json::{json, Value};
 
-use super::run::Params;
+use super::batch::Batch;
+use super::run::{mention_counts_sql, nonzero, Params};
 use super::{identifiers, last_admin_tenants, resolve_target, salt, Target};
 use crate::error::LcResult;
 use crate::plan::{self, Action, Catalog, Step};
@@ -14,22 +15,19 @@ use crate::privilege;
 use crate::spi;
 use lifecycle_core::rules::ColumnRule;
 
-fn count(step: &Step, params: &Params, extra: Option<&str>) -> LcResult<u64> {
-    let sql = format!(
+/// The count of the step's rows (those also meeting `extra`).
+fn count_sql(step: &Step, extra: Option<&str>) -> String {
+    format!(
         "SELECT pg_catalog.count(*) FROM {} WHERE {}{}",
         step.table_name,
         step.rows,
         extra.map(|e| format!(" AND ({e})")).unwrap_or_default()
-    );
-    Ok(super::as_owner_of(step.table, || {
-        spi::one::<i64>(&sql, &params.args(&step.key, step.second.as_deref()))
-    })?
-    .unwrap_or(0) as u64)
+    )
 }
 
-/// The stored objects named in `columns` of the step's rows (empty values
-/// name none), as the run records them.
-fn count_objects(step: &Step, params: &Params, columns: &[String]) -> LcResult<u64> {
+/// The count of the stored objects named in `columns` of the step's rows
+/// (empty values name none), as the run records them.
+fn objects_sql(step: &Step, columns: &[String]) -> String {
     let each: Vec<String> = columns
         .iter()
         .map(|c| {
@@ -39,16 +37,12 @@ fn count_objects(step: &Step, params: &Params, columns: &[String]) -> LcResult<u
             )
         })
         .collect();
-    let sql = format!(
+    format!(
         "SELECT ({})::pg_catalog.int8 FROM {} WHERE {}",
         each.join(" OPERATOR(pg_catalog.+) "),
         step.table_name,
         step.rows
-    );
-    Ok(super::as_owner_of(step.table, || {
-        spi::one::<i64>(&sql, &params.args(&step.key, step.second.as_deref()))
-    })?
-    .unwrap_or(0) as u64)
+    )
 }
 
 /// What a transfer step would do, as the run decides it: nothing where the
@@ -174,6 +168,61 @@ pub fn preview(
         ),
     };
     let params = Params::new(identifiers(&table, &id_col, target_id)?.0);
+    // Every count first, read together (nothing changes in between): a
+    // statement per table owner and parameters.
+    let counting = !params.identifiers.is_empty();
+    let mut batch = Batch::new();
+    let mut asked: Vec<(Option<usize>, Option<usize>)> = Vec::with_capacity(plan.steps.len());
+    for step in &plan.steps {
+        let (key, second) = (step.key.as_str(), step.second.as_deref());
+        let mut count = |extra: Option<&str>| {
+            Some(batch.add_count(step.table, key, second, &count_sql(step, extra)))
+        };
+        asked.push(match &step.action {
+            Action::RefuseUnmapped { .. }
+            | Action::Anonymize { .. }
+            | Action::Retain { .. }
+            | Action::Detach { .. } => (count(None), None),
+            Action::Delete { storage } => {
+                let n = count(None);
+                let objects = (!storage.is_empty())
+                    .then(|| batch.add_count(step.table, key, second, &objects_sql(step, storage)));
+                (n, objects)
+            }
+            Action::DeleteObjects { columns, .. } => (
+                None,
+                Some(batch.add_count(step.table, key, second, &objects_sql(step, columns))),
+            ),
+            Action::RedactText { columns } if counting => {
+                (count(Some(&plan::mentions_condition(columns))), None)
+            }
+            Action::ReplaceValues { sets } => {
+                let cond = sets
+                    .iter()
+                    .map(|(c, _)| {
+                        format!("{}::text OPERATOR(pg_catalog.=) ANY ($3)", plan::ident(c))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" OR ");
+                (count(Some(&cond)), None)
+            }
+            Action::CountMentions { columns } if counting => (
+                None,
+                Some(batch.add(
+                    step.table,
+                    key,
+                    second,
+                    format!("({})", mention_counts_sql(step, columns)),
+                )),
+            ),
+            _ => (None, None),
+        });
+    }
+    let found = batch.run(
+        |table| privilege::table_owner(pgrx::pg_sys::Oid::from(table)),
+        |key, second| params.args(key, second),
+    )?;
+    let n_of = |i: Option<usize>| -> u64 { i.and_then(|i| found[i].as_u64()).unwrap_or(0) };
     let mut steps = Vec::new();
     let mut totals = serde_json::Map::new();
     let mut retained = Vec::new();
@@ -183,10 +232,10 @@ pub fn preview(
     let mut objects = 0u64;
     // Without any hold in force, no step can meet one.
     let holds_exist = crate::cache::any_hold_in_force()?;
-    for step in &plan.steps {
+    for (step, &(first, second)) in plan.steps.iter().zip(&asked) {
         let (verb, rows, extra) = match &step.action {
             Action::RefuseUnmapped { constraint, target } => {
-                let n = count(step, &params, None)?;
+                let n = n_of(first);
                 if n > 0 {
                     refusals.push(json!({
                         "table": step.table_name, "constraint": constraint,
@@ -195,15 +244,15 @@ pub fn preview(
                 }
                 continue;
             }
-            Action::Delete { storage } => {
-                let n = count(step, &params, None)?;
-                if !storage.is_empty() && n > 0 {
-                    objects += count_objects(step, &params, storage)?;
+            Action::Delete { .. } => {
+                let n = n_of(first);
+                if n > 0 {
+                    objects += n_of(second);
                 }
                 ("deleted", n, json!({}))
             }
             Action::DeleteObjects { columns, .. } => {
-                let n = count_objects(step, &params, columns)?;
+                let n = n_of(second);
                 objects += n;
                 ("objects deleted", n, json!({ "columns": columns }))
             }
@@ -216,7 +265,7 @@ pub fn preview(
                 Some((verb, n)) => (verb, n, json!({ "workspace": tenant, "to": to })),
             },
             Action::Anonymize { sets } => {
-                let n = count(step, &params, None)?;
+                let n = n_of(first);
                 let columns = ruled_columns(&cat, step.table);
                 if sets.is_empty() {
                     ("kept", n, json!({}))
@@ -230,7 +279,7 @@ pub fn preview(
                 sets,
                 ..
             } => {
-                let n = count(step, &params, None)?;
+                let n = n_of(first);
                 if !sets.is_empty() && n > 0 {
                     // As the run reports it: the ruled columns change first.
                     steps.push(json!({
@@ -258,49 +307,29 @@ pub fn preview(
                     json!({ "legal_basis": legal_basis, "retain_for": retain_for }),
                 )
             }
-            Action::Detach { columns } => (
-                "detached",
-                count(step, &params, None)?,
-                json!({ "columns": columns }),
-            ),
+            Action::Detach { columns } => ("detached", n_of(first), json!({ "columns": columns })),
             Action::RedactText { columns } => {
                 if params.identifiers.is_empty() {
                     continue;
                 }
-                let cond = plan::mentions_condition(columns);
                 let names: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
-                (
-                    "redacted",
-                    count(step, &params, Some(&cond))?,
-                    json!({ "columns": names }),
-                )
+                ("redacted", n_of(first), json!({ "columns": names }))
             }
             Action::CountMentions { columns } => {
                 if params.identifiers.is_empty() {
                     continue;
                 }
-                let counts = super::as_owner_of(step.table, || {
-                    super::run::mention_counts(step, columns, &params)
-                })?;
-                for (c, n) in counts {
+                for (c, n) in nonzero(
+                    columns,
+                    &second.map(|i| found[i].clone()).unwrap_or_default(),
+                ) {
                     mentions.push(json!({ "table": step.table_name, "column": c, "rows": n }));
                 }
                 continue;
             }
             Action::ReplaceValues { sets } => {
                 let cols: Vec<&str> = sets.iter().map(|(c, _)| c.as_str()).collect();
-                let cond = sets
-                    .iter()
-                    .map(|(c, _)| {
-                        format!("{}::text OPERATOR(pg_catalog.=) ANY ($3)", plan::ident(c))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" OR ");
-                (
-                    "anonymized",
-                    count(step, &params, Some(&cond))?,
-                    json!({ "columns": cols }),
-                )
+                ("anonymized", n_of(first), json!({ "columns": cols }))
             }
             Action::ProtectedDelete
             | Action::CloseRetention { .. }

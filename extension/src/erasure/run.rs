@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use pgrx::datum::DatumWithOid;
 use serde_json::{json, Value};
 
+use super::batch::Batch;
 use crate::error::{LcError, LcResult};
 use crate::plan::{self, Action, Catalog, Step};
 use crate::privilege;
@@ -36,7 +37,7 @@ impl Params {
         Params { identifiers }
     }
 
-    pub fn args<'a>(&'a self, step_key: &'a str, second: Option<&'a str>) -> Vec<DatumWithOid<'a>> {
+    pub fn args<'k>(&self, step_key: &'k str, second: Option<&'k str>) -> Vec<DatumWithOid<'k>> {
         vec![
             step_key.into(),
             second.into(),
@@ -47,7 +48,7 @@ impl Params {
 
 /// The query of a [`Action::CountMentions`] step: a JSON array of the rows
 /// that mention the subject, per column, in one scan of the step's rows.
-fn mention_counts_sql(step: &Step, columns: &[(String, bool)]) -> String {
+pub fn mention_counts_sql(step: &Step, columns: &[(String, bool)]) -> String {
     let counts: Vec<String> = columns
         .iter()
         .map(|(c, json)| {
@@ -67,29 +68,13 @@ fn mention_counts_sql(step: &Step, columns: &[(String, bool)]) -> String {
 
 /// `(column, rows)` of `counts` (a JSON array in the order of `columns`),
 /// those with none left out.
-fn nonzero(columns: &[(String, bool)], counts: &Value) -> Vec<(String, u64)> {
+pub fn nonzero(columns: &[(String, bool)], counts: &Value) -> Vec<(String, u64)> {
     columns
         .iter()
         .enumerate()
         .map(|(i, (c, _))| (c.clone(), counts[i].as_u64().unwrap_or(0)))
         .filter(|(_, n)| *n > 0)
         .collect()
-}
-
-/// The rows of a [`Action::CountMentions`] step that mention the subject,
-/// per column (those with none left out): one scan of the step's rows.
-/// Run as the table's owner.
-pub fn mention_counts(
-    step: &Step,
-    columns: &[(String, bool)],
-    params: &Params,
-) -> LcResult<Vec<(String, u64)>> {
-    let v = spi::json(
-        &mention_counts_sql(step, columns),
-        &params.args(&step.key, step.second.as_deref()),
-    )?
-    .unwrap_or(Value::Null);
-    Ok(nonzero(columns, &v))
 }
 
 pub struct Runner<'a> {
@@ -226,36 +211,20 @@ impl<'a> Runner<'a> {
                 _ => None,
             })
             .collect();
-        type Group<'s> = (pgrx::pg_sys::Oid, &'s str, Option<&'s str>, Vec<usize>);
-        let mut groups: Vec<Group<'_>> = Vec::new();
-        for (i, (step, _)) in counted.iter().enumerate() {
-            let owner = self.owner_of(step.table)?;
-            let (key, second) = (step.key.as_str(), step.second.as_deref());
-            match groups
-                .iter_mut()
-                .find(|(o, k, s, _)| *o == owner && *k == key && *s == second)
-            {
-                Some((_, _, _, members)) => members.push(i),
-                None => groups.push((owner, key, second, vec![i])),
-            }
-        }
-        let mut found = vec![Value::Null; counted.len()];
-        for (owner, key, second, members) in groups {
-            let parts: Vec<String> = members
-                .iter()
-                .map(|&i| format!("({})", mention_counts_sql(counted[i].0, counted[i].1)))
-                .collect();
-            let sql = format!(
-                "SELECT pg_catalog.to_jsonb(ARRAY[{}]::pg_catalog.jsonb[])",
-                parts.join(", ")
+        let mut batch = Batch::new();
+        for (step, columns) in &counted {
+            batch.add(
+                step.table,
+                &step.key,
+                step.second.as_deref(),
+                format!("({})", mention_counts_sql(step, columns)),
             );
-            let params = self.params;
-            let v = privilege::as_role(owner, || spi::json(&sql, &params.args(key, second)))?
-                .unwrap_or(Value::Null);
-            for (j, &i) in members.iter().enumerate() {
-                found[i] = v[j].clone();
-            }
         }
+        let params = self.params;
+        let found = batch.run(
+            |table| self.owner_of(table),
+            |key, second| params.args(key, second),
+        )?;
         for ((step, columns), counts) in counted.iter().zip(&found) {
             for (c, n) in nonzero(columns, counts) {
                 self.out

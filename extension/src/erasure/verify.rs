@@ -5,11 +5,10 @@
 use pgrx::pg_sys;
 use serde_json::{json, Value};
 
+use super::batch::Batch;
 use super::run::{Params, Runner};
 use crate::error::{LcError, LcResult};
 use crate::plan::{self, Check};
-use crate::privilege;
-use crate::spi;
 
 /// Whether an index without a predicate leads with column `col` of
 /// `relid`: from the relation cache and the system cache, not a query.
@@ -216,42 +215,20 @@ fn count_all(
     emails: &[String],
     params: &Params,
 ) -> LcResult<Vec<i64>> {
-    let mut groups: Vec<(pg_sys::Oid, &str, Vec<usize>)> = Vec::new();
-    for (i, c) in counts.iter().enumerate() {
-        let owner = runner.owner_of(c.table)?;
-        match groups
-            .iter_mut()
-            .find(|(o, k, _)| *o == owner && *k == c.key.as_str())
-        {
-            Some((_, _, members)) => members.push(i),
-            None => groups.push((owner, c.key.as_str(), vec![i])),
-        }
+    let mut batch = Batch::new();
+    for c in counts {
+        batch.add_count(c.table, &c.key, None, &c.sql);
     }
-    let mut found = vec![0i64; counts.len()];
-    for (owner, key, members) in groups {
-        let parts: Vec<String> = members
-            .iter()
-            .map(|&i| format!("({})", counts[i].sql))
-            .collect();
-        let sql = format!(
-            "SELECT pg_catalog.to_jsonb(ARRAY[{}]::pg_catalog.int8[])",
-            parts.join(", ")
-        );
-        let v = privilege::as_role(owner, || {
-            spi::json(
-                &sql,
-                &[
-                    key.into(),
-                    None::<&str>.into(),
-                    params.identifiers.clone().into(),
-                    emails.to_vec().into(),
-                ],
-            )
-        })?
-        .unwrap_or(Value::Null);
-        for (j, &i) in members.iter().enumerate() {
-            found[i] = v[j].as_i64().unwrap_or(0);
-        }
-    }
-    Ok(found)
+    let values = batch.run(
+        |table| runner.owner_of(table),
+        |key, second| {
+            vec![
+                key.into(),
+                second.into(),
+                params.identifiers.clone().into(),
+                emails.to_vec().into(),
+            ]
+        },
+    )?;
+    Ok(values.iter().map(|v| v.as_i64().unwrap_or(0)).collect())
 }
