@@ -111,6 +111,9 @@ pub struct Options {
     pub lifecycled: PathBuf,
     /// More environment of the `lifecycled` processes (`NAME=VALUE`).
     pub env: Vec<(String, String)>,
+    /// Give `lifecycled` a file store holding a small object for every
+    /// storage key of the users' rows.
+    pub files: bool,
 }
 
 impl Options {
@@ -144,6 +147,7 @@ impl Options {
             rebuild,
             lifecycled,
             env,
+            files: false,
         })
     }
 
@@ -442,6 +446,8 @@ struct FileQuery {
     json_sql: String,
     /// The inner SELECT: the rows' columns.
     csv_sql: String,
+    /// Columns whose values are keys of stored objects.
+    storage_columns: Vec<String>,
     /// Rows when the run started.
     rows: i64,
 }
@@ -453,6 +459,10 @@ struct Subject {
     user_id: i64,
     owned: Vec<(String, i64)>,
     files: Vec<FileQuery>,
+    /// Stored objects of the bundle (distinct keys per file), and how many
+    /// of them the file store holds (`--export-files`; else none).
+    objects: i64,
+    objects_stored: i64,
 }
 
 impl Subject {
@@ -537,14 +547,16 @@ async fn file_queries(client: &mut Client, user: i64) -> Result<Vec<FileQuery>> 
     tx.batch_execute("SET LOCAL TimeZone = 'UTC'").await?;
     let listed = tx
         .query(
-            "SELECT name, kind FROM lifecycle.export_contents($1, $2) ORDER BY position",
+            "SELECT name, kind, storage_columns FROM lifecycle.export_contents($1, $2) \
+              ORDER BY position",
             &[&SUBJECT_TYPE, &id],
         )
         .await
         .map_err(|e| anyhow!("lifecycle.export_contents: {}", describe(&e)))?;
     let mut files = Vec::new();
     for row in listed {
-        let (name, kind): (String, String) = (row.get(0), row.get(1));
+        let (name, kind, storage_columns): (String, String, Vec<String>) =
+            (row.get(0), row.get(1), row.get(2));
         tx.query_one(
             "SELECT lifecycle.open_export($1, $2, NULL, $3, $4)",
             &[&SUBJECT_TYPE, &id, &name, &PROBE_CURSOR],
@@ -571,11 +583,77 @@ async fn file_queries(client: &mut Client, user: i64) -> Result<Vec<FileQuery>> 
             kind,
             json_sql,
             csv_sql,
+            storage_columns,
             rows,
         });
     }
     tx.commit().await?;
     Ok(files)
+}
+
+/// The file store `--export-files` fills.
+fn files_dir(ctx: &Ctx) -> PathBuf {
+    ctx.scripts.join("files")
+}
+
+/// `name` as an SQL identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The distinct object keys of each file of a bundle (the values of its
+/// storage columns), one list over all files.
+async fn object_keys(client: &Client, files: &[FileQuery]) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for f in files.iter().filter(|f| !f.storage_columns.is_empty()) {
+        let union = f
+            .storage_columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "SELECT q.{}::text AS k FROM ({}) q",
+                    quote_ident(c),
+                    f.csv_sql
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = client
+            .query(
+                &format!("SELECT DISTINCT k FROM ({union}) x WHERE k IS NOT NULL AND k <> ''"),
+                &[],
+            )
+            .await
+            .map_err(|e| anyhow!("reading the object keys of {}: {}", f.name, describe(&e)))?;
+        keys.extend(rows.iter().map(|r| r.get::<_, String>(0)));
+    }
+    Ok(keys)
+}
+
+/// Whether `key` names a file inside a local store as it is: relative,
+/// no empty, `.` or `..` segment.
+fn plain_key(key: &str) -> bool {
+    !key.contains(['\\', '\0'])
+        && key
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
+/// Write a small object for each plain key into the file store; returns
+/// how many were written.
+fn store_objects(dir: &Path, keys: &[String]) -> Result<i64> {
+    let mut written = 0;
+    for key in keys.iter().filter(|k| plain_key(k)) {
+        let path = dir.join(key);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&path, format!("stored object {key}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+        written += 1;
+    }
+    Ok(written)
 }
 
 async fn count(client: &Client, file: &FileQuery) -> Result<i64> {
@@ -739,6 +817,8 @@ struct ExportSample {
     bundle_bytes: u64,
     rows: u64,
     entries: u64,
+    /// Stored objects copied into the bundle.
+    objects: u64,
     /// CPU seconds from the request to the completion: all of `lifecycled`,
     /// its busiest thread, and the server's backends of the service role
     /// (NaN when the server is not on this machine).
@@ -785,23 +865,30 @@ impl Service {
         db: &str,
         password: &str,
         storage: &Path,
+        files: Option<&Path>,
     ) -> Result<Service> {
         let admin = Config::from_str(&opts.admin_url).context("parsing the admin URL")?;
         let port = free_port()?;
         let log = ctx.scripts.join("lifecycled-export.log");
         let log_file = std::fs::File::create(&log)?;
-        let child = tokio::process::Command::new(&opts.lifecycled)
-            .args([
-                "serve",
-                "--database-url",
-                &url(&admin, db, SERVICE_ROLE, password),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--storage-url",
-                &format!("file://{}", storage.display()),
-                "--worker-job-types",
-                "export",
-            ])
+        let mut command = tokio::process::Command::new(&opts.lifecycled);
+        command.args([
+            "serve",
+            "--database-url",
+            &url(&admin, db, SERVICE_ROLE, password),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--storage-url",
+            &format!("file://{}", storage.display()),
+            "--worker-job-types",
+            "export",
+        ]);
+        if let Some(files) = files {
+            command
+                .arg("--files-url")
+                .arg(format!("file://{}", files.display()));
+        }
+        let child = command
             .env("RUST_LOG", "warn")
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -860,7 +947,8 @@ async fn export_once(
     let storage = ctx.scripts.join("storage");
     let _ = std::fs::remove_dir_all(&storage);
     std::fs::create_dir_all(&storage).with_context(|| format!("creating {}", storage.display()))?;
-    let service = Service::start(ctx, opts, db, password, &storage).await?;
+    let files = opts.files.then(|| files_dir(ctx));
+    let service = Service::start(ctx, opts, db, password, &storage, files.as_deref()).await?;
     let result = measure_export(ctx, db, subject, &service, &storage).await;
     service.stop().await;
     let _ = std::fs::remove_dir_all(&storage);
@@ -935,7 +1023,9 @@ async fn measure_export(
                     (extract(epoch FROM j.finished_at - j.started_at) * 1000)::float8, \
                     (j.result #>> '{bundle,rows}')::bigint, \
                     (j.result #>> '{bundle,files}')::bigint, \
-                    b.object_key, b.size_bytes \
+                    b.object_key, b.size_bytes, \
+                    (j.result #>> '{bundle,objects}')::bigint, \
+                    (j.result #>> '{bundle,objects_missing}')::bigint \
                FROM lifecycle.jobs j JOIN lifecycle.export_bundles b ON b.job_id = j.id \
               WHERE j.id = $1",
             &[&job],
@@ -946,6 +1036,8 @@ async fn measure_export(
     let rows: i64 = row.get::<_, Option<i64>>(2).unwrap_or(-1);
     let entries: i64 = row.get::<_, Option<i64>>(3).unwrap_or(-1);
     let (key, size): (String, i64) = (row.get(4), row.get(5));
+    let copied: i64 = row.get::<_, Option<i64>>(6).unwrap_or(-1);
+    let missing: i64 = row.get::<_, Option<i64>>(7).unwrap_or(-1);
     let on_disk = std::fs::metadata(storage.join(&key))
         .map(|m| m.len())
         .with_context(|| format!("the bundle {key} is not in the store"))?;
@@ -967,6 +1059,17 @@ async fn measure_export(
         failure = Some(format!(
             "the bundle {key} has {on_disk} bytes in the store, the job says {size}"
         ));
+    } else if (copied, missing)
+        != (
+            subject.objects_stored,
+            subject.objects - subject.objects_stored,
+        )
+    {
+        failure = Some(format!(
+            "the bundle of user {} holds {copied} stored objects and lists {missing} as missing; \
+             the file store holds {} of its {} objects",
+            subject.user_id, subject.objects_stored, subject.objects
+        ));
     }
     Ok(ExportSample {
         wall_ms,
@@ -977,6 +1080,7 @@ async fn measure_export(
         bundle_bytes: on_disk,
         rows: rows.max(0) as u64,
         entries: entries.max(0) as u64,
+        objects: copied.max(0) as u64,
         lifecycled_cpu_s,
         busiest_thread_cpu_s,
         backend_cpu_s,
@@ -1055,7 +1159,7 @@ fn print_sample(
         println!(
             "  {prefix}  {:<14} {:>10.0} ms  {:>10.0} rows/s  {:>8.1} MiB  (claimed after {:.0} ms, built in {:.0} ms; \
              CPU: backend {:.2} s, lifecycled {:.2} s, its busiest thread {:.2} s; \
-             {} rows, {} entries; peak RSS {:.1} MiB, {:.1} MiB when ready)",
+             {} rows, {} entries, {} stored objects; peak RSS {:.1} MiB, {:.1} MiB when ready)",
             v.name,
             e.wall_ms,
             e.rows as f64 / (e.wall_ms / 1000.0),
@@ -1067,6 +1171,7 @@ fn print_sample(
             e.busiest_thread_cpu_s,
             e.rows,
             e.entries,
+            e.objects,
             e.peak_rss_kib as f64 / 1024.0,
             e.idle_rss_kib as f64 / 1024.0
         );
@@ -1103,18 +1208,34 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
             .map(|r| (r.get(0), r.get(1)))
             .collect();
         let files = file_queries(&mut client, user_id).await?;
+        let keys = object_keys(&client, &files).await?;
+        let objects_stored = if opts.files {
+            let started = Instant::now();
+            let n = store_objects(&files_dir(ctx), &keys)?;
+            println!(
+                "  user {user_id}: {n} of {} stored objects written to the file store in {:.1} s",
+                keys.len(),
+                started.elapsed().as_secs_f64()
+            );
+            n
+        } else {
+            0
+        };
         let subject = Subject {
             label: size_label(rows),
             asked: rows,
             user_id,
             owned,
             files,
+            objects: keys.len() as i64,
+            objects_stored,
         };
         println!(
-            "  user {user_id} ({}): {} rows in {} files: {}",
+            "  user {user_id} ({}): {} rows in {} files, {} stored objects: {}",
             subject.label,
             subject.rows(),
             subject.files.len(),
+            subject.objects,
             subject
                 .files
                 .iter()
@@ -1143,8 +1264,13 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
     let method = format!(
         "{} rounds, variants alternating; COPY in one REPEATABLE READ transaction read by this client; \
          export from request_export to status completed, a fresh lifecycled serve per export \
-         (worker on, local store, no file store), extension recreated before each round (untimed)",
-        ctx.rounds
+         (worker on, local store, {}), extension recreated before each round (untimed)",
+        ctx.rounds,
+        if opts.files {
+            "a local file store holding a small object per storage key"
+        } else {
+            "no file store"
+        }
     );
     println!();
     println!("export: bundle against COPY of the same rows ({method})");
@@ -1249,6 +1375,8 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
                 "rows_asked": s.asked,
                 "user_id": s.user_id,
                 "rows": s.rows(),
+                "stored_objects": s.objects,
+                "stored_objects_in_file_store": s.objects_stored,
                 "owned_rows": s.owned.iter().map(|(t, n)| (t.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
                 "files": s.files.iter().map(|f| json!({"name": f.name, "kind": f.kind, "rows": f.rows})).collect::<Vec<_>>(),
             })
@@ -1272,6 +1400,7 @@ pub async fn run(ctx: &Ctx, opts: &Options) -> Result<Outcome> {
                                 "bundle_bytes": s.bundle_bytes,
                                 "rows": s.rows,
                                 "entries": s.entries,
+                                "objects": s.objects,
                                 "lifecycled_cpu_s": s.lifecycled_cpu_s,
                                 "busiest_thread_cpu_s": s.busiest_thread_cpu_s,
                                 "backend_cpu_s": s.backend_cpu_s,
@@ -1498,6 +1627,24 @@ mod tests {
             "SELECT \"id\", \"title\" FROM \"app\".\"posts\" WHERE author_id = '7' ORDER BY id"
         );
         assert!(columns_query("SELECT 1").is_err());
+    }
+
+    #[test]
+    fn only_plain_keys_are_stored() {
+        assert!(plain_key("workspaces/1/files/a.png"));
+        for k in ["/etc/passwd", "a/../b", "a//b", "./a", "a\\b", "a/"] {
+            assert!(!plain_key(k), "{k}");
+        }
+        assert_eq!(quote_ident("storage_key"), "\"storage_key\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        let dir = std::env::temp_dir().join(format!("lc-bench-objects-{}", std::process::id()));
+        let keys = ["w/1/a.txt".to_string(), "../x".to_string()];
+        assert_eq!(store_objects(&dir, &keys).unwrap(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.join("w/1/a.txt")).unwrap(),
+            "stored object w/1/a.txt\n"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -150,6 +150,12 @@ struct Cli {
     #[arg(long, global = true, value_name = "NAME=VALUE")]
     export_env: Vec<String>,
 
+    /// Give the exporting lifecycled a local file store (--files-url)
+    /// holding a small object for every storage key of the users' rows, so
+    /// that each bundle copies them into files/.
+    #[arg(long, global = true)]
+    export_files: bool,
+
     /// Generate the export benchmark's database again even when an
     /// existing one holds the same data.
     #[arg(long, global = true)]
@@ -269,7 +275,7 @@ async fn main() -> Result<()> {
             .and_then(|e| e.parent().map(|d| d.join("lifecycled")))
             .unwrap_or_else(|| PathBuf::from("lifecycled"))
     });
-    let export = export::Options::new(
+    let mut export = export::Options::new(
         cli.admin_url.clone(),
         cli.export_users,
         cli.export_rows,
@@ -278,6 +284,7 @@ async fn main() -> Result<()> {
         lifecycled.clone(),
         &cli.export_env,
     )?;
+    export.files = cli.export_files;
     let api = api::Options {
         admin_url: cli.admin_url.clone(),
         jobs_big: cli.api_jobs,
@@ -364,7 +371,7 @@ async fn run(
     if run_export {
         estimate += export::estimate(ctx, export_opts);
         println!(
-            "export settings   users={} rows={} rows_small={} rebuild={} lifecycled={} env=[{}]",
+            "export settings   users={} rows={} rows_small={} files={} rebuild={} lifecycled={} env=[{}]",
             export_opts.users,
             export_opts.rows_big,
             export_opts
@@ -373,6 +380,7 @@ async fn run(
                 .map(u32::to_string)
                 .collect::<Vec<_>>()
                 .join(","),
+            export_opts.files,
             export_opts.rebuild,
             export_opts.lifecycled.display(),
             export_opts
@@ -504,6 +512,7 @@ async fn run(
                 "export_users": export_opts.users,
                 "export_rows": export_opts.rows_big,
                 "export_rows_small": export_opts.rows_small,
+                "export_files": export_opts.files,
                 "export_env": export_opts.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
             },
             "benchmarks": benchmarks,
