@@ -97,12 +97,70 @@ impl<'a> Batch<'a> {
                 "SELECT pg_catalog.to_jsonb(ARRAY[{}]::pg_catalog.jsonb[])",
                 parts.join(", ")
             );
-            let v = privilege::as_role(owner, || spi::json(&sql, &args(key, second)))?
-                .unwrap_or(Value::Null);
+            let v =
+                without_jit(|| privilege::as_role(owner, || spi::json(&sql, &args(key, second))))?
+                    .unwrap_or(Value::Null);
             for (j, &i) in members.iter().enumerate() {
                 values[i] = v[j].clone();
             }
         }
         Ok(values)
+    }
+}
+
+/// Run `f` with `jit` off (planning included: PostgreSQL decides on JIT
+/// when it plans). A batch's estimated cost is the sum of its parts, each a
+/// read through an index: past `jit_above_cost` PostgreSQL would compile
+/// the whole statement, which took a second for the preview of a user of
+/// 100,000 rows among a million users, several times the reading itself.
+fn without_jit<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(std::ffi::c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: pops the level pushed below; on an error this runs
+            // while the error unwinds, before PostgreSQL aborts anything.
+            unsafe { pg_sys::AtEOXact_GUC(true, self.0) };
+        }
+    }
+    // SAFETY: a new GUC nesting level, and `jit` set in it, as PostgreSQL
+    // does for a function's `SET` clause.
+    let _restore = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"jit".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
+        Restore(level)
+    };
+    f()
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use super::without_jit;
+
+    fn jit() -> Option<String> {
+        Spi::get_one::<String>("SELECT pg_catalog.current_setting('jit')").unwrap()
+    }
+
+    /// `jit` is off inside, and back as it was after, also after an error.
+    #[pg_test]
+    fn jit_is_off_for_a_batch_and_restored_after() {
+        Spi::run("SET jit = on").unwrap();
+        assert_eq!(without_jit(jit).as_deref(), Some("off"));
+        assert_eq!(jit().as_deref(), Some("on"));
+        let failed = crate::subxact::run(|| without_jit(|| crate::spi::exec("SELECT 1 / 0", &[])));
+        assert_eq!(failed.unwrap_err().sqlstate, "22012");
+        assert_eq!(jit().as_deref(), Some("on"));
+        Spi::run("RESET jit").unwrap();
     }
 }
