@@ -54,14 +54,14 @@ pub const DEFAULT_LOCAL_DIR: &str = "lifecycled-storage";
 /// part): the memory an upload holds does not grow with the object.
 const S3_PART_SIZE: usize = 5 * 1024 * 1024;
 /// Size of one part written to a local staging file.
-const LOCAL_PART_SIZE: usize = 1024 * 1024;
+const LOCAL_PART_SIZE: usize = 256 * 1024;
 /// Retries of one S3 request (with growing pauses) before it fails, and
 /// the time they may take: a store that is down fails the export's
 /// attempt within seconds instead of minutes; the job is tried again.
 const S3_RETRIES: usize = 4;
 const S3_RETRY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Parts of one upload sent at the same time.
-const PARTS_IN_FLIGHT: usize = 2;
+const PARTS_IN_FLIGHT: usize = 1;
 
 /// The key of the bundle of export job `job` of database `database`.
 pub fn bundle_key(database: &str, job: Uuid) -> String {

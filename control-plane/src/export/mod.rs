@@ -50,7 +50,7 @@ pub use error::ExportError;
 use readme::{Readme, Written};
 
 /// Rows fetched from a cursor at once.
-pub const FETCH_ROWS: usize = 2000;
+pub const FETCH_ROWS: usize = 500;
 /// Commands (batches of rows, object chunks) on their way to the writer.
 const COMMANDS_IN_FLIGHT: usize = 2;
 /// The cursor every file is read through, one after the other.
@@ -262,20 +262,23 @@ async fn produce(
                 fetch.insert(statement).clone()
             }
         };
-        loop {
-            let rows = tx.query(&statement, &[]).await?;
-            let last = rows.len() < FETCH_ROWS;
-            if !rows.is_empty() {
-                send(Command::Rows(rows)).await?;
-            }
-            if last {
-                break;
-            }
+        // The next batch is asked for while this one goes to the writer:
+        // PostgreSQL, the bottleneck, never waits for the writer.
+        let mut rows = tx.query(&statement, &[]).await?;
+        while rows.len() == FETCH_ROWS {
+            let (sent, next) = tokio::join!(send(Command::Rows(rows)), tx.query(&statement, &[]));
+            sent?;
+            rows = next?;
+        }
+        if !rows.is_empty() {
+            send(Command::Rows(rows)).await?;
         }
         tx.batch_execute(&format!("CLOSE {CURSOR}")).await?;
+        // The writer copies the CSV into the archive while the next file's
+        // rows are read: its answer is awaited once every file is read.
         let (answer, file) = oneshot::channel();
         send(Command::End(answer)).await?;
-        done.push(file.await.map_err(|_| ExportError::Interrupted)?);
+        done.push(file);
     }
 
     let mut counts = Counts {
@@ -285,6 +288,7 @@ async fn produce(
     };
     let mut seen = objects::Seen::default();
     for (spec, file) in specs.iter().zip(done) {
+        let file = file.await.map_err(|_| ExportError::Interrupted)?;
         let (mut copied, mut missing) = (0, 0);
         if let Some(spool) = file.keys {
             let mut keys = objects::Keys::new(spool);
@@ -293,6 +297,11 @@ async fn produce(
                 if !seen.first(&entry) {
                     continue;
                 }
+                let Some(files) = files else {
+                    // No file store: counted, not listed one by one.
+                    missing += 1;
+                    continue;
+                };
                 if copy_object(files, &key, entry, &send).await? {
                     copied += 1;
                 } else {
@@ -320,9 +329,9 @@ async fn produce(
 }
 
 /// Copy the object `key` of the file store into the archive as `entry`;
-/// `false` when there is no such object (or no file store).
+/// `false` when there is no such object.
 async fn copy_object<F, Fut>(
-    files: Option<&Storage>,
+    files: &Storage,
     key: &str,
     entry: String,
     send: &F,
@@ -331,9 +340,6 @@ where
     F: Fn(Command) -> Fut,
     Fut: std::future::Future<Output = Result<(), ExportError>>,
 {
-    let Some(files) = files else {
-        return Ok(false);
-    };
     let mut download = match files.get(key).await {
         Ok(download) => download,
         Err(StorageError::NotFound(_) | StorageError::InvalidKey(_)) => return Ok(false),

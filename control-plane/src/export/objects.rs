@@ -5,6 +5,7 @@
 //! twice is copied once.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasher, RandomState};
 
 use sha2::Digest;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -57,14 +58,20 @@ impl Keys {
     }
 }
 
-/// Entry names already in the archive.
+/// Entry names already in the archive, remembered by a 64-bit hash each
+/// (not the names: a subject with a hundred thousand stored files would
+/// hold them all in memory; the ZIP writer keeps only what its central
+/// directory needs).
 #[derive(Default)]
-pub struct Seen(HashSet<String>);
+pub struct Seen {
+    hashes: HashSet<u64>,
+    state: RandomState,
+}
 
 impl Seen {
     /// Whether `entry` is new (and remember it).
     pub fn first(&mut self, entry: &str) -> bool {
-        self.0.insert(entry.to_owned())
+        self.hashes.insert(self.state.hash_one(entry))
     }
 }
 
@@ -106,5 +113,6 @@ mod tests {
         let mut seen = Seen::default();
         assert!(seen.first("x"));
         assert!(!seen.first("x"));
+        assert!(seen.first("y"));
     }
 }

@@ -317,9 +317,6 @@ mod tests {
             objects: 0,
             objects_missing: 3,
         });
-        for _ in 0..3 {
-            readme.missing(&files, "k");
-        }
         let text = readme.render().unwrap();
         assert!(
             text.contains("about workspace acme: every row that belongs to the workspace."),
@@ -329,9 +326,14 @@ mod tests {
         assert!(!text.contains("Other people's content"), "{text}");
         assert!(text.contains("- **Columns left out.** None"), "{text}");
         assert!(
-            text.contains("keeps no file store that this export can read"),
+            text.contains("- **Stored files** (3): the files your rows name"),
             "{text}"
         );
+        assert!(
+            text.contains("The 3 stored files these rows name are not in this archive"),
+            "{text}"
+        );
+        assert!(!text.contains("could not be found"), "{text}");
         assert!(text.contains("0 rows."), "{text}");
         assert!(
             text.contains("Nothing here is kept beyond an erasure"),
