@@ -109,3 +109,71 @@ async fn a_bundle_in_s3_holds_the_same_and_a_presigned_url_serves_it() {
     worker.shutdown().await;
     s.demo.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_workspace_bundle_holds_every_row_of_the_workspace_and_no_other() {
+    let s = subject("exports_workspace", 30).await;
+    let c = &s.demo.c;
+    let workspace: uuid::Uuid = c
+        .query_one(
+            "SELECT workspace_id FROM app.posts WHERE body LIKE $1",
+            &[&format!("{}%", s.other_text)],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = Storage::local(dir.path()).unwrap();
+    let worker = start_worker(&s.demo, "exports-ws", &bundles, None, &storage_args());
+
+    let job: uuid::Uuid = c
+        .query_one(
+            "SELECT lifecycle.request_export('workspace', $1, $1, 'owner@example.com', 'workspace export')",
+            &[&workspace.to_string()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    wait_until_completed(c, job).await;
+    let bytes = read_object(&bundles, &bundle_key(s.demo.name(), job)).await;
+    let zip = Unzipped::new(&bytes);
+    let readme = zip.text("README.md");
+    assert!(
+        readme.contains(&format!(
+            "about workspace {workspace}: every row that belongs to the workspace"
+        )),
+        "{readme}"
+    );
+    assert!(readme.contains("- **Other workspaces.**"), "{readme}");
+    let account = zip.json("workspace.json");
+    assert_eq!(account.len(), 1);
+    assert_eq!(
+        account[0]["ID"],
+        workspace.to_string().as_str(),
+        "{account:?}"
+    );
+    // Every post of the workspace, the other member's among them; none of
+    // another workspace.
+    let posts = zip.json("posts.json");
+    let expected: i64 = c
+        .query_one(
+            "SELECT count(*) FROM app.posts WHERE workspace_id = $1",
+            &[&workspace],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(posts.len() as i64, expected);
+    assert!(posts
+        .iter()
+        .all(|p| p["Workspace ID"] == workspace.to_string().as_str()));
+    assert!(posts.iter().any(|p| p["Body"]
+        .as_str()
+        .is_some_and(|b| b.starts_with(&s.other_text))));
+    let (header, records) = zip.csv("posts.csv");
+    assert_eq!(header[0], "ID");
+    assert_eq!(records.len() as i64, expected);
+
+    worker.shutdown().await;
+    s.demo.cleanup().await;
+}

@@ -83,7 +83,12 @@ impl Readme {
         files_store: bool,
     ) -> Self {
         Self {
-            whom: format!("{} {}", one_line(target_type), one_line(target_id)),
+            // The extension records a workspace target as `tenant`.
+            whom: if workspace {
+                format!("workspace {}", one_line(target_id))
+            } else {
+                format!("{} {}", one_line(target_type), one_line(target_id))
+            },
             workspace,
             snapshot_at: snapshot_at.to_rfc3339_opts(SecondsFormat::Secs, true),
             files: Vec::new(),
@@ -308,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_workspace_readme_speaks_of_the_workspace() {
-        let mut readme = Readme::new("workspace", "acme", true, Utc::now(), false);
+        let mut readme = Readme::new("tenant", "acme", true, Utc::now(), false);
         let mut files = spec("files", "Uploaded files", None);
         files.excluded.clear();
         readme.file(Written {
