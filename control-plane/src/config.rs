@@ -345,40 +345,40 @@ pub const DEFAULT_ANCHOR_INTERVAL: &str = "1h";
 pub const DEFAULT_EXPORT_SWEEP_INTERVAL: &str = "1min";
 
 /// Where export bundles and audit anchors are stored, and where the
-/// application keeps its own files (`LIFECYCLED_*` variables).
+/// application keeps its own files (`LIFECYCLE_*` variables, like every other setting).
 #[derive(Clone, Debug, PartialEq, Eq, Args)]
 pub struct StorageArgs {
     /// Where export bundles and audit anchors go: `file:///absolute/dir` or
     /// `s3://bucket[/prefix]`. Default: the directory `lifecycled-storage`
     /// under the current directory (created if missing).
-    #[arg(long, env = "LIFECYCLED_STORAGE_URL")]
+    #[arg(long, env = "LIFECYCLE_STORAGE_URL")]
     pub storage_url: Option<String>,
 
     /// The application's own file store, where the values of columns with
     /// the `storage_object` rule are object keys (`file:///dir` or
     /// `s3://bucket`); exports copy those files into the bundle.
-    #[arg(long, env = "LIFECYCLED_FILES_URL")]
+    #[arg(long, env = "LIFECYCLE_FILES_URL")]
     pub files_url: Option<String>,
 
     /// Endpoint of an S3-compatible service (`https://…`; plain `http://`
     /// only on a loopback address). Keys and region come from
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_REGION`.
-    #[arg(long, env = "LIFECYCLED_S3_ENDPOINT")]
+    #[arg(long, env = "LIFECYCLE_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
 
     /// How long a built export can be downloaded (`7days`, `12h`); then the
     /// bundle is deleted and the export marked expired.
-    #[arg(long, env = "LIFECYCLED_EXPORT_TTL", default_value = DEFAULT_EXPORT_TTL,
+    #[arg(long, env = "LIFECYCLE_EXPORT_TTL", default_value = DEFAULT_EXPORT_TTL,
           value_parser = parse_duration)]
     pub export_ttl: Duration,
 
     /// Time between two looks for expired export bundles.
-    #[arg(long, env = "LIFECYCLED_EXPORT_SWEEP_INTERVAL",
+    #[arg(long, env = "LIFECYCLE_EXPORT_SWEEP_INTERVAL",
           default_value = DEFAULT_EXPORT_SWEEP_INTERVAL, value_parser = parse_duration)]
     pub export_sweep_interval: Duration,
 
     /// Time between two anchors of the audit chain written to storage.
-    #[arg(long, env = "LIFECYCLED_ANCHOR_INTERVAL", default_value = DEFAULT_ANCHOR_INTERVAL,
+    #[arg(long, env = "LIFECYCLE_ANCHOR_INTERVAL", default_value = DEFAULT_ANCHOR_INTERVAL,
           value_parser = parse_duration)]
     pub anchor_interval: Duration,
 }

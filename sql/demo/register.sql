@@ -119,6 +119,9 @@ SELECT lifecycle.register_table('app.invites', 'user', 'invited_by',
     on_erase      => 'delete',
     label         => 'Sent invitations');
 SELECT lifecycle.set_column_rule('app.invites', 'email', 'deleted_email');
+-- The invitation's token is a credential of whoever holds the link.
+SELECT lifecycle.exclude_from_export('app.invites', 'token_hash',
+    'the hash of the secret in the invitation link: a credential, never handed out');
 
 -- accepted_by is a second user column: a legal hold on a user also covers
 -- the invitations that user accepted.

@@ -162,7 +162,7 @@ impl S3Server {
             ("AWS_ACCESS_KEY_ID", ACCESS_KEY.to_owned()),
             ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.to_owned()),
             ("AWS_REGION", REGION.to_owned()),
-            ("LIFECYCLED_S3_ENDPOINT", self.endpoint()),
+            ("LIFECYCLE_S3_ENDPOINT", self.endpoint()),
         ]
     }
 }

@@ -999,7 +999,7 @@ async fn bad_arguments_are_refused_with_their_sqlstates() {
     exec(
         &c,
         &format!(
-            "SELECT lifecycle.complete_job('{e}', 'exporter', '{{\"bundle\": \"exports/x.zip\"}}')"
+            "SELECT lifecycle.complete_job('{e}', 'exporter', '{{\"bundle\": {{\"key\": \"exports/x.zip\", \"size\": 1}}}}')"
         ),
     )
     .await;

@@ -126,7 +126,9 @@ async fn jobs_of_every_kind(su: &Client) {
         .get(0);
         let id = Uuid::parse_str(claimed["id"].as_str().expect("claimed id")).expect("uuid");
         let sql = match outcome {
-            "complete" => format!("SELECT lifecycle.complete_job('{id}', 'worker-1')"),
+            "complete" => format!(
+                "SELECT lifecycle.complete_job('{id}', 'worker-1', '{{\"bundle\": {{\"key\": \"exports/{id}.zip\", \"size\": 1}}}}')"
+            ),
             _ => format!("SELECT lifecycle.fail_job('{id}', 'worker-1', 'disk full')"),
         };
         exec(su, &sql).await;
@@ -649,7 +651,8 @@ async fn churn(c: Client, session: i64) {
             3 => c.batch_execute("SELECT lifecycle.run_due_jobs(2)").await,
             _ => {
                 c.batch_execute(&format!(
-                    "SELECT lifecycle.complete_job((j->>'id')::uuid, 'w{session}') \
+                    "SELECT lifecycle.complete_job((j->>'id')::uuid, 'w{session}', \
+                            '{{\"bundle\": {{\"key\": \"exports/x.zip\", \"size\": 1}}}}') \
                        FROM lifecycle.claim_job('w{session}', job_types => ARRAY['export']) j \
                       WHERE j IS NOT NULL"
                 ))
