@@ -143,6 +143,6 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ALL.len(), 33);
+        assert_eq!(ALL.len(), 36);
     }
 }
