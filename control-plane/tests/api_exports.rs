@@ -13,7 +13,7 @@ use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use chrono::{Duration, Utc};
 use common::openapi::OpenApiDoc;
-use common::{call, request, user_token, TestResponse, TestService};
+use common::{call, expect, request, user_token, TestService};
 use lifecycled::export::{self, Target};
 use lifecycled::links::LinkSigner;
 use lifecycled::storage::{anchor_key, bundle_key, Storage};
@@ -28,13 +28,6 @@ const CAROL: &str = "3";
 const DOWNLOAD: &str = "/api/v1/me/exports/{id}/download";
 const EXPORTS: &str = "/api/v1/me/exports";
 const USER_AGENT: &str = "privacy-center-test/1.0";
-
-fn expect(response: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(response.status, status, "{}", response.text());
-    if !code.is_empty() {
-        assert_eq!(response.code(), code, "{}", response.text());
-    }
-}
 
 /// Build the bundle of `job` as the worker does: claimed, built from one
 /// snapshot as the service role, published, completed.

@@ -16,7 +16,9 @@ use axum::http::{Method, StatusCode};
 use axum::Router;
 use chrono::{DateTime, Duration, Utc};
 use common::openapi::OpenApiDoc;
-use common::{call, now, request, sign_claims, subject_token, user_token, Server, TestResponse};
+use common::{
+    call, expect, now, request, sign_claims, subject_token, user_token, Server, TestResponse,
+};
 use common::{TestService, SUBJECT_SECRET};
 use jsonwebtoken::Algorithm;
 use lifecycled::config::DatabaseSpec;
@@ -214,13 +216,6 @@ impl Api {
     fn check(&self, method: &Method, path: &str, response: &TestResponse) {
         let template = path.split('?').next().expect("path");
         self.doc.check(method, template, response);
-    }
-}
-
-fn expect(response: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(response.status, status, "{}", response.text());
-    if !code.is_empty() {
-        assert_eq!(response.code(), code, "{}", response.text());
     }
 }
 

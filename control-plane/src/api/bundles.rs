@@ -1,7 +1,8 @@
-//! Handing an export's bundle to the one who may download it: a redirect
-//! to a URL presigned for a few minutes when the store is S3, the bytes
-//! streamed from the store otherwise. The caller has checked and recorded
-//! the download in a transaction; it commits only once the bundle is there.
+//! Handing an export's bundle to the one who may download it:
+//! `lifecycle.export_download` checks and records the download, then a
+//! redirect to a URL presigned for a few minutes when the store is S3, or
+//! the bytes streamed from the store otherwise. The download's transaction
+//! commits only once the bundle is there.
 
 use std::future::Future;
 use std::time::Duration;
@@ -15,8 +16,54 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use futures::TryStreamExt;
 
+use deadpool_postgres::Transaction;
+use uuid::Uuid;
+
+use super::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::storage::Storage;
+
+/// The checks, the count and the audit event of a download; answers where
+/// the bundle is.
+const DOWNLOAD: &str = "SELECT lifecycle.export_download($1, $2, $3, $4, $5::text::inet, $6)";
+
+/// Whose export `id` is (target type and id) and who downloads it.
+pub struct Downloader<'a> {
+    pub target_type: &'a str,
+    pub target_id: &'a str,
+    pub actor: &'a str,
+}
+
+/// Record the download of export `id` in `tx` (the request's context
+/// applied) and deliver its bundle from `storage`.
+pub async fn download(
+    storage: &Storage,
+    tx: Transaction<'_>,
+    ctx: &RequestContext,
+    id: Uuid,
+    who: Downloader<'_>,
+) -> ApiResult<Response> {
+    let ip = ctx.ip.map(|ip| ip.to_string());
+    let row = tx
+        .query_one(
+            DOWNLOAD,
+            &[
+                &id,
+                &who.target_type,
+                &who.target_id,
+                &who.actor,
+                &ip,
+                &ctx.user_agent,
+            ],
+        )
+        .await?;
+    let bundle: serde_json::Value = row.get(0);
+    let key = bundle["key"]
+        .as_str()
+        .ok_or_else(|| ApiError::internal(format!("export {id} has no bundle key")))?
+        .to_owned();
+    deliver(storage, &key, tx.commit()).await
+}
 
 /// How long a presigned URL of a bundle in S3 is valid.
 pub const PRESIGNED_FOR: Duration = Duration::from_secs(5 * 60);
@@ -24,7 +71,7 @@ pub const PRESIGNED_FOR: Duration = Duration::from_secs(5 * 60);
 /// The response that delivers the bundle at `key`; `commit` ends the
 /// transaction that recorded the download (a bundle missing from storage
 /// is no download: the transaction is then dropped, rolled back).
-pub async fn deliver<E>(
+async fn deliver<E>(
     storage: &Storage,
     key: &str,
     commit: impl Future<Output = Result<(), E>>,

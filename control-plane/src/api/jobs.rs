@@ -381,24 +381,10 @@ pub async fn download_workspace_export(
     let mut client = state.dbs.client(&job.database).await?;
     let tx = client.transaction().await?;
     ctx.apply(&*tx).await?;
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    let row = tx
-        .query_one(
-            "SELECT lifecycle.export_download($1, $2, $3, $4, $5::text::inet, $6)",
-            &[
-                &id,
-                &job.target_type,
-                &job.target_id,
-                &admin.name,
-                &ip,
-                &ctx.user_agent,
-            ],
-        )
-        .await?;
-    let bundle: serde_json::Value = row.get(0);
-    let key = bundle["key"]
-        .as_str()
-        .ok_or_else(|| ApiError::internal(format!("export {id} has no bundle key")))?
-        .to_owned();
-    super::bundles::deliver(&state.storage, &key, tx.commit()).await
+    let who = super::bundles::Downloader {
+        target_type: &job.target_type,
+        target_id: &job.target_id,
+        actor: &admin.name,
+    };
+    super::bundles::download(&state.storage, tx, &ctx, id, who).await
 }

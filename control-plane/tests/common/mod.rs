@@ -297,6 +297,14 @@ impl TestResponse {
     }
 }
 
+/// Assert a response's status and, unless `code` is empty, its error code.
+pub fn expect(response: &TestResponse, status: StatusCode, code: &str) {
+    assert_eq!(response.status, status, "{}", response.text());
+    if !code.is_empty() {
+        assert_eq!(response.code(), code, "{}", response.text());
+    }
+}
+
 /// Backwards-compatible name.
 pub type JsonResponse = TestResponse;
 

@@ -22,6 +22,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::caller::Me;
+use crate::api::bundles::{self, Downloader};
 use crate::api::extract::{Json, Query};
 use crate::api::{Page, PageQuery, RequestContext, API_PREFIX};
 use crate::error::{ApiError, ApiResult};
@@ -50,10 +51,6 @@ const LIST: &str = concat!(
 
 /// One export job.
 const ONE: &str = concat!(select_export!(), " WHERE j.id = $1");
-
-/// The checks, the count and the audit event of a download; answers where
-/// the bundle is.
-const DOWNLOAD: &str = "SELECT lifecycle.export_download($1, $2, $3, $4, $5::text::inet, $6)";
 
 const REQUEST_EXPORT: &str = "SELECT lifecycle.request_export($1, $2, $3, $4, $5)";
 
@@ -323,24 +320,11 @@ pub async fn download_export(
     }
     let mut client = me.client().await?;
     let (tx, _) = me.begin(&mut client, &ctx).await?;
-    let ip = ctx.ip.map(|ip| ip.to_string());
-    let row = tx
-        .query_one(
-            DOWNLOAD,
-            &[
-                &id,
-                &me.subject_type(),
-                &me.subject_id(),
-                &me.actor(),
-                &ip,
-                &ctx.user_agent,
-            ],
-        )
-        .await?;
-    let bundle: serde_json::Value = row.get(0);
-    let key = bundle["key"]
-        .as_str()
-        .ok_or_else(|| ApiError::internal(format!("export {id} has no bundle key")))?
-        .to_owned();
-    crate::api::bundles::deliver(&state.storage, &key, tx.commit()).await
+    let actor = me.actor();
+    let who = Downloader {
+        target_type: me.subject_type(),
+        target_id: me.subject_id(),
+        actor: &actor,
+    };
+    bundles::download(&state.storage, tx, &ctx, id, who).await
 }
