@@ -217,6 +217,13 @@ async fn a_subject_downloads_their_own_bundle_until_it_expires() {
     assert_eq!(list.body["items"][0]["status"], "expired");
     assert_eq!(list.body["items"][0]["download_url"], Value::Null);
 
+    // A malformed id: the API's own JSON error, nothing internal.
+    let malformed = call(
+        router.clone(),
+        request(Method::GET, "/api/v1/me/exports/not-a-uuid/download").bearer(&david),
+    )
+    .await;
+    expect(&malformed, StatusCode::BAD_REQUEST, "invalid_parameter");
     // An id that is no export at all.
     let unknown = format!("/api/v1/me/exports/{}/download", Uuid::new_v4());
     let missing = call(

@@ -193,7 +193,8 @@ pub fn fetch(cursor: &str, max_rows: i32) -> LcResult<Vec<String>> {
     if !(1..=100_000).contains(&max_rows) {
         return Err(LcError::invalid_parameter(format!(
             "max_rows must be between 1 and 100000, not {max_rows}"
-        )));
+        ))
+        .hint("Fetch a few hundred to a few thousand rows at a time."));
     }
     let not_ours = || {
         LcError::invalid_parameter(format!(
@@ -329,6 +330,10 @@ pub fn check_bundle(result: &Value) -> LcResult<()> {
         if !later {
             return Err(LcError::invalid_parameter(
                 "result.expires_at of an export job must be a time after now",
+            )
+            .detail("The entitlement to download the bundle starts when the job completes.")
+            .hint(
+                "Leave expires_at out (7 days), or give an ISO 8601 time within the next 7 days.",
             ));
         }
     }

@@ -130,6 +130,8 @@ SELECT show($$SELECT lifecycle.request_export('person', '1', 'a1', 'zoe')$$);
 SELECT (c.job ->> 'id') AS job FROM lifecycle.claim_job('w1', '1 minute', ARRAY['export']) c(job) \gset
 SELECT show(format($$SELECT lifecycle.export_download(%L, 'person', '1', 'zoe')$$, :'job'));
 SELECT show(format($$SELECT lifecycle.complete_job(%L, 'w1', '{"bundle": {}}')$$, :'job'));
+SELECT show(format($$SELECT lifecycle.complete_job(%L, 'w1',
+    '{"bundle": {"key": "k", "size": 1}, "expires_at": "2000-01-01T00:00:00Z"}')$$, :'job'));
 SELECT lifecycle.complete_job(:'job', 'w1',
     '{"bundle": {"key": "exports/db/x.zip", "size": 1234, "sha256": "00ff"}, "expires_at": "2999-01-01T00:00:00Z"}');
 SELECT object_key, size_bytes, expires_at - completed_at AS entitlement, downloads

@@ -12,7 +12,7 @@
 //! adds `expires` and `signature` to the path: checked when present, and
 //! still only with the token.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use super::caller::Me;
 use crate::api::bundles::{self, Downloader};
-use crate::api::extract::{Json, Query};
+use crate::api::extract::{Json, Path, Query};
 use crate::api::{Page, PageQuery, RequestContext, API_PREFIX};
 use crate::error::{ApiError, ApiResult};
 use crate::links::{LinkError, LinkSigner};
