@@ -163,6 +163,7 @@ async fn connect_primary(db: &DatabaseArgs) -> anyhow::Result<tokio_postgres::Cl
         .context("no database configured")?;
     let mut config: tokio_postgres::Config = spec.url.parse().context("invalid database URL")?;
     config.connect_timeout(db.timeout());
+    crate::db::pin_search_path(&mut config);
     let (client, connection) = config
         .connect(NoTls)
         .await

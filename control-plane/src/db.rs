@@ -21,6 +21,17 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 /// `application_name` reported to PostgreSQL unless the URL sets one.
 pub const APPLICATION_NAME: &str = "lifecycled";
 
+/// The search path of every session the control plane opens: the catalog,
+/// then temporary objects (listed last, so that a temporary table cannot
+/// shadow a catalog either). Nothing the control plane names outside
+/// `pg_catalog` goes without its schema, so no schema another role can
+/// create or write (`"$user"`, `public`) can put a function or operator in
+/// the way of its statements.
+pub const SEARCH_PATH: &str = "pg_catalog, pg_temp";
+
+/// [`SEARCH_PATH`] as a startup option.
+const SEARCH_PATH_OPTION: &str = "-c search_path=pg_catalog,pg_temp";
+
 /// Machine code of the 404 for a database name that is not configured.
 pub const CODE_UNKNOWN_DATABASE: &str = "unknown_database";
 
@@ -208,7 +219,21 @@ fn connect_config(
         pg_config.application_name(APPLICATION_NAME);
     }
     pg_config.connect_timeout(args.timeout());
+    pin_search_path(&mut pg_config);
     Ok(pg_config)
+}
+
+/// Make every session of `config` start with [`SEARCH_PATH`]: a startup
+/// option, after the options the URL sets (the last setting of a parameter
+/// wins), so neither the URL nor a database's or role's default
+/// (`ALTER DATABASE ... SET search_path`) can change it. `RESET ALL` and
+/// `DISCARD ALL` go back to it too.
+pub fn pin_search_path(config: &mut tokio_postgres::Config) {
+    let options = match config.get_options().map(str::trim) {
+        Some(existing) if !existing.is_empty() => format!("{existing} {SEARCH_PATH_OPTION}"),
+        _ => SEARCH_PATH_OPTION.to_owned(),
+    };
+    config.options(&options);
 }
 
 /// Build the pool of one database. Connecting and waiting for a free
@@ -262,6 +287,37 @@ mod tests {
         assert_eq!(&*dbs.primary().name, "eu");
         assert!(dbs.pool("us").is_some());
         assert!(dbs.pool("asia").is_none());
+    }
+
+    #[test]
+    fn the_search_path_is_pinned_after_the_urls_own_options() {
+        let dbs = Databases::from_args(&args(&[
+            ("plain", "postgres://u@127.0.0.1:1/a"),
+            (
+                "options",
+                "postgres://u@127.0.0.1:1/b?options=-c%20statement_timeout%3D5s%20-c%20search_path%3Devil",
+            ),
+        ]))
+        .unwrap();
+        let options: Vec<_> = dbs
+            .iter()
+            .map(|db| db.connect.get_options().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(
+            options,
+            [
+                "-c search_path=pg_catalog,pg_temp",
+                "-c statement_timeout=5s -c search_path=evil -c search_path=pg_catalog,pg_temp",
+            ]
+        );
+
+        let mut config: tokio_postgres::Config = "host=h user=u".parse().unwrap();
+        pin_search_path(&mut config);
+        pin_search_path(&mut config);
+        assert!(config
+            .get_options()
+            .unwrap()
+            .ends_with("-c search_path=pg_catalog,pg_temp"));
     }
 
     #[test]

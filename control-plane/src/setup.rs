@@ -74,15 +74,19 @@ pub fn validate_role_name(role: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connect to `url` and prepare that database.
+/// Connect to `url` and prepare that database. The session's search path
+/// is the catalog's alone ([`crate::db::SEARCH_PATH`]): setup runs as a
+/// superuser, in databases where other roles may create schemas.
 pub async fn setup_url(url: &str, options: &SetupOptions<'_>) -> anyhow::Result<SetupReport> {
-    let (mut client, connection) =
-        tokio_postgres::connect(url, NoTls).await.with_context(|| {
-            format!(
-                "could not connect to {}",
-                crate::config::redact_url_password(url)
-            )
-        })?;
+    let redacted = || crate::config::redact_url_password(url);
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .with_context(|| format!("invalid admin URL {}", redacted()))?;
+    crate::db::pin_search_path(&mut config);
+    let (mut client, connection) = config
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("could not connect to {}", redacted()))?;
     let task = tokio::spawn(connection);
     let report = setup_database(&mut client, options).await;
     drop(client);
@@ -90,13 +94,19 @@ pub async fn setup_url(url: &str, options: &SetupOptions<'_>) -> anyhow::Result<
     report
 }
 
-/// Prepare one database, in one transaction.
+/// Prepare one database, in one transaction, under the catalog's search
+/// path whatever the session's was.
 pub async fn setup_database(
     client: &mut Client,
     options: &SetupOptions<'_>,
 ) -> anyhow::Result<SetupReport> {
     validate_role_name(options.role)?;
     let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL search_path = {}",
+        crate::db::SEARCH_PATH
+    ))
+    .await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SETUP_LOCK])
         .await?;
     let database: String = tx
