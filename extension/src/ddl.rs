@@ -233,6 +233,28 @@ fn touched_objects() -> LcResult<Vec<Touched>> {
     })
 }
 
+/// The tables typed by a composite type (`CREATE TABLE ... OF type`), given
+/// the type's relation; none for any other relation.
+fn typed_tables(relid: pg_sys::Oid) -> LcResult<Vec<pg_sys::Oid>> {
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(
+            "SELECT c.oid FROM pg_catalog.pg_class c \
+               JOIN pg_catalog.pg_class t ON c.reloftype OPERATOR(pg_catalog.=) t.reltype \
+              WHERE t.oid OPERATOR(pg_catalog.=) $1 AND t.relkind OPERATOR(pg_catalog.=) 'c' \
+                AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') \
+              ORDER BY 1",
+            None,
+            &[relid.into()],
+        )? {
+            if let Some(oid) = row.get::<pg_sys::Oid>(1)? {
+                out.push(oid);
+            }
+        }
+        Ok::<_, LcError>(out)
+    })
+}
+
 fn is_table(relid: pg_sys::Oid) -> LcResult<bool> {
     Ok(crate::spi::one::<bool>(
         "SELECT relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') FROM pg_catalog.pg_class \
@@ -283,6 +305,13 @@ pub unsafe fn ddl_command_end(parsetree: *mut pg_sys::Node) -> LcResult<()> {
                 }
             }
             _ => {
+                // `ALTER TYPE ... CASCADE` reports the composite type alone,
+                // but changes the tables typed by it (CREATE TABLE ... OF) as
+                // ALTER TABLE would: ALTER ATTRIBUTE ... TYPE rewrites their
+                // rows, RENAME ATTRIBUTE renames their columns.
+                for typed in typed_tables(t.objid)? {
+                    check_relation(typed, &statement)?;
+                }
                 if !is_table(t.objid)? {
                     continue;
                 }
@@ -464,21 +493,42 @@ fn check_relation(relid: pg_sys::Oid, statement: &Statement) -> LcResult<()> {
     Ok(())
 }
 
+/// Every type whose values contain a value of type `$1`, `$1` included:
+/// arrays, domains (over domains), composite types and table row types with
+/// an attribute of it, ranges over it and their multiranges, to any depth.
+const CONTAINING_TYPES_SQL: &str = "\
+    WITH RECURSIVE inside(typ) AS ( \
+        SELECT $1::pg_catalog.oid \
+        UNION \
+        SELECT x.oid FROM inside i JOIN pg_catalog.pg_type x \
+            ON x.typelem OPERATOR(pg_catalog.=) i.typ \
+            OR x.typbasetype OPERATOR(pg_catalog.=) i.typ \
+            OR x.typrelid IN (SELECT a.attrelid FROM pg_catalog.pg_attribute a \
+                               WHERE a.atttypid OPERATOR(pg_catalog.=) i.typ \
+                                 AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped) \
+            OR x.oid IN (SELECT r.rngtypid FROM pg_catalog.pg_range r \
+                          WHERE r.rngsubtype OPERATOR(pg_catalog.=) i.typ) \
+            OR x.oid IN (SELECT r.rngmultitypid FROM pg_catalog.pg_range r \
+                          WHERE r.rngtypid OPERATOR(pg_catalog.=) i.typ)) \
+    SELECT typ FROM inside";
+
 /// `ALTER TYPE ... RENAME VALUE` changes what every row holding that label
 /// says without touching the rows: refused while a registered table with a
-/// column of that type (or an array or domain of it) holds held rows.
+/// column whose values can contain that type (the enum itself, an array, a
+/// domain, a composite type, a range, nested to any depth) holds held rows.
 fn check_enum_rename(type_oid: pg_sys::Oid) -> LcResult<()> {
     let columns: Vec<(pg_sys::Oid, String)> = Spi::connect(|client| {
         let mut out = Vec::new();
         for row in client.select(
-            "SELECT a.attrelid, a.attname::text FROM pg_catalog.pg_attribute a \
-               JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) a.atttypid \
-               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
-              WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
-                AND c.relkind OPERATOR(pg_catalog.=) ANY ('{r,p}') \
-                AND $1 OPERATOR(pg_catalog.=) ANY (ARRAY[t.oid, t.typelem, t.typbasetype, \
-                        (SELECT b.typelem FROM pg_catalog.pg_type b WHERE b.oid OPERATOR(pg_catalog.=) t.typbasetype)]) \
-              ORDER BY 1, 2",
+            &format!(
+                "WITH containing AS ({CONTAINING_TYPES_SQL}) \
+                 SELECT a.attrelid, a.attname::text FROM pg_catalog.pg_attribute a \
+                   JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
+                  WHERE a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped \
+                    AND c.relkind OPERATOR(pg_catalog.=) ANY ('{{r,p}}') \
+                    AND a.atttypid IN (SELECT typ FROM containing) \
+                  ORDER BY 1, 2"
+            ),
             None,
             &[type_oid.into()],
         )? {

@@ -391,3 +391,10 @@ SELECT pg_catalog.pg_extension_config_dump('lifecycle.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.retention', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.external_steps', '');
 SELECT pg_catalog.pg_extension_config_dump('lifecycle.export_bundles', '');
+-- The identity sequences of the two tables with generated ids: without
+-- them a restored copy would hand out ids its rows already have, and the
+-- first erasure with retained rows or stored files after a restore would fail.
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('lifecycle.retention', 'id')::pg_catalog.regclass, '');
+SELECT pg_catalog.pg_extension_config_dump(
+    pg_catalog.pg_get_serial_sequence('lifecycle.external_steps', 'id')::pg_catalog.regclass, '');

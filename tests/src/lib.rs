@@ -531,6 +531,9 @@ pub const REGISTRATION_FUNCTIONS: &[&str] = &[
     "lifecycle.unregister_membership(regclass)",
     "lifecycle.register_scope(regclass, text, text)",
     "lifecycle.unregister_table(regclass)",
+    "lifecycle.set_column_label(regclass, text, text)",
+    "lifecycle.exclude_from_export(regclass, text, text)",
+    "lifecycle.include_in_export(regclass, text)",
 ];
 
 /// SQL granting EXECUTE on every registration function to `role`.

@@ -578,6 +578,134 @@ async fn ddl_that_rewrites_drops_or_endangers_held_values_is_refused() {
     a.db.cleanup().await.expect("cleanup");
 }
 
+/// A digest of every row of the tables the types test creates.
+async fn typed_rows(c: &Client) -> String {
+    let mut parts = Vec::new();
+    for (t, _, _) in CONTAINERS {
+        parts.push(format!(
+            "(SELECT pg_catalog.string_agg(t::text, ',' ORDER BY t.id) FROM app.{t} t)"
+        ));
+    }
+    parts
+        .push("(SELECT pg_catalog.string_agg(t::text, ',' ORDER BY t.id) FROM app.typed t)".into());
+    c.query_one(
+        &format!("SELECT pg_catalog.concat_ws('|', {})", parts.join(", ")),
+        &[],
+    )
+    .await
+    .map(|r| r.get(0))
+    .unwrap_or_else(|e| panic!("typed rows: {}", describe(&e)))
+}
+
+/// Tables whose column holds an enum of its own (named after the table)
+/// inside another type: (table, the column's type, U1's value).
+const CONTAINERS: [(&str, &str, &str); 6] = [
+    ("in_composite", "app.in_composite_pair", "(low,1)"),
+    ("in_domain", "app.in_domain_dd", "low"),
+    ("in_range", "app.in_range_range", "[low,high]"),
+    ("in_multirange", "app.in_multirange_multi", "{[low,high]}"),
+    ("in_array", "app.in_array_pair[]", "{\"(low,1)\"}"),
+    ("in_row", "app.in_row_inner", "(low)"),
+];
+
+/// DDL on a type reaches the rows of every table whose columns hold it, at
+/// any depth, and of every table typed by it, without naming those tables:
+/// refused while they hold held rows, like the same DDL on the tables.
+#[tokio::test]
+async fn ddl_on_types_cannot_change_held_rows_through_them() {
+    let a = app("attack_ddl_types").await;
+    for (t, ty, value) in CONTAINERS {
+        exec(
+            &a.app,
+            &format!(
+                "CREATE TYPE app.{t}_level AS ENUM ('low', 'high');
+                 CREATE TYPE app.{t}_pair AS (l app.{t}_level, n integer);
+                 CREATE DOMAIN app.{t}_d AS app.{t}_level;
+                 CREATE DOMAIN app.{t}_dd AS app.{t}_d;
+                 CREATE TYPE app.{t}_range AS RANGE (subtype = app.{t}_level, multirange_type_name = app.{t}_multi);
+                 CREATE TABLE app.{t}_inner (l app.{t}_level);
+                 CREATE TABLE app.{t} (id bigint PRIMARY KEY, user_id uuid NOT NULL, v {ty});
+                 CREATE INDEX ON app.{t} (user_id);
+                 INSERT INTO app.{t} VALUES (1, '{U1}', $${value}$$), (2, '{U2}', NULL);
+                 SELECT lifecycle.register_table('app.{t}', 'user', 'user_id');"
+            ),
+        )
+        .await;
+    }
+    // A table typed by a composite type (CREATE TABLE ... OF).
+    exec(
+        &a.app,
+        &format!(
+            "CREATE TYPE app.note AS (id bigint, user_id uuid, amount numeric, memo text);
+             CREATE TABLE app.typed OF app.note (PRIMARY KEY (id));
+             CREATE INDEX ON app.typed (user_id);
+             INSERT INTO app.typed VALUES (1, '{U1}', 1.6, 'kept'), (2, '{U2}', 2.4, 'other');
+             SELECT lifecycle.register_table('app.typed', 'user', 'user_id');"
+        ),
+    )
+    .await;
+    let hold = hold_u1(&a.su).await;
+    let before = typed_rows(&a.su).await;
+    let data_before = fingerprint(&a.su).await;
+
+    // Renaming an enum value rewrites what every held value holding it
+    // reads as, whatever holds it.
+    for (t, _, _) in CONTAINERS {
+        let sql = format!("ALTER TYPE app.{t}_level RENAME VALUE 'low' TO 'lowest'");
+        let e = expect_sqlstate(a.app.batch_execute(&sql).await, "LC007", &sql);
+        assert_names_hold(&e, &hold, &sql);
+        assert!(
+            e.message().contains(&format!("app.{t}")),
+            "{sql}: {}",
+            e.message()
+        );
+        assert_eq!(typed_rows(&a.su).await, before, "{sql}: the rows changed");
+    }
+    // A typed table changes with its type.
+    for (sql, code) in [
+        // rounds 1.6 to 2 in every row
+        (
+            "ALTER TYPE app.note ALTER ATTRIBUTE amount TYPE numeric(5,0) CASCADE",
+            "LC007",
+        ),
+        (
+            "ALTER TYPE app.note ALTER ATTRIBUTE memo TYPE varchar(20) CASCADE",
+            "LC007",
+        ),
+        ("ALTER TYPE app.note DROP ATTRIBUTE memo CASCADE", "LC007"),
+        // the data map's subject column would be gone
+        (
+            "ALTER TYPE app.note RENAME ATTRIBUTE user_id TO uid CASCADE",
+            "LC011",
+        ),
+    ] {
+        let e = expect_sqlstate(a.app.batch_execute(sql).await, code, sql);
+        assert_explained(&e, sql);
+        if code == "LC007" {
+            assert_names_hold(&e, &hold, sql);
+        }
+        assert_eq!(typed_rows(&a.su).await, before, "{sql}: the rows changed");
+    }
+    assert_eq!(fingerprint(&a.su).await, data_before);
+    assert_eq!(guards_not_ok(&a.su).await, Vec::<String>::new());
+    // What leaves held values as they are goes through.
+    exec(
+        &a.app,
+        "ALTER TYPE app.note ADD ATTRIBUTE extra integer CASCADE;
+         ALTER TYPE app.note RENAME ATTRIBUTE memo TO remark CASCADE;
+         ALTER TYPE app.in_composite_level ADD VALUE 'medium';",
+    )
+    .await;
+    let typed: String = ok(
+        a.su.query_one("SELECT t::text FROM app.typed t WHERE id = 1", &[])
+            .await,
+        "typed row",
+    )
+    .get(0);
+    assert_eq!(typed, format!("(1,{U1},1.6,kept,)"));
+    a.db.cleanup().await.expect("cleanup");
+}
+
 // ----- 5. hold ids compare the way the column compares -------------------------------
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use tokio_postgres::Client;
 const APP: &str = include_str!("../fixtures/guarded_app.sql");
 const U1: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
 const U2: &str = "b1ffcd00-ad1c-4ef8-bb6d-6bb9bd380a12";
+const U4: &str = "d3bbef22-cf3e-4ef8-bb6d-6bb9bd380a14";
 
 /// Everything a restore must carry over, as text (read by a superuser).
 async fn state(c: &Client) -> Vec<String> {
@@ -31,7 +32,10 @@ async fn state(c: &Client) -> Vec<String> {
                                       ORDER BY id) FROM lifecycle.jobs",
         "SELECT pg_catalog.md5(pg_catalog.string_agg(t::text, ',' ORDER BY t.id)) FROM lifecycle.audit_log t",
         "SELECT pg_catalog.md5(pg_catalog.string_agg(t::text, ',' ORDER BY t.chain)) FROM lifecycle.audit_chains t",
-        "SELECT pg_catalog.count(*)::text FROM lifecycle.retention",
+        "SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', id, job_id, relation, target_id, rows, retain_until), '; ' \
+                                      ORDER BY id) FROM lifecycle.retention",
+        "SELECT pg_catalog.string_agg(pg_catalog.concat_ws(' ', relation, column_name, label, excluded), '; ' \
+                                      ORDER BY relation::text, column_name) FROM lifecycle.column_exports",
     ];
     let mut out = Vec::new();
     for q in queries {
@@ -58,6 +62,33 @@ async fn source() -> (TestDb, Role, Client) {
     .await;
     let app = db.connect(&owner).await.expect("owner");
     exec(&app, APP).await;
+    // Invoices kept after an erasure (rows in lifecycle.retention), uploads
+    // whose objects the control plane deletes (lifecycle.external_steps),
+    // both with generated ids; an export label and an excluded column.
+    exec(
+        &app,
+        &format!(
+            "INSERT INTO app.users VALUES ('{U4}', 'acme', 'ute@acme.example', 'Ute Vier');
+             CREATE TABLE app.invoices (id bigint PRIMARY KEY, user_id uuid NOT NULL REFERENCES app.users,
+                                        workspace_id text NOT NULL, amount numeric NOT NULL);
+             CREATE INDEX ON app.invoices (user_id);
+             CREATE INDEX ON app.invoices (workspace_id);
+             INSERT INTO app.invoices VALUES (1, '{U2}', 'acme', 10), (2, '{U2}', 'acme', 20),
+                                             (3, '{U4}', 'acme', 30), (4, '{U4}', 'acme', 40);
+             SELECT lifecycle.register_table('app.invoices', 'user', 'user_id', tenant_column => 'workspace_id',
+                                             on_erase => 'retain', retain_for => '7 years',
+                                             legal_basis => 'Tax law', label => 'Invoices');
+             CREATE TABLE app.uploads (id bigint PRIMARY KEY, user_id uuid NOT NULL REFERENCES app.users,
+                                       object_key text NOT NULL);
+             CREATE INDEX ON app.uploads (user_id);
+             INSERT INTO app.uploads VALUES (1, '{U4}', 'u4/a.png'), (2, '{U4}', 'u4/b.png');
+             SELECT lifecycle.register_table('app.uploads', 'user', 'user_id');
+             SELECT lifecycle.set_column_rule('app.uploads', 'object_key', 'storage_object');
+             SELECT lifecycle.set_column_label('app.invoices', 'amount', 'Amount (EUR)');
+             SELECT lifecycle.exclude_from_export('app.uploads', 'object_key', 'internal storage key');"
+        ),
+    )
+    .await;
     exec(
         &su,
         &format!(
@@ -166,6 +197,53 @@ async fn check_restored(src_state: &[String], target: &TestDb, owner: &Role, wha
     )
     .await;
     assert_eq!(soft, 1, "{what}: the soft delete did not happen");
+    // Ids the extension generates go on from the restored rows: an erasure
+    // with retained rows and stored objects, the first after the restore.
+    let (retained, steps) = (
+        count(&su, "SELECT 1 FROM lifecycle.retention").await,
+        count(&su, "SELECT 1 FROM lifecycle.external_steps").await,
+    );
+    assert!(retained > 0, "{what}: no retained rows in the source");
+    exec(
+        &su,
+        &format!(
+            "SELECT lifecycle.request_erasure('user', '{U4}', 'acme', 'dpo@example.com', 'GDPR Art. 17',
+                                              cooling_off => '0 seconds', requires_approval => false);
+             SELECT lifecycle.run_due_jobs();"
+        ),
+    )
+    .await;
+    let (status, error): (String, Option<String>) = {
+        let row = ok(
+            su.query_one(
+                "SELECT status, error FROM lifecycle.jobs WHERE target_id = $1",
+                &[&U4],
+            )
+            .await,
+            "U4's erasure",
+        );
+        (row.get(0), row.get(1))
+    };
+    assert_ne!(status, "failed", "{what}: the erasure failed: {error:?}");
+    assert_eq!(
+        count(&su, "SELECT 1 FROM lifecycle.retention").await,
+        retained + 1,
+        "{what}: U4's invoices are not retained"
+    );
+    assert_eq!(
+        count(&su, "SELECT 1 FROM lifecycle.external_steps").await,
+        steps + 2,
+        "{what}: U4's stored objects have no deletion steps"
+    );
+    assert_eq!(
+        count(
+            &su,
+            "SELECT 1 FROM lifecycle.column_exports WHERE excluded IS NOT NULL AND column_name = 'object_key'"
+        )
+        .await,
+        1,
+        "{what}: the export exclusion was lost"
+    );
     // And the extension keeps appending to the restored chain.
     exec(
         &su,
