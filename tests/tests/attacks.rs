@@ -464,6 +464,64 @@ async fn search_path_cannot_redirect_what_the_extension_runs() {
         ),
     )
     .await;
+    // Every other entry point, read-only or not: the data map's reports,
+    // the job list and counts, tenants and members, and an export's life
+    // (its contents, cursors on its rows, the bundle stored, downloaded
+    // and expired), and the procedure that commits after each job.
+    exec(
+        &su2,
+        &format!(
+            "SELECT lifecycle.preview_erasure('user', '{U1}', 'acme');
+             SELECT * FROM lifecycle.unmapped_references();
+             SELECT * FROM lifecycle.unindexed_keys();
+             SELECT * FROM lifecycle.retention_disclosure();
+             SELECT * FROM lifecycle.compliance_report(pg_catalog.now() OPERATOR(pg_catalog.-) '1 day'::pg_catalog.interval,
+                                                       pg_catalog.now());
+             SELECT * FROM lifecycle.list_jobs();
+             SELECT * FROM lifecycle.job_stats();
+             SELECT * FROM lifecycle.oldest_due_jobs();
+             SELECT lifecycle.recount_jobs();
+             SELECT * FROM lifecycle.tenant_names(ARRAY['acme']);
+             SELECT * FROM lifecycle.find_tenants('ac');
+             SELECT lifecycle.is_member('user', '{U1}', 'acme');
+             SELECT lifecycle.subject_state('user', '{U1}');
+             SELECT lifecycle.set_column_label('app.posts', 'body', 'Text');
+             SELECT lifecycle.exclude_from_export('app.posts', 'mood', 'internal');
+             SELECT lifecycle.include_in_export('app.posts', 'mood');
+             SELECT * FROM lifecycle.export_contents('user', '{U1}', 'acme');
+             SELECT * FROM lifecycle.audit_chain_heads();
+             SELECT lifecycle.request_export('user', '{U1}', 'acme', 'user:{U1}');
+             BEGIN;
+             SELECT lifecycle.open_export('user', '{U1}', 'acme', f.name, 'file_rows')
+               FROM lifecycle.export_contents('user', '{U1}', 'acme') f
+              WHERE f.position OPERATOR(pg_catalog.=) 1;
+             SELECT * FROM lifecycle.fetch_export('file_rows', 100);
+             COMMIT;"
+        ),
+    )
+    .await;
+    let export: uuid::Uuid = ok(
+        su2.query_one(
+            "SELECT (c.job OPERATOR(pg_catalog.->>) 'id')::pg_catalog.uuid
+               FROM lifecycle.claim_job('w1', '1 minute', ARRAY['export']) c(job)",
+            &[],
+        )
+        .await,
+        "claim the export under the trap path",
+    )
+    .get(0);
+    exec(
+        &su2,
+        &format!(
+            "SELECT lifecycle.renew_lease('{export}', 'w1', '1 minute');
+             SELECT lifecycle.complete_job('{export}', 'w1',
+                 '{{\"bundle\": {{\"key\": \"exports/x.zip\", \"size\": 1, \"sha256\": \"00\"}}, \"expires_at\": \"2999-01-01T00:00:00Z\"}}');
+             SELECT lifecycle.export_download('{export}', 'user', '{U1}', 'user:{U1}', '203.0.113.9', 'agent');
+             SELECT lifecycle.expire_export('{export}', 'sweeper');
+             CALL lifecycle.run_due_jobs_each();"
+        ),
+    )
+    .await;
     let status: String = ok(
         a.su.query_one(
             "SELECT status FROM lifecycle.jobs WHERE target_id = $1",
@@ -916,6 +974,14 @@ async fn grants_on_the_extension_tables_do_not_let_anyone_write_them() {
         "INSERT INTO lifecycle.jobs (job_type, target_type, target_id, requested_by, due_at) VALUES ('erase', 'user', 'x', 'me', pg_catalog.now())",
         "UPDATE lifecycle.external_steps SET status = 'confirmed'",
         "DELETE FROM lifecycle.retention",
+        // Put an excluded column back into exports, or keep a bundle past
+        // its entitlement; skew the job counts.
+        "DELETE FROM lifecycle.column_exports",
+        "INSERT INTO lifecycle.column_exports (relation, column_name, label, set_by) VALUES ('app.posts', 'body', 'Harmless', 'me')",
+        "UPDATE lifecycle.export_bundles SET expires_at = pg_catalog.now() OPERATOR(pg_catalog.+) '1 year'::pg_catalog.interval",
+        "DELETE FROM lifecycle.export_bundles",
+        "UPDATE lifecycle.job_totals SET jobs = 0",
+        "TRUNCATE lifecycle.job_tenant_counts",
     ];
     for sql in attempts {
         // TRUNCATE of the audit log and of the holds meets their own

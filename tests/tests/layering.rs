@@ -9,6 +9,7 @@ use std::path::Path;
 /// From the top (closest to the SQL surface) down.
 const LAYERS: &[&str] = &[
     "jobs",
+    "export",
     "erasure",
     "ddl",
     "datamap",
@@ -87,4 +88,60 @@ fn extension_modules_depend_downwards_only() {
         upwards.is_empty(),
         "modules that use a module above them: {upwards:?}"
     );
+}
+
+/// The functions of `src` that follow `marker` (an attribute or a
+/// signature's start): (name, the text up to the function's closing brace
+/// at the start of a line).
+fn functions_after<'a>(src: &'a str, marker: &str) -> Vec<(&'a str, &'a str)> {
+    src.match_indices(marker)
+        .map(|(at, _)| {
+            let rest = &src[at..];
+            let name_at = rest.find("fn ").expect("a function after the marker") + 3;
+            let name_len = rest[name_at..]
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .expect("a function name");
+            let end = rest.find("\n}\n").expect("the function's end");
+            (&rest[name_at..name_at + name_len], &rest[..end])
+        })
+        .collect()
+}
+
+/// Every SQL entry point runs its body through `entry::boundary`, which
+/// pins the search path (nothing it parses resolves to another role's
+/// objects) and reports errors with their own SQLSTATE. The exceptions
+/// call nothing in PostgreSQL: the pure text functions, and the row
+/// condition's fast path, whose slow path is guarded.
+#[test]
+fn every_entry_point_runs_through_the_boundary() {
+    let lib = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../extension/src/lib.rs"),
+    )
+    .expect("lib.rs");
+    const PURE: &[&str] = &["redact_text", "redact_json", "mentions"];
+    let externs = functions_after(&lib, "\n#[pg_extern");
+    assert!(externs.len() > 40, "entry points found: {}", externs.len());
+    let mut unguarded: Vec<&str> = externs
+        .iter()
+        .filter(|(name, body)| !PURE.contains(name) && !body.contains("boundary("))
+        .map(|(name, _)| *name)
+        .collect();
+    for (name, body) in functions_after(&lib, "extern \"C-unwind\" fn") {
+        let guarded = body.contains("boundary(")
+            || (name == "lifecycle_row_may_be_held"
+                && body.contains("row_may_be_held_full(fcinfo)"));
+        if !guarded {
+            unguarded.push(name);
+        }
+    }
+    assert!(
+        unguarded.is_empty(),
+        "entry points that do not run through entry::boundary: {unguarded:?}"
+    );
+    for (name, body) in externs.iter().filter(|(name, _)| PURE.contains(name)) {
+        assert!(
+            !body.contains("Spi") && !body.contains("pg_sys::"),
+            "{name} is listed as pure but calls into PostgreSQL"
+        );
+    }
 }

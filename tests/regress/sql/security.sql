@@ -49,3 +49,35 @@ SELECT lifecycle.release_hold(:'user_hold', 'legal@acme.example', 'Closed');
 SELECT lifecycle.unregister_table('app.cases');
 DROP TABLE app.cases;
 SELECT ok FROM lifecycle.verify_audit_log();
+
+-- What the catalog says about every object of the extension; a new function
+-- or table shows up here and has to be placed.
+-- Functions PUBLIC may execute (each safe for any arguments):
+SELECT p.oid::regprocedure AS public_function
+  FROM pg_proc p
+ WHERE p.pronamespace = 'lifecycle'::regnamespace
+   AND has_function_privilege('public', p.oid, 'EXECUTE')
+ ORDER BY p.oid::regprocedure::text;
+-- Functions that run with their owner's rights: none.
+SELECT p.oid::regprocedure AS security_definer
+  FROM pg_proc p WHERE p.pronamespace = 'lifecycle'::regnamespace AND p.prosecdef;
+-- SQL and PL/pgSQL functions parse under the caller's search path unless
+-- they pin one (C functions pin it themselves): the one that does not is the
+-- procedure that commits, which a SET clause would forbid, and it names
+-- every object with its schema.
+SELECT p.oid::regprocedure AS unpinned, l.lanname
+  FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+ WHERE p.pronamespace = 'lifecycle'::regnamespace AND l.lanname <> 'c'
+   AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false);
+-- Tables and sequences pg_dump does not carry over: the job counts, which a
+-- restore's COPY into lifecycle.jobs rebuilds.
+SELECT c.oid::regclass AS not_dumped, c.relkind
+  FROM pg_class c JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
+  JOIN pg_extension e ON e.oid = d.refobjid AND e.extname = 'lifecycle'
+ WHERE c.relkind IN ('r', 'p', 'S') AND NOT c.oid = ANY (e.extconfig)
+ ORDER BY c.oid::regclass::text;
+-- Tables without the guard against writes from outside the extension: none.
+SELECT o.relation AS unguarded
+  FROM lifecycle.own_tables o
+ WHERE NOT EXISTS (SELECT 1 FROM pg_trigger t
+                    WHERE t.tgrelid = o.relation AND t.tgname = 'own_table_guard' AND t.tgenabled = 'A');
