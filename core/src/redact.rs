@@ -229,6 +229,47 @@ fn json_prepared(value: &Value, ids: &[String]) -> Value {
     }
 }
 
+/// The JSON document `json` (valid JSON text, as PostgreSQL prints a
+/// `jsonb`) with every identifier replaced in its strings and object keys,
+/// as [`redact_json`] does, or `None` when nothing changed. It reads the
+/// text once, token by token, without building the document: any depth of
+/// nesting is one pass and no recursion.
+pub fn redact_json_text(json: &str, identifiers: &[String]) -> Option<String> {
+    let ids = prepared(identifiers);
+    if ids.is_empty() {
+        return None;
+    }
+    let bytes = json.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    // Outside string literals JSON is ASCII punctuation, numbers and
+    // keywords; inside, a quote or backslash byte is never part of a
+    // multi-byte character.
+    while let Some(open) = bytes[at..].iter().position(|b| *b == b'"') {
+        let start = at + open;
+        let mut end = start + 1;
+        while end < bytes.len() && bytes[end] != b'"' {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = (end + 1).min(bytes.len());
+        at = end;
+        let Ok(value) = serde_json::from_str::<String>(&json[start..end]) else {
+            continue; // not valid JSON text: left as it is
+        };
+        if let Some(redacted) = redact_prepared(&nfc(&value), &ids) {
+            out.push_str(&json[copied..start]);
+            out.push_str(&serde_json::to_string(&redacted).expect("a string serializes"));
+            copied = end;
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&json[copied..]);
+    Some(out)
+}
+
 /// A value that is one word of letters (a given name, a family name, a job
 /// title): too common to identify anyone on its own.
 fn single_word(v: &str) -> bool {
@@ -458,8 +499,66 @@ mod tests {
         assert!(general("by karl marx", &ids(&["\u{212A}arl Marx"])));
     }
 
+    #[test]
+    fn json_text_is_redacted_at_any_depth_in_one_pass() {
+        let id = ids(&["erin.ersatz@example.com"]);
+        // Deeper than any recursive parser allows by default.
+        let deep = format!(
+            "{}\"mail erin.ersatz@example.com\"{}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        let got = redact_json_text(&deep, &id).expect("redacted");
+        assert_eq!(
+            got,
+            format!(
+                "{}\"mail [redacted]\"{}",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            )
+        );
+        // Keys too; escapes decoded before matching and written back as JSON.
+        let doc = r#"{"erin.ersatz@example.com": "x", "q\"uote": "\u0045rin.ersatz@example.com \ud83d\ude00", "n": 1.5e3}"#;
+        let got = redact_json_text(doc, &id).expect("redacted");
+        assert_eq!(
+            got,
+            r#"{"[redacted]": "x", "q\"uote": "[redacted] 😀", "n": 1.5e3}"#
+        );
+        // Nothing to replace: None, and the caller keeps the value.
+        assert_eq!(redact_json_text(r#"{"a": ["b", "c\\"]}"#, &id), None);
+        assert_eq!(redact_json_text(r#""erin""#, &ids(&[])), None);
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i32>().prop_map(Value::from),
+            "[ab .@\"\\\\\u{e9}\u{301}\n]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(6, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[ab .@\u{e9}]{0,6}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn json_text_redaction_agrees_with_the_document_redaction(
+            doc in json_value(),
+            id_list in proptest::collection::vec("[ab .@\u{e9}]{3,6}", 1..3),
+        ) {
+            let text = serde_json::to_string(&doc).expect("serializes");
+            let streamed = redact_json_text(&text, &id_list).unwrap_or(text);
+            let streamed: Value = serde_json::from_str(&streamed).expect("valid JSON");
+            proptest::prop_assert_eq!(streamed, redact_json(&doc, &id_list));
+        }
+
         #[test]
         fn the_ascii_search_agrees_with_the_general_search(
             text in "[aAbB .@1_-]{0,40}",

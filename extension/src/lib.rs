@@ -699,14 +699,6 @@ fn redact_text(value: &str, identifiers: Vec<Option<String>>) -> String {
     lifecycle_core::redact::redact_text(value, &ids)
 }
 
-/// `value` with every identifier replaced in its strings and keys. Pure;
-/// safe for any arguments.
-#[pg_extern(immutable, strict, parallel_safe)]
-fn redact_json(value: pgrx::JsonB, identifiers: Vec<Option<String>>) -> pgrx::JsonB {
-    let ids: Vec<String> = identifiers.into_iter().flatten().collect();
-    pgrx::JsonB(lifecycle_core::redact::redact_json(&value.0, &ids))
-}
-
 /// Whether `value` mentions one of the identifiers, as `redact_text` would
 /// find it. Pure; safe for any arguments.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -836,6 +828,49 @@ v1_function!(
         let td = trigger_data(fcinfo)?;
         guard::guard_row(td)?;
         Ok(pg_sys::Datum::from(0))
+    }
+);
+
+// `lifecycle.redact_json(jsonb, text[])`: the document with every
+// identifier replaced in its strings and keys, the value itself when
+// nothing changed. Pure; safe for any arguments. The document is read as
+// the text PostgreSQL prints for it, in one pass without recursion, so any
+// depth of nesting PostgreSQL accepts is redacted (a parsed document would
+// stop at a fixed depth, and an erasure with it).
+v1_function!(
+    lifecycle_redact_json,
+    pg_finfo_lifecycle_redact_json,
+    |fcinfo| unsafe {
+        // Declared STRICT (jsonb, text[]): two arguments, neither NULL, of
+        // these types.
+        let args = (*fcinfo).args.as_slice(2);
+        let jsonb = pg_sys::pg_detoast_datum(args[0].value.cast_mut_ptr()) as *mut pg_sys::Jsonb;
+        let size = pgrx::varlena::varsize_any(jsonb as *const pg_sys::varlena);
+        let text = pg_sys::JsonbToCString(
+            std::ptr::null_mut(),
+            &mut (*jsonb).root,
+            i32::try_from(size).unwrap_or(i32::MAX),
+        );
+        let text = std::ffi::CStr::from_ptr(text).to_string_lossy();
+        let identifiers: Vec<String> =
+            <Vec<Option<String>> as FromDatum>::from_datum(args[1].value, false)
+                .unwrap_or_default()
+                .into_iter()
+                .flatten()
+                .collect();
+        match lifecycle_core::redact::redact_json_text(&text, &identifiers) {
+            None => Ok(args[0].value),
+            Some(redacted) => {
+                let redacted = std::ffi::CString::new(redacted)
+                    .map_err(|_| LcError::internal("a JSON document holds a NUL character"))?;
+                Ok(pg_sys::OidInputFunctionCall(
+                    pg_sys::Oid::from(pg_sys::F_JSONB_IN),
+                    redacted.as_ptr().cast_mut(),
+                    pg_sys::JSONBOID,
+                    -1,
+                ))
+            }
+        }
     }
 );
 

@@ -1,6 +1,13 @@
 -- lifecycle: trigger functions, the triggers on the extension's own tables,
 -- the event triggers that guard DDL, and privileges.
 
+-- Pure, and safe for any arguments: PUBLIC may execute it (the erasure
+-- engine calls it in statements it runs as each table's owner).
+CREATE FUNCTION lifecycle.redact_json(value jsonb, identifiers text[]) RETURNS jsonb
+    LANGUAGE c IMMUTABLE STRICT PARALLEL SAFE AS 'MODULE_PATHNAME', 'lifecycle_redact_json';
+COMMENT ON FUNCTION lifecycle.redact_json(jsonb, text[]) IS
+    'The document with every identifier replaced by [redacted] in its strings and keys, at any depth.';
+
 CREATE FUNCTION lifecycle.guard_row() RETURNS trigger
     LANGUAGE c AS 'MODULE_PATHNAME', 'lifecycle_guard_row';
 COMMENT ON FUNCTION lifecycle.guard_row() IS

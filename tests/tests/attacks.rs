@@ -279,6 +279,93 @@ async fn the_row_condition_refuses_keys_of_other_types_and_never_crashes_the_ser
     );
 }
 
+/// The pure functions PUBLIC may execute answer any input, as any role: a
+/// document nested deeper than a recursive parser allows, NULL and empty
+/// identifiers, long texts. And a document like that in someone else's row
+/// does not stop an erasure that must redact it: the identifiers are
+/// replaced at every depth, every other value is kept as it was written.
+#[tokio::test]
+async fn the_public_functions_take_any_input_and_deep_documents_do_not_stop_an_erasure() {
+    let mut a = app("attack_public_functions").await;
+    let anyone = a.db.create_role("anyone").await.expect("role");
+    let c = a.db.connect(&anyone).await.expect("session");
+    let depth = 3_000;
+    let deep = format!(
+        "{}{{\"to\": \"udo@acme.example\", \"n\": 2.50, \"big\": 123456789012345678901234567890}}{}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let redacted: String = ok(
+        c.query_one(
+            "SELECT lifecycle.redact_json($1::text::jsonb, ARRAY[NULL, '', 'udo@acme.example'])::text",
+            &[&deep],
+        )
+        .await,
+        "redact_json of a deep document",
+    )
+    .get(0);
+    assert!(
+        redacted.contains("\"to\": \"[redacted]\""),
+        "{}",
+        &redacted[depth..]
+    );
+    assert!(redacted.contains("\"n\": 2.50"), "the number was rewritten");
+    assert!(redacted.contains("123456789012345678901234567890"));
+    for sql in [
+        "SELECT lifecycle.redact_text(pg_catalog.repeat('udo ', 100000), ARRAY[NULL, '', 'udo'])",
+        "SELECT lifecycle.mentions(pg_catalog.repeat('x', 1000000), ARRAY(SELECT 'id' OPERATOR(pg_catalog.||) i FROM pg_catalog.generate_series(1, 10000) i))",
+        "SELECT lifecycle.redact_json('{}', '{}')",
+        "SELECT lifecycle.redact_json('\"udo@acme.example\"', ARRAY['udo@acme.example'])",
+    ] {
+        ok(c.batch_execute(sql).await, sql);
+    }
+
+    // Someone else's row (U3's) mentions U2 deep inside a document.
+    exec(
+        &a.app,
+        "CREATE TABLE app.threads (id bigint PRIMARY KEY, user_id uuid NOT NULL, meta jsonb);
+         CREATE INDEX ON app.threads (user_id);
+         SELECT lifecycle.register_table('app.threads', 'user', 'user_id', redact_mentions => true);",
+    )
+    .await;
+    ok(
+        a.su.execute(
+            "INSERT INTO app.threads VALUES (1, 'c2aade11-be2d-4ef8-bb6d-6bb9bd380a13', $1::text::jsonb)",
+            &[&deep],
+        )
+        .await,
+        "insert the deep document",
+    );
+    exec(
+        &a.su,
+        &format!(
+            "SELECT lifecycle.request_erasure('user', '{U2}', 'acme', 'dpo@example.com', 'GDPR Art. 17',
+                                              cooling_off => '0 seconds', requires_approval => false);
+             SELECT lifecycle.run_due_jobs();"
+        ),
+    )
+    .await;
+    let row = ok(
+        a.su.query_one(
+            "SELECT status, error FROM lifecycle.jobs WHERE target_id = $1",
+            &[&U2],
+        )
+        .await,
+        "the erasure",
+    );
+    let (status, error): (String, Option<String>) = (row.get(0), row.get(1));
+    assert_eq!(status, "completed", "{error:?}");
+    let meta: String = ok(
+        a.su.query_one("SELECT meta::text FROM app.threads WHERE id = 1", &[])
+            .await,
+        "the document after the erasure",
+    )
+    .get(0);
+    assert_eq!(meta, redacted, "the document after the erasure");
+    drop(c);
+    a.db.cleanup().await.expect("cleanup");
+}
+
 // ----- 2. search_path --------------------------------------------------------------
 
 /// A schema of traps: operators and functions shadowing pg_catalog's, each
