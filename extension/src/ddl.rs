@@ -105,6 +105,13 @@ struct Statement {
     /// new partitions need their own truncate guard. (Only then: a restore
     /// replays every guard trigger of the dump itself.)
     adds_partition: bool,
+    /// `ALTER TABLE ... DETACH PARTITION` (or its `FINALIZE`): the detached
+    /// tree keeps the truncate guards the registered tree gave it. Only
+    /// then are leftover guards looked for: at any other time a guard
+    /// outside every registered tree may belong to a registration this
+    /// session cannot see yet (a parallel restore loads the data map in
+    /// another session while it creates the tables' triggers).
+    detaches_partition: bool,
     /// `ALTER TABLE` subcommands that rewrite or endanger the values of
     /// existing rows: (what, column).
     endangering: Vec<(Endangering, Option<String>)>,
@@ -161,6 +168,10 @@ unsafe fn read_statement(tree: *mut pg_sys::Node) -> Statement {
                 });
                 match (*cmd).subtype {
                     pg_sys::AlterTableType::AT_AttachPartition => st.adds_partition = true,
+                    pg_sys::AlterTableType::AT_DetachPartition
+                    | pg_sys::AlterTableType::AT_DetachPartitionFinalize => {
+                        st.detaches_partition = true
+                    }
                     pg_sys::AlterTableType::AT_AlterColumnType => {
                         st.endangering.push((Endangering::ColumnType, column))
                     }
@@ -487,7 +498,10 @@ fn check_relation(relid: pg_sys::Oid, statement: &Statement) -> LcResult<()> {
             }
         }
     }
-    if is_root {
+    // A partition detached at any level of the tree (the registered table
+    // or a partition of it that is partitioned itself) loses the cloned
+    // row guard.
+    if statement.detaches_partition {
         check_detached(root, &name)?;
     }
     Ok(())

@@ -851,6 +851,55 @@ async fn ddl_on_types_cannot_change_held_rows_through_them() {
     a.db.cleanup().await.expect("cleanup");
 }
 
+/// A partition detached below the registered table (from a partition that
+/// is partitioned itself) loses the cloned row guard like one detached from
+/// the top: refused while it holds held rows, allowed (and its leftover
+/// truncate guard removed) otherwise.
+#[tokio::test]
+async fn detaching_a_partition_at_any_level_is_checked() {
+    let a = app("attack_detach").await;
+    exec(
+        &a.app,
+        &format!(
+            "CREATE TABLE app.logs (id bigint, user_id uuid NOT NULL, at date NOT NULL) PARTITION BY RANGE (at);
+             CREATE TABLE app.logs_2026 PARTITION OF app.logs
+                 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01') PARTITION BY LIST (user_id);
+             CREATE TABLE app.logs_2026_u1 PARTITION OF app.logs_2026 FOR VALUES IN ('{U1}');
+             CREATE TABLE app.logs_2026_rest PARTITION OF app.logs_2026 DEFAULT;
+             CREATE INDEX ON app.logs (user_id);
+             INSERT INTO app.logs VALUES (1, '{U1}', '2026-03-01'), (2, '{U2}', '2026-03-01');
+             SELECT lifecycle.register_table('app.logs', 'user', 'user_id');"
+        ),
+    )
+    .await;
+    let hold = hold_u1(&a.su).await;
+    let logs = "SELECT pg_catalog.string_agg(t::text, ',' ORDER BY t.id) FROM app.logs t";
+    let before: String = ok(a.su.query_one(logs, &[]).await, "logs").get(0);
+    for sql in [
+        "ALTER TABLE app.logs_2026 DETACH PARTITION app.logs_2026_u1",
+        "ALTER TABLE app.logs DETACH PARTITION app.logs_2026",
+    ] {
+        let e = expect_sqlstate(a.app.batch_execute(sql).await, "LC003", sql);
+        assert_names_hold(&e, &hold, sql);
+        let after: String = ok(a.su.query_one(logs, &[]).await, "logs").get(0);
+        assert_eq!(after, before, "{sql}");
+    }
+    expect_sqlstate(
+        a.app.batch_execute("DELETE FROM app.logs_2026_u1").await,
+        "LC001",
+        "DELETE of the held partition's rows",
+    );
+    // The partition without held rows goes, without its guards.
+    exec(
+        &a.app,
+        "ALTER TABLE app.logs_2026 DETACH PARTITION app.logs_2026_rest;
+         DELETE FROM app.logs_2026_rest;",
+    )
+    .await;
+    assert_eq!(guards_not_ok(&a.su).await, Vec::<String>::new());
+    a.db.cleanup().await.expect("cleanup");
+}
+
 // ----- 5. hold ids compare the way the column compares -------------------------------
 
 #[tokio::test]

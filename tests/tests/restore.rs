@@ -255,6 +255,17 @@ async fn check_restored(src_state: &[String], target: &TestDb, owner: &Role, wha
 
 #[tokio::test]
 async fn custom_format_dump_restored_with_pg_restore_enforces_every_hold() {
+    restore_custom_format("restore_custom", &[]).await;
+}
+
+/// `pg_restore --jobs`: data, indexes, constraints and triggers in parallel
+/// sessions, in the order of their dependencies rather than the dump's.
+#[tokio::test]
+async fn custom_format_dump_restored_in_parallel_enforces_every_hold() {
+    restore_custom_format("restore_parallel", &["--jobs", "3"]).await;
+}
+
+async fn restore_custom_format(name: &str, options: &[&str]) {
     let (src, owner, su) = source().await;
     let src_state = state(&su).await;
     let file = std::env::temp_dir().join(format!("{}.dump", src.name));
@@ -265,22 +276,17 @@ async fn custom_format_dump_restored_with_pg_restore_enforces_every_hold() {
     );
     assert!(dumped, "pg_dump -Fc failed: {out}");
 
-    let target = TestDb::create_empty("restore_custom")
-        .await
-        .expect("target");
-    let (restored, out) = run(
-        "pg_restore",
-        &[
-            "--exit-on-error",
-            "-d",
-            &target.url_for(&Role::Superuser),
-            &file.display().to_string(),
-        ],
-    );
+    let target = TestDb::create_empty(name).await.expect("target");
+    let url = target.url_for(&Role::Superuser);
+    let path = file.display().to_string();
+    let mut args = vec!["--exit-on-error", "-d", &url];
+    args.extend_from_slice(options);
+    args.push(&path);
+    let (restored, out) = run("pg_restore", &args);
     let _ = std::fs::remove_file(&file);
     assert!(restored, "pg_restore failed: {out}");
     assert!(!out.contains("ERROR"), "pg_restore reported: {out}");
-    check_restored(&src_state, &target, &owner, "custom format").await;
+    check_restored(&src_state, &target, &owner, name).await;
     target.cleanup().await.expect("cleanup");
     src.cleanup().await.expect("cleanup");
 }
