@@ -117,6 +117,8 @@ struct Statement {
     endangering: Vec<(Endangering, Option<String>)>,
     /// `ALTER TYPE ... RENAME VALUE`.
     renames_enum_value: bool,
+    /// `GRANT` (on anything: the command does not report its objects).
+    grants: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -181,6 +183,9 @@ unsafe fn read_statement(tree: *mut pg_sys::Node) -> Statement {
                     _ => {}
                 }
             }
+        }
+        pg_sys::NodeTag::T_GrantStmt => {
+            st.grants = (*(tree as *mut pg_sys::GrantStmt)).is_grant;
         }
         pg_sys::NodeTag::T_AlterEnumStmt => {
             let e = tree as *mut pg_sys::AlterEnumStmt;
@@ -292,6 +297,9 @@ pub unsafe fn ddl_command_end(parsetree: *mut pg_sys::Node) -> LcResult<()> {
         return Ok(());
     }
     let statement = read_statement(parsetree);
+    if statement.grants {
+        refuse_grants_on_own_sequences()?;
+    }
     for t in touched_objects()? {
         match t.kind {
             TouchedKind::Type => {
@@ -332,6 +340,56 @@ pub unsafe fn ddl_command_end(parsetree: *mut pg_sys::Node) -> LcResult<()> {
         }
     }
     Ok(())
+}
+
+/// The extension numbers its audit events, retained-row records and
+/// deletion steps from sequences of its own. A role that may call
+/// `nextval` or `setval` on one (`USAGE`, `UPDATE`) could move it back, and
+/// the next row the extension writes, a genuine audit event included, would
+/// fail on a duplicate key: such a grant is refused, whoever gives it. (A
+/// table's grants are harmless: `own_table_guard` refuses the writes.)
+fn refuse_grants_on_own_sequences() -> LcResult<()> {
+    let granted = Spi::connect(|client| {
+        let rows = client.select(
+            "SELECT c.oid::pg_catalog.regclass::pg_catalog.text, a.privilege_type, \
+                    CASE a.grantee WHEN 0 THEN 'PUBLIC' \
+                         ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END \
+               FROM pg_catalog.pg_depend d \
+               JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid \
+               JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) d.objid \
+              CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) a \
+              WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+                AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_extension'::pg_catalog.regclass \
+                AND d.deptype OPERATOR(pg_catalog.=) 'e' \
+                AND e.extname OPERATOR(pg_catalog.=) 'lifecycle' \
+                AND c.relkind OPERATOR(pg_catalog.=) 'S' \
+                AND a.grantee OPERATOR(pg_catalog.<>) c.relowner \
+                AND a.privilege_type OPERATOR(pg_catalog.=) ANY ('{USAGE,UPDATE}') \
+              ORDER BY 1, 2 LIMIT 1",
+            None,
+            &[],
+        )?;
+        let mut found = None;
+        for row in rows {
+            found = Some((
+                row.get::<String>(1)?.unwrap_or_default(),
+                row.get::<String>(2)?.unwrap_or_default(),
+                row.get::<String>(3)?.unwrap_or_default(),
+            ));
+        }
+        Ok::<_, LcError>(found)
+    })?;
+    let Some((sequence, privilege, grantee)) = granted else {
+        return Ok(());
+    };
+    Err(LcError::extension_table_write(
+        &format!("grant {privilege} on sequence"),
+        &sequence,
+    )
+    .detail(format!(
+        "Role {grantee} could move the sequence the extension numbers its rows with, and the next row it writes (a genuine audit event included) would fail on a duplicate key."
+    ))
+    .hint("Grant nothing on the extension's sequences: its functions use them as the extension's owner. Grant SELECT on its tables to read them."))
 }
 
 /// A foreign key into one of the extension's tables would let its owner

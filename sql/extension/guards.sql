@@ -130,7 +130,7 @@ ALTER TABLE lifecycle.links ENABLE ALWAYS TRIGGER invalidate_cache;
 
 -- DDL guards. ENABLE ALWAYS: they also fire under session_replication_role = replica.
 CREATE EVENT TRIGGER lifecycle_ddl_guard ON ddl_command_end
-    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'ALTER TYPE')
+    WHEN TAG IN ('ALTER TABLE', 'CREATE TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER', 'ALTER TYPE', 'GRANT')
     EXECUTE FUNCTION lifecycle.ddl_guard();
 ALTER EVENT TRIGGER lifecycle_ddl_guard ENABLE ALWAYS;
 

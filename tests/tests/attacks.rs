@@ -1075,9 +1075,33 @@ async fn grants_on_the_extension_tables_do_not_let_anyone_write_them() {
         &a.su,
         &format!(
             "GRANT ALL ON ALL TABLES IN SCHEMA lifecycle TO {r};
-             GRANT ALL ON ALL SEQUENCES IN SCHEMA lifecycle TO {r};
              GRANT USAGE, CREATE ON SCHEMA app TO {r};",
             r = intruder.ident()
+        ),
+    )
+    .await;
+    // Grants on the sequences the extension numbers its rows with are
+    // refused, even a superuser's: setval() would make the next genuine
+    // event fail on a duplicate key. Reading them stays possible.
+    for sql in [
+        format!(
+            "GRANT ALL ON ALL SEQUENCES IN SCHEMA lifecycle TO {}",
+            intruder.ident()
+        ),
+        "GRANT UPDATE ON SEQUENCE lifecycle.audit_log_id_seq TO PUBLIC".to_string(),
+        format!(
+            "GRANT USAGE ON SEQUENCE lifecycle.retention_id_seq TO {}",
+            intruder.ident()
+        ),
+    ] {
+        let e = expect_sqlstate(a.su.batch_execute(&sql).await, "LC008", &sql);
+        assert_explained(&e, &sql);
+    }
+    exec(
+        &a.su,
+        &format!(
+            "GRANT SELECT ON ALL SEQUENCES IN SCHEMA lifecycle TO {}",
+            intruder.ident()
         ),
     )
     .await;
@@ -1137,6 +1161,13 @@ async fn grants_on_the_extension_tables_do_not_let_anyone_write_them() {
             "{sql}: an extension table changed"
         );
     }
+    // Without a grant, the sequences stay out of reach.
+    expect_sqlstate(
+        c.batch_execute("SELECT pg_catalog.setval('lifecycle.audit_log_id_seq', 1)")
+            .await,
+        "42501",
+        "setval of the audit log's sequence",
+    );
     // Hooks into the extension's tables: a trigger there would run whenever
     // the extension writes; a foreign key could block it.
     exec(
