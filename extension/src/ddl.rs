@@ -389,7 +389,9 @@ fn refuse_grants_on_own_sequences() -> LcResult<()> {
     .detail(format!(
         "Role {grantee} could move the sequence the extension numbers its rows with, and the next row it writes (a genuine audit event included) would fail on a duplicate key."
     ))
-    .hint("Grant nothing on the extension's sequences: its functions use them as the extension's owner. Grant SELECT on its tables to read them."))
+    .hint(format!(
+        "Grant nothing on the extension's sequences: its functions use them as the extension's owner. A grant made before this check: REVOKE USAGE, UPDATE ON SEQUENCE {sequence} FROM {grantee};"
+    )))
 }
 
 /// A foreign key into one of the extension's tables would let its owner
