@@ -653,6 +653,7 @@ mod tests {
             ("LC041", 409, "erasure_incomplete"),
             ("LC042", 429, "export_rate_limited"),
             ("LC043", 410, "export_expired"),
+            ("LC044", 409, "row_security_hides_rows"),
             ("0A000", 409, "feature_not_supported"),
             ("22023", 422, "invalid_parameter_value"),
             ("22004", 422, "null_value_not_allowed"),

@@ -117,6 +117,8 @@ codes! {
         "A second export of the same subject within 24 hours of the last one."),
     ExportExpired => ("LC043", "export_expired", 410, Extension,
         "A download of an export whose 7-day entitlement has ended."),
+    RowSecurityHidesRows => ("LC044", "row_security_hides_rows", 409, Extension,
+        "Row-level security would hide rows of a registered table from the erasure, preview or export that reads it."),
     FeatureNotSupported => ("0A000", "feature_not_supported", 409, Extension,
         "A schema shape the guards cannot protect (inheritance children)."),
     InvalidParameterValue => ("22023", "invalid_parameter_value", 422, Extension,

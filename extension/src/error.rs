@@ -374,6 +374,17 @@ impl LcError {
             .hint("Request a new export.")
     }
 
+    /// LC044: row-level security would hide rows of `table` from what the
+    /// extension is doing (`purpose`: "the erasure", "the export"), which
+    /// reads the table as a role its policies apply to. The DETAIL and HINT
+    /// are `crate::row_security`'s.
+    pub fn row_security_hides_rows(table: &str, purpose: &str) -> Self {
+        Self::new(
+            Code::RowSecurityHidesRows,
+            format!("row-level security would hide rows of table {table} from {purpose}"),
+        )
+    }
+
     // ----- input validation (PostgreSQL's own codes) -------------------------
 
     /// 0A000: a schema shape the guards cannot protect (inheritance

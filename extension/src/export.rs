@@ -6,10 +6,13 @@
 //! The control plane builds the archive; it never builds its own table list
 //! and never reads an application table itself: `open_export` opens the
 //! cursor as the table's owner, and `fetch_export` reads it as that owner
-//! too, so that code of the owner the rows' conditions may run (a policy of
-//! a table with `FORCE ROW LEVEL SECURITY`, an operator) never runs with
-//! the caller's rights.
+//! too, so that code of the owner the rows' conditions may run (an
+//! operator, a type's functions) never runs with the caller's rights. Both
+//! run with `row_security` off, and a file whose table's row-level security
+//! would hide rows from its owner is refused before anything is read
+//! (`LC044`): an export never leaves rows out without a word.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
@@ -21,6 +24,7 @@ use crate::audit::{self, Event};
 use crate::erasure::{self, Target};
 use crate::error::{LcError, LcResult};
 use crate::privilege;
+use crate::row_security;
 use crate::spi;
 use lifecycle_core::events;
 use lifecycle_core::export::{self as plan, ColumnExport, ColumnExports, ExportFile};
@@ -73,29 +77,40 @@ fn settings() -> LcResult<ColumnExports> {
 }
 
 /// The files of the export of a target, and the target's type as the audit
-/// log names it. The target must exist.
+/// log names it. The target must exist. Refused (`LC044`) before any table
+/// is read when row-level security would hide rows of one of the files'
+/// tables from the role the export reads it as (see
+/// [`crate::row_security`]).
 pub fn contents(target_type: &str, target_id: &str) -> LcResult<(String, Vec<ExportFile>)> {
-    let cat = erasure::load_map()?;
-    let target = erasure::resolve_target(&cat, target_type)?;
-    if !erasure::target_exists(&target, target_id)? {
-        return Err(LcError::target_not_found(
-            target_type,
-            target_id,
-            &target.table().name,
-        ));
-    }
-    let kind = match &target {
-        Target::Subject { subject_type, .. } => subject_type.clone(),
-        Target::Tenant { .. } => "tenant".to_string(),
-    };
-    let files = plan::contents(&cat, &kind, &settings()?).map_err(|e| match e {
-        PlanError::UnknownTarget(t) => LcError::invalid_parameter(format!(
-            "no subject table is registered for subject type \"{t}\""
-        )),
-        PlanError::NoTenantTable => LcError::invalid_parameter("no tenant table is registered"),
-        PlanError::TooDeep(t) => LcError::invalid_parameter(format!("path too deep at {t}")),
-    })?;
-    Ok((kind, files))
+    row_security::during("the export", || {
+        let cat = erasure::load_map()?;
+        let target = erasure::resolve_target(&cat, target_type)?;
+        let kind = match &target {
+            Target::Subject { subject_type, .. } => subject_type.clone(),
+            Target::Tenant { .. } => "tenant".to_string(),
+        };
+        let files = plan::contents(&cat, &kind, &settings()?).map_err(|e| match e {
+            PlanError::UnknownTarget(t) => LcError::invalid_parameter(format!(
+                "no subject table is registered for subject type \"{t}\""
+            )),
+            PlanError::NoTenantTable => LcError::invalid_parameter("no tenant table is registered"),
+            PlanError::TooDeep(t) => LcError::invalid_parameter(format!("path too deep at {t}")),
+        })?;
+        row_security::require_statements(
+            &cat,
+            files
+                .iter()
+                .filter_map(|f| Some((f.table?, Cow::Borrowed(f.rows.as_str())))),
+        )?;
+        if !erasure::target_exists(&target, target_id)? {
+            return Err(LcError::target_not_found(
+                target_type,
+                target_id,
+                &target.table().name,
+            ));
+        }
+        Ok((kind, files))
+    })
 }
 
 /// One row of `lifecycle.export_contents()`.

@@ -23,11 +23,13 @@
 //! * [`namespace`]: the pinned search path every entry point runs under,
 //!   quoting and types
 //! * [`privilege`]: acting as the extension owner, the extension's own writes
+//! * [`row_security`]: row-level security that would hide rows from the
+//!   role the extension reads a table as
 //!
 //! Dependencies go one way, from the entry points (this file, `entry`)
 //! down: `jobs`, `erasure`, `ddl`, `datamap`, `guard`, `holds`, `audit`,
-//! `condition`, `keys`, `cache`, `privilege`, `subxact`, `namespace`, `spi`,
-//! `error`; none imports a module above it.
+//! `condition`, `keys`, `cache`, `privilege`, `row_security`, `subxact`,
+//! `namespace`, `spi`, `error`; none imports a module above it.
 
 use pgrx::datum::{Interval, TimestampWithTimeZone, Uuid};
 use pgrx::pg_sys;
@@ -49,6 +51,7 @@ pub mod jobs;
 pub mod keys;
 pub mod namespace;
 pub mod privilege;
+pub mod row_security;
 /// The erasure plan, pure: in the core crate.
 pub use lifecycle_core::plan;
 pub mod spi;

@@ -70,27 +70,19 @@ pub fn as_extension_owner<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     }
 }
 
-/// The owner of a relation, from the system cache (the erasure engine asks
-/// for it before every statement it runs as a table's owner: a query each
-/// time cost more than some of those statements).
+/// The owner of a relation, which the extension reads and changes it as,
+/// from the system cache (the erasure engine asks for it before every
+/// statement it runs as a table's owner: a query each time cost more than
+/// some of those statements). Refused (`LC044`) when the relation's
+/// row-level security would hide rows from its owner (`FORCE ROW LEVEL
+/// SECURITY`, an owner without `BYPASSRLS`): see [`crate::row_security`].
 pub fn table_owner(relid: pg_sys::Oid) -> LcResult<pg_sys::Oid> {
-    // SAFETY: the tuple is only read while the cache pins it, and released
-    // on the one path that found it.
-    let owner = unsafe {
-        let tuple = pg_sys::SearchSysCache1(
-            pg_sys::SysCacheIdentifier::RELOID as i32,
-            pg_sys::Datum::from(relid),
-        );
-        if tuple.is_null() {
-            None
-        } else {
-            let form = pg_sys::heap_tuple_get_struct::<pg_sys::FormData_pg_class>(tuple);
-            let owner = (*form).relowner;
-            pg_sys::ReleaseSysCache(tuple);
-            Some(owner)
-        }
-    };
-    owner.ok_or_else(|| LcError::internal(format!("relation {} vanished", relid.to_u32())))
+    let (owner, row_security) = crate::row_security::owner_and_row_security(relid)
+        .ok_or_else(|| LcError::internal(format!("relation {} vanished", relid.to_u32())))?;
+    if row_security {
+        crate::row_security::require_visible(relid, owner)?;
+    }
+    Ok(owner)
 }
 
 /// Run `f` as `role` in a security-restricted operation, as PostgreSQL runs
@@ -99,10 +91,31 @@ pub fn table_owner(relid: pg_sys::Oid) -> LcResult<pg_sys::Oid> {
 /// triggers and functions never run with the extension owner's rights. The
 /// extension is not "acting" meanwhile: code of the table's owner that
 /// tries to write the extension's tables is refused.
+///
+/// `row_security` is off meanwhile, in a GUC nesting level of its own (as
+/// PostgreSQL opens one for a function's `SET` clause): a statement that
+/// row-level security would filter for `role` fails (`42501`) instead of
+/// silently seeing fewer rows. Leaving the level discards every setting
+/// changed inside (the owner's code cannot change the session either), on
+/// success and on error alike.
 pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     let mut saved_user = pg_sys::Oid::INVALID;
     let mut saved_ctx: i32 = 0;
-    unsafe {
+    // SAFETY: a new GUC nesting level and `row_security` set in it, popped
+    // below on every path (before the panic of an error resumes: nothing
+    // has been aborted yet then), then the user and context switched back.
+    let level = unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        pg_sys::set_config_option(
+            c"row_security".as_ptr(),
+            c"off".as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SAVE,
+            true,
+            0,
+            false,
+        );
         pg_sys::GetUserIdAndSecContext(&mut saved_user, &mut saved_ctx);
         pg_sys::SetUserIdAndSecContext(
             role,
@@ -110,11 +123,15 @@ pub fn as_role<R>(role: pg_sys::Oid, f: impl FnOnce() -> LcResult<R>) -> LcResul
                 | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32
                 | pg_sys::SECURITY_RESTRICTED_OPERATION as i32,
         );
-    }
+        level
+    };
     let acting = ACTING.with(|a| a.replace(0));
     let result = catch_unwind(AssertUnwindSafe(f));
     ACTING.with(|a| a.set(acting));
-    unsafe { pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx) };
+    unsafe {
+        pg_sys::AtEOXact_GUC(false, level);
+        pg_sys::SetUserIdAndSecContext(saved_user, saved_ctx);
+    }
     match result {
         Ok(r) => r,
         Err(payload) => resume_unwind(payload),
@@ -180,5 +197,49 @@ pub fn with_internal_write<R>(f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     match r {
         Ok(v) => v,
         Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+#[cfg(any(test, feature = "pg_test"))]
+#[pgrx::pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    use super::as_role;
+
+    /// Statements run as a table's owner run with row_security off, and the
+    /// setting is back after, also after an error; settings changed inside
+    /// are discarded.
+    #[pg_test]
+    fn row_security_is_off_as_the_owner_and_restored_after() {
+        let setting = || {
+            Spi::get_one::<String>("SELECT pg_catalog.current_setting('row_security')")
+                .unwrap()
+                .unwrap()
+        };
+        Spi::run("SET row_security = on").unwrap();
+        let me = unsafe { pg_sys::GetUserId() };
+        let inside = as_role(me, || {
+            crate::spi::one::<String>("SELECT pg_catalog.current_setting('row_security')", &[])
+        })
+        .unwrap();
+        assert_eq!(inside.as_deref(), Some("off"));
+        assert_eq!(setting(), "on");
+        let failed = crate::subxact::run(|| as_role(me, || crate::spi::exec("SELECT 1 / 0", &[])));
+        assert_eq!(failed.unwrap_err().sqlstate, "22012");
+        assert_eq!(setting(), "on");
+        as_role(me, || {
+            crate::spi::exec(
+                "SELECT pg_catalog.set_config('lifecycle_test.inside', 'changed', false)",
+                &[],
+            )
+        })
+        .unwrap();
+        let after = Spi::get_one::<String>(
+            "SELECT pg_catalog.current_setting('lifecycle_test.inside', true)",
+        )
+        .unwrap();
+        assert_ne!(after.as_deref(), Some("changed"));
+        Spi::run("RESET row_security").unwrap();
     }
 }

@@ -172,6 +172,17 @@ SELECT t.registered, t.relation::regclass, '(persistence)',
   FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relation
  WHERE c.relpersistence = 'u'
 UNION ALL
+-- Row-level security forced on a registered table whose owner can bypass
+-- none: erasures, previews and exports read the table as its owner and
+-- refuse it (LC044) rather than see only the rows its policies let through.
+SELECT r.relation, r.relation::regclass, '(row security)',
+       'row security forced: its policies hide rows from its owner ' || pg_catalog.quote_ident(o.rolname)
+       || ', whom erasures and exports read it as, so they refuse it'
+  FROM lifecycle.registered_relations r
+  JOIN pg_catalog.pg_class c ON c.oid = r.relation
+  JOIN pg_catalog.pg_roles o ON o.oid = c.relowner
+ WHERE c.relrowsecurity AND c.relforcerowsecurity AND NOT o.rolsuper AND NOT o.rolbypassrls
+UNION ALL
 SELECT NULL, NULL, evtname::text,
        CASE WHEN evtenabled <> 'A' THEN 'event trigger not enable always (' || evtenabled::text || ')' ELSE 'ok' END
   FROM pg_catalog.pg_event_trigger WHERE evtname IN ('lifecycle_ddl_guard', 'lifecycle_drop_guard')
@@ -212,7 +223,7 @@ SELECT NULL, x.relation, x.tgname,
         SELECT o.relation, 'own_table_guard' FROM lifecycle.own_tables o) AS x
   LEFT JOIN pg_catalog.pg_trigger tg ON tg.tgrelid = x.relation AND tg.tgname = x.tgname;
 COMMENT ON VIEW lifecycle.guard_status IS
-    'State of every guard trigger, including the extension''s own (audit log, holds, jobs, cache invalidation, writes to its tables), and registered relations that are unlogged; any status but ok means a guard was disabled or dropped or rows would not survive a crash.';
+    'State of every guard trigger, including the extension''s own (audit log, holds, jobs, cache invalidation, writes to its tables), registered relations that are unlogged, and registered tables whose forced row-level security hides rows from their owner; any status but ok means a guard was disabled or dropped, rows would not survive a crash, or erasure and export would refuse a table.';
 
 -- Jobs follow their state machine, whoever writes them.
 CREATE FUNCTION lifecycle.jobs_guard() RETURNS trigger

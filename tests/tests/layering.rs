@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "keys",
     "cache",
     "privilege",
+    "row_security",
     "subxact",
     "namespace",
     "spi",

@@ -386,7 +386,36 @@ fn audit_change(event_type: &str, rel: &Relation, details: serde_json::Value) ->
 fn after_change(rel: &Relation, event_type: &str, details: serde_json::Value) -> LcResult<()> {
     install_guards(rel.oid)?;
     cache::invalidate("tables")?;
-    audit_change(event_type, rel, details)
+    audit_change(event_type, rel, details)?;
+    warn_row_security(rel)
+}
+
+/// Warn when the table's row-level security would hide rows from its
+/// owner, the role erasures and exports read it as (`FORCE ROW LEVEL
+/// SECURITY`, an owner without `BYPASSRLS`): they refuse the table
+/// (`LC044`) until its owner may see every row. The registration stands;
+/// the WARNING carries the refusal's DETAIL and HINT.
+fn warn_row_security(rel: &Relation) -> LcResult<()> {
+    let refusal = match crate::row_security::during("erasures and exports", || {
+        privilege::table_owner(rel.oid)
+    }) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.sqlstate == lifecycle_core::Code::RowSecurityHidesRows.sqlstate() => e,
+        Err(e) => return Err(e),
+    };
+    let mut warning = pgrx::pg_sys::panic::ErrorReport::new(
+        pgrx::PgSqlErrorCode::ERRCODE_WARNING,
+        refusal.message,
+        "lifecycle",
+    );
+    if let Some(d) = refusal.detail {
+        warning = warning.set_detail(d);
+    }
+    if let Some(h) = refusal.hint {
+        warning = warning.set_hint(h);
+    }
+    warning.report(pgrx::PgLogLevel::WARNING);
+    Ok(())
 }
 
 /// Delete every data-map row of a relation.

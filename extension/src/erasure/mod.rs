@@ -17,6 +17,7 @@
 //! soft-deleted rows are removed for real. `ON DELETE CASCADE` is never
 //! relied on.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use pgrx::pg_sys;
@@ -24,8 +25,9 @@ use serde_json::{json, Value};
 
 use crate::audit::{self, Event};
 use crate::error::{LcError, LcResult};
-use crate::plan::{self, Catalog, Decision, Plan, Retained, Table};
+use crate::plan::{self, Action, Catalog, Check, Decision, Plan, Retained, Step, Table};
 use crate::privilege;
+use crate::row_security;
 use crate::spi;
 use lifecycle_core::rules::ColumnRule;
 
@@ -36,6 +38,9 @@ pub mod mentions;
 pub mod preview;
 pub mod run;
 pub mod verify;
+
+#[cfg(any(test, feature = "pg_test"))]
+mod row_security_tests;
 
 use run::{Params, Runner};
 
@@ -133,9 +138,41 @@ fn unknown_target_type(target_type: &str) -> LcResult<LcError> {
 }
 
 /// Run `f` as the owner of `table` (reads of application tables too run as
-/// their owner: a type's operators are the owner's code).
+/// their owner: a type's operators are the owner's code). Refused
+/// (`LC044`) when row-level security would hide rows of it from its owner.
 fn as_owner_of<R>(table: u32, f: impl FnOnce() -> LcResult<R>) -> LcResult<R> {
     privilege::as_role(privilege::table_owner(pg_sys::Oid::from(table))?, f)
+}
+
+/// Refuse (`LC044`) before any step runs when row-level security would hide
+/// rows from a statement of the plan: of the table a step or check runs on,
+/// from its owner, or of a table its condition reads through, from that
+/// owner (see [`crate::row_security`]).
+fn require_readable(cat: &Catalog, steps: &[Step], checks: &[Check]) -> LcResult<()> {
+    let steps = steps.iter().map(|s| {
+        // A protected deletion also reads every table referencing its own.
+        let text = if matches!(s.action, Action::ProtectedDelete) {
+            let children: Vec<&str> = cat
+                .refs
+                .iter()
+                .filter(|r| r.parent == s.table)
+                .map(|r| r.child_name.as_str())
+                .collect();
+            Cow::Owned(format!("{} {}", s.rows, children.join(" ")))
+        } else {
+            Cow::Borrowed(s.rows.as_str())
+        };
+        (s.table, text)
+    });
+    let checks = checks.iter().map(|c| match c {
+        Check::RowsGone { table, rows, .. } | Check::TextClean { table, rows, .. } => {
+            (*table, Cow::Borrowed(rows.as_str()))
+        }
+        Check::ValuesGone { table, rows, .. } => {
+            (*table, Cow::Borrowed(rows.as_deref().unwrap_or_default()))
+        }
+    });
+    row_security::require_statements(cat, steps.chain(checks))
 }
 
 /// Whether the target's row exists. An id that is not a valid value of the
@@ -147,8 +184,9 @@ pub fn target_exists(target: &Target, id: &str) -> LcResult<bool> {
         t.name,
         t.eq(target.id_column(), "$1")
     );
+    let owner = privilege::table_owner(pg_sys::Oid::from(t.oid))?;
     match crate::subxact::run(|| {
-        as_owner_of(t.oid, || {
+        privilege::as_role(owner, || {
             Ok(spi::one::<bool>(&sql, &[id.into()])?.unwrap_or(false))
         })
     }) {
@@ -208,8 +246,9 @@ pub fn is_member(cat: &Catalog, subject_type: &str, tenant: &str, member: &str) 
             t.eq(&m.subject_column, "$2"),
             t.live_member("m")
         );
+        let owner = privilege::table_owner(pg_sys::Oid::from(t.oid))?;
         match crate::subxact::run(|| {
-            as_owner_of(t.oid, || {
+            privilege::as_role(owner, || {
                 Ok(spi::one::<bool>(&sql, &[tenant.into(), member.into()])?.unwrap_or(false))
             })
         }) {
@@ -353,6 +392,15 @@ fn retention_records(
 
 /// Run an erase or purge job; returns the receipt.
 pub fn execute(work: &Work<'_>) -> LcResult<Value> {
+    let purpose = if work.job_type == "purge" {
+        "the purge"
+    } else {
+        "the erasure"
+    };
+    row_security::during(purpose, || execute_job(work))
+}
+
+fn execute_job(work: &Work<'_>) -> LcResult<Value> {
     let cat = map::load()?;
     let target = resolve_target(&cat, work.target_type)?;
     let id = work.target_id;
@@ -411,6 +459,7 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
             .map(|r| r.0)
             .collect();
             let plan = plan::purge(&cat, target.type_name(), id, &records).map_err(plan_error)?;
+            require_readable(&cat, &plan.steps, &plan.checks)?;
             let no_identifiers = Params::new(Vec::new());
             let mut runner = Runner::new(&cat, work.job_id, work.target_type, id, &no_identifiers);
             runner.run(&plan.steps)?;
@@ -433,6 +482,7 @@ pub fn execute(work: &Work<'_>) -> LcResult<Value> {
         Target::Subject { subject_type, .. } => format!("{subject_type} {id}"),
         Target::Tenant { .. } => format!("workspace {id}"),
     };
+    require_readable(&cat, &plan.steps, &plan.checks)?;
     let mut runner = Runner::new(&cat, work.job_id, work.target_type, id, &params);
     runner.run(&plan.steps)?;
     // Workspaces erased with their last admin: their audit events too.
@@ -541,6 +591,10 @@ fn redact_audit_tenant(tenant_id: &str) -> LcResult<u64> {
 /// Remove retained rows whose retention period has ended, across all
 /// targets. Returns the number of rows removed.
 pub fn retention_sweep() -> LcResult<i64> {
+    row_security::during("the retention sweep", sweep)
+}
+
+fn sweep() -> LcResult<i64> {
     let due = retention_records(
         "purged_at IS NULL AND retain_until OPERATOR(pg_catalog.<=) pg_catalog.now()",
         &[],
@@ -564,6 +618,7 @@ pub fn retention_sweep() -> LcResult<i64> {
             .map(|r| r.0.clone())
             .collect();
         let plan = plan::retention_sweep(&cat, &target_id, &records);
+        require_readable(&cat, &plan.steps, &plan.checks)?;
         let mut runner = Runner::new(&cat, &job_id, &target_type, &target_id, &params);
         runner.run(&plan.steps)?;
         let removed: u64 = runner

@@ -142,6 +142,17 @@ pub fn preview(
     tenant_id: Option<&str>,
     workspaces: Option<&Value>,
 ) -> LcResult<Value> {
+    crate::row_security::during("the erasure preview", || {
+        counted(target_type, target_id, tenant_id, workspaces)
+    })
+}
+
+fn counted(
+    target_type: &str,
+    target_id: &str,
+    tenant_id: Option<&str>,
+    workspaces: Option<&Value>,
+) -> LcResult<Value> {
     let cat = super::map::load()?;
     let target = resolve_target(&cat, target_type)?;
     let table = target.table().clone();
@@ -167,6 +178,7 @@ pub fn preview(
             Vec::new(),
         ),
     };
+    super::require_readable(&cat, &plan.steps, &plan.checks)?;
     let params = Params::new(identifiers(&table, &id_col, target_id)?.0);
     // Every count first, read together (nothing changes in between): a
     // statement per table owner and parameters.
