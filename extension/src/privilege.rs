@@ -242,4 +242,35 @@ mod tests {
         assert_ne!(after.as_deref(), Some("changed"));
         Spi::run("RESET row_security").unwrap();
     }
+
+    /// A statement that row-level security would filter for the role it
+    /// runs as fails instead (42501): nothing is skipped without a word.
+    #[pg_test]
+    fn a_statement_policies_would_filter_fails_as_the_owner() {
+        Spi::run(
+            "CREATE ROLE rls_reader NOLOGIN;
+             CREATE TABLE public.rls_guarded (id int, tenant text);
+             INSERT INTO public.rls_guarded VALUES (1, 'a'), (2, 'b');
+             ALTER TABLE public.rls_guarded ENABLE ROW LEVEL SECURITY;
+             CREATE POLICY only_a ON public.rls_guarded USING (tenant = 'a');
+             GRANT SELECT ON public.rls_guarded TO rls_reader;",
+        )
+        .unwrap();
+        let reader = Spi::get_one::<pg_sys::Oid>("SELECT 'rls_reader'::regrole::oid")
+            .unwrap()
+            .unwrap();
+        let count = || crate::spi::one::<i64>("SELECT count(*) FROM public.rls_guarded", &[]);
+        // The same role outside: the policy filters.
+        Spi::run("SET ROLE rls_reader").unwrap();
+        assert_eq!(count().unwrap(), Some(1));
+        Spi::run("RESET ROLE").unwrap();
+        let failed = crate::subxact::run(|| as_role(reader, count)).unwrap_err();
+        assert_eq!(failed.sqlstate, "42501", "{failed:?}");
+        assert!(
+            failed
+                .message
+                .contains("query would be affected by row-level security policy"),
+            "{failed:?}"
+        );
+    }
 }
