@@ -49,27 +49,40 @@ render "$ROOT/bench/sql/guards_register.sql" | psql_b -d bench >/dev/null
 psql_b -d bench -c "VACUUM (ANALYZE)" -c "CHECKPOINT"
 as_postgres "$PG_BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 
-# One single-user backend per variant: warm-up statements that load the same
-# catalog entries and library, then the measured DELETE. Only the executor's
-# work is counted (ExecutorRun, and ExecutorFinish where AFTER triggers
-# fire); the warm-ups touch one row at most.
-for v in "${VARIANTS[@]}"; do
-    log "callgrind: DELETE of $ROWS rows from bench.posts_$v"
+# Two single-user backends per variant, each on a copy of the cluster: the
+# warm-up statements alone, and the warm-ups followed by the measured DELETE.
+# The warm-ups load the same catalog entries and library and change one row
+# (rolled back), so that the guard's per-backend caches are built before the
+# DELETE: building them is a cost of a backend's first guarded write, not of
+# each row. Only the executor's work is counted (ExecutorRun, and
+# ExecutorFinish where AFTER triggers fire); the DELETE's count is the
+# difference between the two backends, in total and function by function.
+WARMUP=(
+    "DELETE FROM bench.posts_@V@ WHERE id = -1"
+    "DELETE FROM bench.posts_@V@ WHERE id = $((ROWS + 1000000))"
+    "BEGIN" "DELETE FROM bench.posts_@V@ WHERE id = 1" "ROLLBACK"
+)
+profile() { # variant, output file, statements...
+    local v="$1" out="$2"
+    shift 2
     cp -a "$DATA" "$WORK/data_$v"
-    printf '%s\n' \
-        "DELETE FROM bench.posts_$v WHERE id = -1" \
-        "DELETE FROM bench.posts_$v WHERE id = $((ROWS + 1000000))" \
-        "DELETE FROM bench.posts_$v WHERE id <= $ROWS" |
+    printf '%s\n' "$@" | sed "s/@V@/$v/g" |
         as_postgres valgrind --tool=callgrind --collect-atstart=no \
             --toggle-collect=ExecutorRun --toggle-collect=ExecutorFinish \
-            --callgrind-out-file="$WORK/cg.$v" \
+            --callgrind-out-file="$out" \
             "$PG_BIN/postgres" --single -D "$WORK/data_$v" -c fsync=off bench \
             >"$WORK/single_$v.log" 2>"$WORK/valgrind_$v.log"
     rm -rf "$WORK/data_$v"
+}
+for v in "${VARIANTS[@]}"; do
+    log "callgrind: DELETE of $ROWS rows from bench.posts_$v"
+    profile "$v" "$WORK/cg.$v.base" "${WARMUP[@]}"
+    profile "$v" "$WORK/cg.$v" "${WARMUP[@]}" "DELETE FROM bench.posts_@V@ WHERE id <= $ROWS"
 done
 
 part() { echo "$WORK/cg.$1"; }
-total() { grep -E '^(summary|totals):' "$(part "$1")" | head -n 1 | awk '{print $2}'; }
+count() { grep -E '^(summary|totals):' "$1" | head -n 1 | awk '{print $2}'; }
+total() { echo $(( $(count "$(part "$1")") - $(count "$(part "$1").base") )); }
 
 log "instructions per deleted row (callgrind, $ROWS rows)"
 declare -A IR
@@ -85,15 +98,26 @@ ratio guarded floor
 ratio plpgsql plain
 awk -v g="${IR[guarded]}" -v f="${IR[floor]}" -v n="$ROWS" \
     'BEGIN { printf "  guarded - floor: %.0f instructions per row\n", (g - f) / n }'
+# What the warm-ups cost: for the guard, a backend's first write to a
+# guarded table builds its caches of the data map and the holds.
+awk -v g="$(count "$(part guarded).base")" -v f="$(count "$(part floor).base")" \
+    'BEGIN { printf "  warm-ups (the first change of a row in the backend): guarded %.0f, floor %.0f instructions, difference %.0f\n", g, f, g - f }'
 
 log "where guarded and floor differ: instructions per row, by function (self cost; unnamed static functions of postgres as addresses)"
 # "  32,641,066 ( 5.60%)  ???:heap_delete [/usr/lib/...]" -> "32641066<TAB>heap_delete"
-annotate() {
-    callgrind_annotate --threshold=100 "$(part "$1")" 2>/dev/null |
+functions() {
+    callgrind_annotate --threshold=100 "$1" 2>/dev/null |
         awk '/^ *[0-9,]+ \( *[0-9.]+%\) +[^ ]+:/ && !/PROGRAM TOTALS/ {
                  n = $1; gsub(",", "", n)
                  f = $0; sub(/^.*%\) +/, "", f); sub(/ \[.*$/, "", f); sub(/^[^:]*:/, "", f)
                  print n "\t" f }'
+}
+# The DELETE's own cost by function: with the DELETE minus without it.
+annotate() {
+    functions "$(part "$1").base" >"$WORK/$1.base.tsv"
+    functions "$(part "$1")" | awk -F'\t' -v base="$WORK/$1.base.tsv" '
+        BEGIN { while ((getline line < base) > 0) { split(line, b, "\t"); w[b[2]] = b[1] } }
+        { print $1 - w[$2] "\t" $2 }'
 }
 annotate floor >"$WORK/floor.tsv"
 annotate guarded >"$WORK/guarded.tsv"
@@ -103,4 +127,4 @@ awk -F'\t' -v n="$ROWS" '
     END { for (k in f) if (f[k] > n / 2) printf "%10.1f  %s\n", -f[k] / n, k }' \
     "$WORK/floor.tsv" "$WORK/guarded.tsv" | sort -rn | head -n 25
 echo
-echo "profiles: $WORK/cg.<variant> (callgrind_annotate, kcachegrind)"
+echo "profiles: $WORK/cg.<variant> and cg.<variant>.base (without the DELETE; callgrind_annotate, kcachegrind)"
