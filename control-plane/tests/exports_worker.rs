@@ -2,7 +2,9 @@
 //! a bundle whose entitlement ended and marks the export expired; anchors
 //! of the audit chains are written, write-once, on a schedule; an export
 //! whose store cannot be reached fails after its attempts with a message
-//! that reveals nothing internal, and leaves no bundle.
+//! that reveals nothing internal, and leaves no bundle; an export that a
+//! table's row-level security would leave incomplete fails at once and says
+//! so, naming no table.
 
 mod exports_support;
 mod worker_support;
@@ -12,7 +14,7 @@ use std::time::Duration;
 use exports_support::*;
 use lifecycle_tests::count;
 use lifecycled::storage::{anchors_prefix, bundle_key, Storage};
-use lifecycled::worker::{Anchor, FAILED_MESSAGE};
+use lifecycled::worker::{Anchor, FAILED_MESSAGE, ROW_SECURITY_MESSAGE};
 use worker_support::*;
 
 #[tokio::test]
@@ -165,6 +167,62 @@ async fn an_export_whose_store_is_down_fails_after_its_attempts_and_says_nothing
     assert_eq!(
         row.get::<_, i32>(1),
         lifecycled::worker::MAX_EXPORT_ATTEMPTS
+    );
+    assert_eq!(
+        count(
+            &d.c,
+            &format!("SELECT 1 FROM lifecycle.export_bundles WHERE job_id = '{job}'")
+        )
+        .await,
+        0
+    );
+    worker.shutdown().await;
+    d.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_export_row_level_security_would_leave_incomplete_fails_at_once() {
+    let mut d = demo("exports_row_security", 10).await;
+    let uid = non_admins(&d.c, 1).await[0];
+    // The comments table belongs to a role that is not a superuser and
+    // forces a tenant-isolation policy on it: in the worker's session the
+    // setting is empty, so the policy would hide every comment.
+    let owner = d.db.create_role("app_owner").await.expect("role");
+    lifecycle_tests::exec(
+        &d.c,
+        &format!(
+            "ALTER TABLE app.comments OWNER TO {o};
+             ALTER TABLE app.comments ENABLE ROW LEVEL SECURITY;
+             ALTER TABLE app.comments FORCE ROW LEVEL SECURITY;
+             CREATE POLICY tenant_isolation ON app.comments
+                 USING (workspace_id::text = current_setting('app.tenant', true));",
+            o = owner.ident()
+        ),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundles = Storage::local(dir.path()).unwrap();
+    let worker = start_worker(&d, "strict", &bundles, None, &storage_args());
+    let job = request_export(&d.c, uid).await;
+    let (status, result) = wait_for_status(&d.c, job, &["failed", "completed"]).await;
+    assert_eq!(status, "failed");
+    assert_eq!(result, None);
+    let row =
+        d.c.query_one(
+            "SELECT error, attempts FROM lifecycle.jobs WHERE id = $1",
+            &[&job],
+        )
+        .await
+        .unwrap();
+    let error: String = row.get(0);
+    assert!(error.contains(ROW_SECURITY_MESSAGE), "{error}");
+    for internal in ["comments", "tenant_isolation", "app_owner", "LC044"] {
+        assert!(!error.contains(internal), "{error}");
+    }
+    assert_eq!(
+        row.get::<_, i32>(1),
+        1,
+        "tried again although it cannot help"
     );
     assert_eq!(
         count(

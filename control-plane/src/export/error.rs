@@ -40,6 +40,13 @@ impl ExportError {
     pub fn is_target_missing(&self) -> bool {
         self.sqlstate() == Some(Code::TargetNotFound.sqlstate())
     }
+
+    /// A table's row-level security would hide rows from the export
+    /// (`LC044`): trying again cannot help until an operator changes the
+    /// table.
+    pub fn is_hidden_by_row_security(&self) -> bool {
+        self.sqlstate() == Some(Code::RowSecurityHidesRows.sqlstate())
+    }
 }
 
 impl fmt::Display for ExportError {

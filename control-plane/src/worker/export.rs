@@ -33,6 +33,11 @@ use crate::storage::bundle_key;
 pub const MAX_EXPORT_ATTEMPTS: i32 = 3;
 /// What a failed export's job says.
 pub const FAILED_MESSAGE: &str = "The export could not be built. Please request a new export.";
+/// What the job of an export that row-level security would leave
+/// incomplete says: the cause in general words (no table or policy names;
+/// the worker's log has them, and `lifecycle.guard_status` lists the table).
+pub const ROW_SECURITY_MESSAGE: &str = "The export could not be built: row-level security on one of the service's tables would hide some of the data from it, and an incomplete export is not sent. The service's operators must change that table's settings before a new export can succeed.";
+
 /// What the job of an export whose target is gone says.
 pub const TARGET_GONE_MESSAGE: &str =
     "There is nothing to export: the account or workspace no longer exists.";
@@ -88,6 +93,11 @@ pub async fn run(shared: &Shared, queue: &Queue, claim: &Claim, exports: &Export
         Err(error) if error.is_target_missing() => {
             tracing::info!("the export's target no longer exists");
             return give_up(shared, queue, claim, TARGET_GONE_MESSAGE).await;
+        }
+        Err(error) if error.is_hidden_by_row_security() => {
+            metrics::failure(&queue.name, "export");
+            tracing::error!(%error, "row-level security would hide rows from the export; failing it (see lifecycle.guard_status)");
+            return give_up(shared, queue, claim, ROW_SECURITY_MESSAGE).await;
         }
         Err(error) => {
             metrics::failure(&queue.name, "export");
