@@ -383,6 +383,10 @@ pub fn store_bundle(job_id: &str, result: &Value) -> LcResult<()> {
 /// export of `target_type`/`target_id` (any other: not found), completed,
 /// and its entitlement not ended.
 fn ready_bundle(job_id: &str, target_type: &str, target_id: &str) -> LcResult<(Value, Value)> {
+    // The id as the key column prints it, as the job stores it: an
+    // upper-case uuid and its canonical spelling are one subject.
+    let target_id = crate::holds::canonical_id(target_type, target_id)?;
+    let target_id = target_id.as_str();
     let job = spi::json(
         "SELECT pg_catalog.to_jsonb(j) FROM lifecycle.jobs j \
           WHERE j.id OPERATOR(pg_catalog.=) $1::uuid AND j.job_type OPERATOR(pg_catalog.=) 'export' \
