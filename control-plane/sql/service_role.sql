@@ -22,7 +22,7 @@ BEGIN
                'request_export', 'request_erasure', 'request_purge',
                'approve', 'reject', 'cancel',
                'place_hold', 'release_hold',
-               'preview_erasure', 'subject_state',
+               'preview_erasure', 'subject_state', 'canonical_id',
                'tenant_names', 'find_tenants', 'is_member',
                'record_event', 'verify_audit_log',
                'list_jobs', 'job_stats', 'oldest_due_jobs', 'export_download',

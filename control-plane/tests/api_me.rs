@@ -810,6 +810,28 @@ async fn exports_are_the_subjects_own_and_one_a_day() {
     let theirs = api.get(&router, "/api/v1/me/exports", &jonas).await;
     expect(&theirs, StatusCode::OK, "");
     assert_eq!(theirs.body["items"], json!([]));
+    // The same person with the id spelled another way ("04" for user 4):
+    // the key column's type reads it as the same id, as the extension
+    // stored it.
+    let david_again = user_token(&format!("0{DAVID}"), Some(&demo.acme));
+    let same = api.get(&router, "/api/v1/me/exports", &david_again).await;
+    expect(&same, StatusCode::OK, "");
+    assert_eq!(same.body["items"], json!([created.body]));
+    let activity = api.get(&router, "/api/v1/me/activity", &david_again).await;
+    expect(&activity, StatusCode::OK, "");
+    assert!(
+        activity.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_type"] == "data.export_requested"),
+        "{}",
+        activity.body
+    );
+    let again = api
+        .post(&router, "/api/v1/me/exports", &david_again, json!({}))
+        .await;
+    expect(&again, StatusCode::TOO_MANY_REQUESTS, "export_rate_limited");
 
     for (query, code) in [
         ("limit=0", "invalid_limit"),

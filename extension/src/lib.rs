@@ -502,6 +502,15 @@ fn cancel(job_id: Option<Uuid>, cancelled_by: Option<&str>) {
     boundary(|| jobs::cancel(id.as_deref(), cancelled_by))
 }
 
+/// `id` of `scope_type` (a subject type, `tenant`, a registered scope) as
+/// its key column prints it, which is how jobs, holds and audit events store
+/// it: an upper-case uuid in lower case, `' 042'` of a bigint as `42`. As
+/// given when no key column can hold it.
+#[pg_extern(stable, strict, parallel_unsafe)]
+fn canonical_id(scope_type: &str, id: &str) -> String {
+    boundary(|| holds::canonical_id(scope_type, id))
+}
+
 /// 'active', 'pending_deletion' or 'erased'.
 #[pg_extern(stable, parallel_unsafe)]
 fn subject_state(subject_type: Option<&str>, subject_id: Option<&str>) -> String {

@@ -276,6 +276,7 @@ REVOKE EXECUTE ON FUNCTION
     lifecycle.reject(uuid, text, text),
     lifecycle.cancel(uuid, text),
     lifecycle.subject_state(text, text),
+    lifecycle.canonical_id(text, text),
     lifecycle.run_due_jobs(integer),
     lifecycle.run_job(uuid, text),
     lifecycle.claim_job(text, interval, text[]),

@@ -24,7 +24,7 @@ const ACTIVITY: &str = "\
     SELECT id, occurred_at, event_type, actor, tenant_id, host(ip), user_agent, reason, details, \
            redacted_at IS NOT NULL \
       FROM lifecycle.audit_log \
-     WHERE subject_type = $1 AND subject_id = $2 \
+     WHERE subject_type = $1 AND subject_id = ANY (ARRAY[$2, lifecycle.canonical_id($1, $2)]) \
        AND event_type <> ALL ($3::text[]) \
        AND ($4::bigint IS NULL OR id < $4) \
      ORDER BY id DESC \

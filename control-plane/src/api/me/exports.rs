@@ -43,7 +43,7 @@ macro_rules! select_export {
 /// The subject's export jobs, newest first, after the cursor.
 const LIST: &str = concat!(
     select_export!(),
-    " WHERE j.target_type = $1 AND j.target_id = $2 AND j.job_type = 'export' \
+    " WHERE j.target_type = $1 AND j.target_id = lifecycle.canonical_id($1, $2) AND j.job_type = 'export' \
         AND ($3::timestamptz IS NULL OR (j.requested_at, j.id) < ($3, $4)) \
       ORDER BY j.requested_at DESC, j.id DESC \
       LIMIT $5"

@@ -18,7 +18,7 @@ const LATEST_ERASURE: &str = "\
     SELECT id, status, requested_at, scheduled_for, due_at, requires_approval, approved_at, \
            reason, options -> 'workspaces', cancelled_at, finished_at, rejection_reason \
       FROM lifecycle.jobs \
-     WHERE target_type = $1 AND target_id = $2 AND job_type = 'erase' \
+     WHERE target_type = $1 AND target_id = lifecycle.canonical_id($1, $2) AND job_type = 'erase' \
      ORDER BY requested_at DESC, id DESC \
      LIMIT 1";
 
