@@ -536,6 +536,41 @@ pub const REGISTRATION_FUNCTIONS: &[&str] = &[
     "lifecycle.include_in_export(regclass, text)",
 ];
 
+/// `tests/fixtures/guarded_app.sql`: workspaces, uuid users, a soft-deleting
+/// posts table with a case scope, a partitioned events table, registered.
+pub const GUARDED_APP_SQL: &str = include_str!("../fixtures/guarded_app.sql");
+
+/// The guarded application in a database of its own, created and
+/// registered by a role that is not a superuser.
+pub struct GuardedApp {
+    pub db: TestDb,
+    /// The application's owner (not a superuser).
+    pub owner: Role,
+    /// A superuser session.
+    pub su: Client,
+    /// The owner's session.
+    pub app: Client,
+}
+
+/// [`GuardedApp`] in a new database named after `prefix`.
+pub async fn guarded_app(prefix: &str) -> GuardedApp {
+    let mut db = TestDb::create(prefix).await.expect("test database");
+    let owner = db.create_role("owner").await.expect("role");
+    let su = db.connect(&Role::Superuser).await.expect("superuser");
+    exec(
+        &su,
+        &format!(
+            "CREATE SCHEMA app AUTHORIZATION {o};\n{grants}",
+            o = owner.ident(),
+            grants = grant_registration_sql(&owner)
+        ),
+    )
+    .await;
+    let app = db.connect(&owner).await.expect("owner session");
+    exec(&app, GUARDED_APP_SQL).await;
+    GuardedApp { db, owner, su, app }
+}
+
 /// SQL granting EXECUTE on every registration function to `role`.
 pub fn grant_registration_sql(role: &Role) -> String {
     REGISTRATION_FUNCTIONS

@@ -5,48 +5,21 @@
 
 use lifecycle_tests::cluster::OwnCluster;
 use lifecycle_tests::{
-    count, describe, exec, expect_one_of, expect_sqlstate, grant_registration_sql, guards_not_ok,
-    ok, verify_audit_log, Role, TestDb,
+    count, describe, exec, expect_one_of, expect_sqlstate, guards_not_ok, ok, verify_audit_log,
+    Role,
 };
 use tokio_postgres::error::DbError;
 use tokio_postgres::Client;
 
-const APP: &str = include_str!("../fixtures/guarded_app.sql");
+// The application of `tests/fixtures/guarded_app.sql`, owned and registered
+// by a role that is not a superuser.
+use lifecycle_tests::guarded_app as app;
 
 /// User U1, held; spelled in upper case on purpose (the uuid is the same).
 const U1_UPPER: &str = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11";
 const U1: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
 const U2: &str = "b1ffcd00-ad1c-4ef8-bb6d-6bb9bd380a12";
 const REASON: &str = "Litigation 2026-CV-7: preserve everything of U1";
-
-struct App {
-    db: TestDb,
-    owner: Role,
-    /// Superuser session.
-    su: Client,
-    /// The owner's session (not a superuser).
-    app: Client,
-}
-
-/// The application of `tests/fixtures/guarded_app.sql`, owned and
-/// registered by a role that is not a superuser.
-async fn app(prefix: &str) -> App {
-    let mut db = TestDb::create(prefix).await.expect("test database");
-    let owner = db.create_role("owner").await.expect("role");
-    let su = db.connect(&Role::Superuser).await.expect("superuser");
-    exec(
-        &su,
-        &format!(
-            "CREATE SCHEMA app AUTHORIZATION {o};\n{grants}",
-            o = owner.ident(),
-            grants = grant_registration_sql(&owner)
-        ),
-    )
-    .await;
-    let app = db.connect(&owner).await.expect("owner session");
-    exec(&app, APP).await;
-    App { db, owner, su, app }
-}
 
 /// Hold U1 in acme (given in upper case); returns the hold's id.
 async fn hold_u1(su: &Client) -> uuid::Uuid {

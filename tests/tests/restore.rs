@@ -7,12 +7,11 @@ use std::process::Command;
 
 use lifecycle_tests::cluster::pg_bin;
 use lifecycle_tests::{
-    count, exec, expect_sqlstate, grant_registration_sql, guards_not_ok, ok, verify_audit_log,
+    count, exec, expect_sqlstate, guarded_app, guards_not_ok, ok, verify_audit_log, GuardedApp,
     Role, TestDb,
 };
 use tokio_postgres::Client;
 
-const APP: &str = include_str!("../fixtures/guarded_app.sql");
 const U1: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
 const U2: &str = "b1ffcd00-ad1c-4ef8-bb6d-6bb9bd380a12";
 const U4: &str = "d3bbef22-cf3e-4ef8-bb6d-6bb9bd380a14";
@@ -48,20 +47,7 @@ async fn state(c: &Client) -> Vec<String> {
 /// The source: the guarded application, a hold on U1, U2 erased (a
 /// completed job with its receipt), audit events.
 async fn source() -> (TestDb, Role, Client) {
-    let mut db = TestDb::create("restore_src").await.expect("database");
-    let owner = db.create_role("owner").await.expect("role");
-    let su = db.connect(&Role::Superuser).await.expect("superuser");
-    exec(
-        &su,
-        &format!(
-            "CREATE SCHEMA app AUTHORIZATION {o};\n{g}",
-            o = owner.ident(),
-            g = grant_registration_sql(&owner)
-        ),
-    )
-    .await;
-    let app = db.connect(&owner).await.expect("owner");
-    exec(&app, APP).await;
+    let GuardedApp { db, owner, su, app } = guarded_app("restore_src").await;
     // Invoices kept after an erasure (rows in lifecycle.retention), uploads
     // whose objects the control plane deletes (lifecycle.external_steps),
     // both with generated ids; an export label and an excluded column.

@@ -9,41 +9,15 @@
 //! open the table; a policy that hides only some rows is caught the same
 //! way; with `NO FORCE` the erasure removes everything and verifies it.
 
-use lifecycle_tests::{
-    describe, exec, expect_sqlstate, grant_registration_sql, guards_not_ok, ok, Role, TestDb,
-};
+use lifecycle_tests::{describe, exec, expect_sqlstate, guards_not_ok, ok};
 use tokio_postgres::error::DbError;
 use tokio_postgres::Client;
 
-const APP: &str = include_str!("../fixtures/guarded_app.sql");
+// The application, owned by a role that is not a superuser.
+use lifecycle_tests::{guarded_app as app, GuardedApp as App};
+
 const U1: &str = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
 const U2: &str = "b1ffcd00-ad1c-4ef8-bb6d-6bb9bd380a12";
-
-struct App {
-    _db: TestDb,
-    /// Superuser session: the DBA, and a reader no policy applies to.
-    su: Client,
-    /// The owner's session (not a superuser).
-    app: Client,
-}
-
-async fn app(prefix: &str) -> App {
-    let mut db = TestDb::create(prefix).await.expect("test database");
-    let owner = db.create_role("owner").await.expect("role");
-    let su = db.connect(&Role::Superuser).await.expect("superuser");
-    exec(
-        &su,
-        &format!(
-            "CREATE SCHEMA app AUTHORIZATION {o};\n{grants}",
-            o = owner.ident(),
-            grants = grant_registration_sql(&owner)
-        ),
-    )
-    .await;
-    let app = db.connect(&owner).await.expect("owner session");
-    exec(&app, APP).await;
-    App { _db: db, su, app }
-}
 
 /// Every row of the application's tables and of the extension's job
 /// results, retention records and outside steps, as text digests read by
