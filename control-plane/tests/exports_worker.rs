@@ -149,33 +149,14 @@ async fn an_export_whose_store_is_down_fails_after_its_attempts_and_says_nothing
     let worker = start_worker_with(&d, worker_args, &bundles, None, &storage_args());
 
     let job = request_export(&d.c, uid).await;
-    let (status, result) = wait_for_status(&d.c, job, &["failed", "completed"]).await;
-    assert_eq!(status, "failed");
-    assert_eq!(result, None);
-    let row =
-        d.c.query_one(
-            "SELECT error, attempts FROM lifecycle.jobs WHERE id = $1",
-            &[&job],
-        )
-        .await
-        .unwrap();
-    let error: String = row.get(0);
-    assert!(error.contains(FAILED_MESSAGE), "{error}");
-    for internal in ["127.0.0.1", "nowhere", "s3", "connect", "error sending"] {
-        assert!(!error.contains(internal), "{error}");
-    }
-    assert_eq!(
-        row.get::<_, i32>(1),
-        lifecycled::worker::MAX_EXPORT_ATTEMPTS
-    );
-    assert_eq!(
-        count(
-            &d.c,
-            &format!("SELECT 1 FROM lifecycle.export_bundles WHERE job_id = '{job}'")
-        )
-        .await,
-        0
-    );
+    let attempts = expect_failed(
+        &d.c,
+        job,
+        FAILED_MESSAGE,
+        &["127.0.0.1", "nowhere", "s3", "connect", "error sending"],
+    )
+    .await;
+    assert_eq!(attempts, lifecycled::worker::MAX_EXPORT_ATTEMPTS);
     worker.shutdown().await;
     d.cleanup().await;
 }
@@ -204,34 +185,48 @@ async fn an_export_row_level_security_would_leave_incomplete_fails_at_once() {
     let bundles = Storage::local(dir.path()).unwrap();
     let worker = start_worker(&d, "strict", &bundles, None, &storage_args());
     let job = request_export(&d.c, uid).await;
-    let (status, result) = wait_for_status(&d.c, job, &["failed", "completed"]).await;
+    let attempts = expect_failed(
+        &d.c,
+        job,
+        ROW_SECURITY_MESSAGE,
+        &["comments", "tenant_isolation", "app_owner", "LC044"],
+    )
+    .await;
+    assert_eq!(attempts, 1, "tried again although it cannot help");
+    worker.shutdown().await;
+    d.cleanup().await;
+}
+
+/// Wait until export `job` failed: it has no result and no bundle, its
+/// error says `message` and none of `internal`. Returns its attempts.
+async fn expect_failed(
+    c: &tokio_postgres::Client,
+    job: uuid::Uuid,
+    message: &str,
+    internal: &[&str],
+) -> i32 {
+    let (status, result) = wait_for_status(c, job, &["failed", "completed"]).await;
     assert_eq!(status, "failed");
     assert_eq!(result, None);
-    let row =
-        d.c.query_one(
+    let row = c
+        .query_one(
             "SELECT error, attempts FROM lifecycle.jobs WHERE id = $1",
             &[&job],
         )
         .await
         .unwrap();
     let error: String = row.get(0);
-    assert!(error.contains(ROW_SECURITY_MESSAGE), "{error}");
-    for internal in ["comments", "tenant_isolation", "app_owner", "LC044"] {
+    assert!(error.contains(message), "{error}");
+    for internal in internal {
         assert!(!error.contains(internal), "{error}");
     }
     assert_eq!(
-        row.get::<_, i32>(1),
-        1,
-        "tried again although it cannot help"
-    );
-    assert_eq!(
         count(
-            &d.c,
+            c,
             &format!("SELECT 1 FROM lifecycle.export_bundles WHERE job_id = '{job}'")
         )
         .await,
         0
     );
-    worker.shutdown().await;
-    d.cleanup().await;
+    row.get(1)
 }
