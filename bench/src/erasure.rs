@@ -63,13 +63,13 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
+use crate::demo::{generator_fingerprint, reusable, DEMO_GENERATE, DEMO_SCHEMA};
+
 use crate::explain::{self, Profile};
 use crate::pg::{batch, describe, is_transient};
 use crate::report::{median, rotated, Measurement, Ratio, Series, Unit};
 use crate::{Ctx, Outcome};
 
-const DEMO_SCHEMA: &str = include_str!("../../sql/demo/schema.sql");
-const DEMO_GENERATE: &str = include_str!("../../sql/demo/generate.sql");
 const DEMO_REGISTER: &str = include_str!("../../sql/demo/register.sql");
 const HANDWRITTEN: &str = include_str!("../sql/erasure_handwritten.sql");
 const RESIDUE: &str = include_str!("../sql/erasure_residue.sql");
@@ -194,13 +194,6 @@ pub fn check_options(opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// md5 of the demo schema and generator: a database generated from other
-/// versions of them is not reused.
-async fn generator_fingerprint(admin: &Client) -> Result<String> {
-    let text = format!("{DEMO_SCHEMA}\n-- generate.sql --\n{DEMO_GENERATE}");
-    Ok(admin.query_one("SELECT md5($1)", &[&text]).await?.get(0))
-}
-
 /// Whether database `name` holds the demo data for `users` users made by the
 /// current generator: `Ok(heavy user sizes)` when it does, `Err(reason)`
 /// when not.
@@ -211,36 +204,11 @@ async fn inspect(
     users: u32,
     fingerprint: &str,
 ) -> Result<std::result::Result<Vec<i32>, String>> {
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await?
-        .is_some();
-    if !exists {
-        return Ok(Err("it does not exist".into()));
-    }
-    let client = ctx.server.connect(name).await?;
-    let has_marker: bool = client
-        .query_one(
-            "SELECT to_regclass('lifecycle_bench.erasure_data') IS NOT NULL \
-                AND to_regclass('lifecycle_bench.heavy_users') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !has_marker {
-        return Ok(Err("it has no complete data (no marker)".into()));
-    }
-    let row = client
-        .query_opt(
-            "SELECT users, generator_md5 FROM lifecycle_bench.erasure_data \
-              ORDER BY finished_at DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    let heavy: Vec<i32> = client
+    let client = match reusable(ctx, admin, name, "erasure_data", users, fingerprint, None).await? {
+        Ok(client) => client,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    let heavy = client
         .query(
             "SELECT rows_total FROM lifecycle_bench.heavy_users ORDER BY 1",
             &[],
@@ -249,19 +217,7 @@ async fn inspect(
         .iter()
         .map(|r| r.get(0))
         .collect();
-    Ok(match row {
-        None => Err("it has no complete data (empty marker)".into()),
-        Some(r) => {
-            let (u, md5): (i32, String) = (r.get(0), r.get(1));
-            if i64::from(u) != i64::from(users) {
-                Err(format!("it holds {u} users, not {users}"))
-            } else if md5 != fingerprint {
-                Err("sql/demo/schema.sql or generate.sql changed since it was generated".into())
-            } else {
-                Ok(heavy)
-            }
-        }
-    })
+    Ok(Ok(heavy))
 }
 
 /// `Ok(())` when a database inspected as `found` can serve as the small

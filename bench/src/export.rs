@@ -55,12 +55,11 @@ use serde_json::{json, Value};
 use tokio_postgres::{Client, Config, IsolationLevel};
 
 use crate::api::{admin_url, free_port, get, url};
+use crate::demo::{generator_fingerprint, reusable, DEMO_GENERATE, DEMO_SCHEMA};
 use crate::pg::{batch, describe};
 use crate::report::{median, rotated, Measurement, Ratio, Series, Unit};
 use crate::{Ctx, Outcome};
 
-const DEMO_SCHEMA: &str = include_str!("../../sql/demo/schema.sql");
-const DEMO_GENERATE: &str = include_str!("../../sql/demo/generate.sql");
 const DEMO_REGISTER: &str = include_str!("../../sql/demo/register.sql");
 const MARKER: &str = include_str!("../sql/export_marker.sql");
 
@@ -201,13 +200,6 @@ fn size_label(rows: u32) -> String {
 
 // ----- the database -------------------------------------------------------------------
 
-/// md5 of the demo schema and generator: a database generated from other
-/// versions of them is not reused.
-async fn generator_fingerprint(admin: &Client) -> Result<String> {
-    let text = format!("{DEMO_SCHEMA}\n-- generate.sql --\n{DEMO_GENERATE}");
-    Ok(admin.query_one("SELECT md5($1)", &[&text]).await?.get(0))
-}
-
 /// Why database `name` cannot be reused, or `None` when it can.
 async fn stale(
     ctx: &Ctx,
@@ -216,50 +208,12 @@ async fn stale(
     users: u32,
     fingerprint: &str,
 ) -> Result<Option<String>> {
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await?
-        .is_some();
-    if !exists {
-        return Ok(Some("it does not exist".into()));
-    }
-    let client = ctx.server.connect(name).await?;
-    let complete: bool = client
-        .query_one(
-            "SELECT to_regclass('lifecycle_bench.export_data') IS NOT NULL \
-                AND to_regclass('lifecycle_bench.heavy_users') IS NOT NULL",
-            &[],
-        )
-        .await?
-        .get(0);
-    if !complete {
-        return Ok(Some("it has no complete data (no marker)".into()));
-    }
-    let row = client
-        .query_opt(
-            "SELECT users, generator_md5, version FROM lifecycle_bench.export_data \
-              ORDER BY finished_at DESC LIMIT 1",
-            &[],
-        )
-        .await?;
-    Ok(match row {
-        None => Some("it has no complete data (empty marker)".into()),
-        Some(r) => {
-            let (u, md5, version): (i32, String, i32) = (r.get(0), r.get(1), r.get(2));
-            if i64::from(u) != i64::from(users) {
-                Some(format!("it holds {u} users, not {users}"))
-            } else if md5 != fingerprint {
-                Some("sql/demo/schema.sql or generate.sql changed since it was generated".into())
-            } else if version != DATA_VERSION {
-                Some("it was made by an older version of this benchmark".into())
-            } else {
-                None
-            }
-        }
-    })
+    let version = Some(DATA_VERSION);
+    Ok(
+        reusable(ctx, admin, name, "export_data", users, fingerprint, version)
+            .await?
+            .err(),
+    )
 }
 
 /// Build or reuse the database; returns its name and the heavy users (rows

@@ -4,6 +4,7 @@
 
 mod api;
 mod audit;
+mod demo;
 mod erasure;
 mod explain;
 mod export;
