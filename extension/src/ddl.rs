@@ -352,7 +352,7 @@ fn refuse_grants_on_own_sequences() -> LcResult<()> {
     let granted = Spi::connect(|client| {
         let rows = client.select(
             "SELECT c.oid::pg_catalog.regclass::pg_catalog.text, a.privilege_type, \
-                    CASE a.grantee WHEN 0 THEN 'PUBLIC' \
+                    CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0::pg_catalog.oid THEN 'PUBLIC' \
                          ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END \
                FROM pg_catalog.pg_depend d \
                JOIN pg_catalog.pg_extension e ON e.oid OPERATOR(pg_catalog.=) d.refobjid \

@@ -33,6 +33,8 @@ SELECT try($$INSERT INTO lifecycle.audit_log (id, occurred_at, event_type, chain
              VALUES (-1, now(), 'legal_hold.released', 0, '', '', '')$$);
 SELECT try($$CREATE TABLE intruder.pins (hold uuid REFERENCES lifecycle.legal_holds)$$);
 RESET ROLE;
+-- Nor may anyone be allowed to move the sequences its rows are numbered from.
+SELECT try($$GRANT ALL ON ALL SEQUENCES IN SCHEMA lifecycle TO regress_intruder$$);
 DROP SCHEMA intruder;
 REVOKE ALL ON ALL TABLES IN SCHEMA lifecycle FROM regress_intruder;
 DROP ROLE regress_intruder;
