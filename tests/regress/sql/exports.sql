@@ -139,6 +139,7 @@ SELECT object_key, size_bytes, expires_at - completed_at AS entitlement, downloa
 SELECT lifecycle.export_download(:'job', 'person', '1', 'zoe', '203.0.113.7', 'Firefox') - 'job_id' - 'expires_at';
 -- The target's id in any spelling its key column treats as the same.
 SELECT lifecycle.export_download(:'job', 'person', ' 01', 'zoe') ->> 'size_bytes' AS same_person;
+SELECT lifecycle.canonical_id('person', ' 01') AS stored_as, lifecycle.canonical_id('person', 'one') AS no_such_id;
 SELECT show(format($$SELECT lifecycle.export_download(%L, 'person', '2', 'taro')$$, :'job'));
 SELECT lifecycle.expire_export(:'job', 'sweeper') AS expired, lifecycle.expire_export(:'job', 'sweeper') AS again;
 SELECT show(format($$SELECT lifecycle.export_download(%L, 'person', '1', 'zoe')$$, :'job'));
